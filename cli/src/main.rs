@@ -1,0 +1,124 @@
+//! The `calseta` command. Thin: parses flags and calls the library.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use calseta::{
+    config::DbConfig,
+    db, local,
+    queue::{batch, QueueName},
+    telemetry,
+};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(
+    name = "calseta",
+    version,
+    about = "Calseta: the data layer between SIEMs and security agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole product locally: embedded Postgres, in-process queues, sweeper, HTTP API.
+    Dev {
+        /// Interface to listen on.
+        #[arg(long, env = "CALSETA_HOST", default_value = "127.0.0.1")]
+        host: String,
+        /// REST + ingest port.
+        #[arg(long, env = "CALSETA_PORT", default_value_t = 8000)]
+        port: u16,
+        /// MCP port (reserved for the MCP server).
+        #[arg(long, env = "CALSETA_MCP_PORT", default_value_t = 8001)]
+        mcp_port: u16,
+        /// Use this bootstrap admin key instead of generating one.
+        #[arg(long, env = "CALSETA_ADMIN_KEY", hide_env_values = true)]
+        admin_key: Option<String>,
+        /// State folder (the throwaway cluster lives in <data-dir>/pg).
+        #[arg(long, env = "CALSETA_DATA_DIR", default_value = ".calseta")]
+        data_dir: PathBuf,
+    },
+    /// Apply pending migrations to DATABASE_URL.
+    Migrate,
+    /// List queue messages that were parked because they can never succeed.
+    Parked {
+        #[arg(long, default_value = "enrich")]
+        queue: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+fn database_url() -> Option<SecretString> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map(SecretString::from)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    eprintln!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_from_env();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev {
+            host,
+            port,
+            mcp_port,
+            admin_key,
+            data_dir,
+        } => {
+            let opts = local::DevOptions {
+                host,
+                port,
+                mcp_port,
+                admin_key: admin_key.map(SecretString::from),
+                data_dir,
+                database_url: database_url(),
+                sqs_endpoint_url: std::env::var("SQS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()),
+                sweep_interval: Duration::from_secs(5),
+            };
+            local::run(opts, shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let cfg = DbConfig::from_env(None).await.context("DATABASE_URL is required")?;
+            let pool = db::build_pool(&cfg)?;
+            let report = db::migrate::run_on_pool(&pool).await?;
+            println!(
+                "applied {:?}; {} already applied",
+                report.applied, report.already_applied
+            );
+        }
+        Command::Parked { queue, limit } => {
+            let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;
+            let cfg = DbConfig::from_env(None).await.context("DATABASE_URL is required")?;
+            let pool = db::build_pool(&cfg)?;
+            for m in batch::list_parked(&pool, q, limit).await? {
+                println!("{}", serde_json::to_string(&m)?);
+            }
+        }
+    }
+    Ok(())
+}

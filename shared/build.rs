@@ -1,0 +1,31 @@
+//! Embeds every `migrations/NNNN_name.sql` file so all binaries (Lambda, CLI, tests) carry the same set.
+use std::{env, fs, path::Path};
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .expect("migrations/ directory")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+        .collect();
+    files.sort();
+    let mut out = String::from("pub(crate) static MIGRATIONS: &[(i32, &str, &str)] = &[\n");
+    for path in &files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name");
+        let (num, name) = stem.split_once('_').expect("migration file name NNNN_name.sql");
+        let version: i32 = num.parse().expect("numeric migration prefix");
+        out.push_str(&format!(
+            "    ({version}, {name:?}, include_str!({path:?})),\n",
+            path = path.canonicalize().expect("path").display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    fs::write(
+        Path::new(&env::var("OUT_DIR").expect("OUT_DIR")).join("migrations.rs"),
+        out,
+    )
+    .expect("write migrations.rs");
+}

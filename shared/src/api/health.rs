@@ -1,0 +1,65 @@
+//! `GET /health` (api spec §5.12): database and queue state, no authentication. Each check is
+//! capped at 2 s so a sick dependency cannot hang the probe.
+
+use std::time::Duration;
+
+use axum::{extract::State, http::StatusCode, Json};
+use serde::Serialize;
+
+use super::AppState;
+use crate::queue::QueueName;
+
+const CHECK_LIMIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub database: &'static str,
+    pub queue: &'static str,
+    pub queue_backend: &'static str,
+    pub queue_depth: Option<u64>,
+    pub outbox_unsent: Option<i64>,
+    pub enrichment_providers: serde_json::Map<String, serde_json::Value>,
+}
+
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let db = async {
+        let client = state.pool.get().await.ok()?;
+        client.query_one("SELECT 1", &[]).await.ok().map(|_| ())
+    };
+    let database_ok = matches!(tokio::time::timeout(CHECK_LIMIT, db).await, Ok(Some(())));
+    let depth = async {
+        let mut total = 0u64;
+        for q in QueueName::ALL {
+            total += state.queue.depth(q).await.ok()?.total();
+        }
+        Some(total)
+    };
+    let queue_depth = tokio::time::timeout(CHECK_LIMIT, depth).await.ok().flatten();
+    let outbox_unsent = if database_ok {
+        tokio::time::timeout(CHECK_LIMIT, state.outbox.backlog())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|b| b.unsent)
+    } else {
+        None
+    };
+    let body = Health {
+        status: if database_ok { "ok" } else { "down" },
+        version: crate::VERSION,
+        database: if database_ok { "ok" } else { "error" },
+        queue: if queue_depth.is_some() { "ok" } else { "error" },
+        queue_backend: state.queue.kind(),
+        queue_depth,
+        outbox_unsent,
+        enrichment_providers: serde_json::Map::new(),
+    };
+    let code = if database_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

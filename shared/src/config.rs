@@ -1,0 +1,179 @@
+//! Configuration from the environment into typed structs, read once per binary in `main`.
+
+use std::{path::PathBuf, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::secrets::{SecretsClient, SecretsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            problem: e.to_string(),
+        }),
+    }
+}
+
+/// How the connection to Postgres is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP: local and test databases only.
+    Disable,
+    /// TLS without certificate verification (libpq's `require`).
+    Require,
+    /// TLS, certificate chain and host name verified against `DATABASE_CA_FILE` (e.g. the RDS bundle).
+    VerifyFull,
+}
+
+impl std::str::FromStr for SslMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "disable" => Ok(Self::Disable),
+            "require" => Ok(Self::Require),
+            "verify-full" => Ok(Self::VerifyFull),
+            other => Err(format!("unknown sslmode {other:?} (disable, require, verify-full)")),
+        }
+    }
+}
+
+/// Where the database is and how to talk to it.
+#[derive(Clone)]
+pub struct DbConfig {
+    /// A full `postgres://` URL (local stack, tests) ...
+    pub url: Option<SecretString>,
+    /// ... or host/port/name with credentials from an RDS-managed secret.
+    pub host: Option<String>,
+    pub port: u16,
+    pub name: String,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    pub ssl_mode: SslMode,
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub application_name: String,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("url", &self.url.as_ref().map(|_| "<redacted>"))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("name", &self.name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DbConfig {
+    /// A config for a plain URL (local stack and tests).
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(SecretString::from(url.into())),
+            host: None,
+            port: 5432,
+            name: "calseta".into(),
+            user: None,
+            password: None,
+            ssl_mode: SslMode::Disable,
+            ca_file: None,
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            application_name: "calseta".into(),
+        }
+    }
+
+    /// Reads `DATABASE_URL`, or `DATABASE_HOST`/`PORT`/`NAME` plus the secret at
+    /// `DATABASE_SECRET_ARN` (fields `username`, `password`, and optionally `host`, `port`, `dbname`).
+    pub async fn from_env(secrets: Option<&SecretsClient>) -> Result<Self, ConfigError> {
+        let mut cfg = Self::from_url(String::new());
+        cfg.url = var("DATABASE_URL").map(SecretString::from);
+        cfg.host = var("DATABASE_HOST");
+        cfg.port = parse_var("DATABASE_PORT", 5432)?;
+        cfg.name = var("DATABASE_NAME").unwrap_or_else(|| "calseta".into());
+        cfg.ssl_mode = parse_var("DATABASE_SSLMODE", SslMode::Disable)?;
+        cfg.ca_file = var("DATABASE_CA_FILE").map(PathBuf::from);
+        cfg.pool_size = parse_var("DATABASE_POOL_SIZE", 4usize)?.clamp(1, 64);
+        cfg.connect_timeout = Duration::from_millis(parse_var("DATABASE_CONNECT_TIMEOUT_MS", 5_000u64)?);
+        cfg.statement_timeout = Duration::from_millis(parse_var("DATABASE_STATEMENT_TIMEOUT_MS", 30_000u64)?);
+        cfg.application_name = var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "calseta".into());
+        if cfg.url.is_none() {
+            let arn = var("DATABASE_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"))?;
+            let client = secrets.ok_or(ConfigError::Missing("a Secrets Manager client for DATABASE_SECRET_ARN"))?;
+            let secret = client.json(&arn).await?;
+            cfg.user = Some(secret.require("username")?.expose_secret().to_owned());
+            cfg.password = Some(secret.require("password")?);
+            if cfg.host.is_none() {
+                cfg.host = secret.get("host").map(|h| h.expose_secret().to_owned());
+            }
+            if var("DATABASE_PORT").is_none() {
+                if let Some(p) = secret.get("port").and_then(|p| p.expose_secret().parse().ok()) {
+                    cfg.port = p;
+                }
+            }
+            if var("DATABASE_NAME").is_none() {
+                if let Some(n) = secret.get("dbname") {
+                    cfg.name = n.expose_secret().to_owned();
+                }
+            }
+            if cfg.host.is_none() {
+                return Err(ConfigError::Missing("DATABASE_HOST"));
+            }
+        }
+        if cfg.ssl_mode == SslMode::VerifyFull && cfg.ca_file.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_CA_FILE",
+                problem: "verify-full needs a CA bundle (e.g. the RDS global bundle)".into(),
+            });
+        }
+        Ok(cfg)
+    }
+}
+
+/// Queue URLs for the SQS adapter.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    pub enrich_url: Option<String>,
+    pub dispatch_url: Option<String>,
+    /// Overrides the SQS endpoint (a local emulator such as moto).
+    pub endpoint_url: Option<String>,
+}
+
+impl QueueConfig {
+    pub fn from_env() -> Self {
+        Self {
+            enrich_url: var("ENRICH_QUEUE_URL"),
+            dispatch_url: var("DISPATCH_QUEUE_URL"),
+            endpoint_url: var("SQS_ENDPOINT_URL"),
+        }
+    }
+}
+
+/// The AWS SDK config, loaded once. Honours `AWS_ENDPOINT_URL` and friends.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

@@ -1,0 +1,57 @@
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use secrecy::ExposeSecret;
+
+use super::{tls, DbError};
+use crate::config::{DbConfig, SslMode};
+
+/// Builds the connection pool. Nothing connects here (Lambda init stays fast); connections are
+/// opened on first use and verified on every checkout, so a connection the database or a
+/// frozen Lambda environment dropped is replaced instead of failing a request.
+pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
+    let mut pg = match &cfg.url {
+        Some(url) => url
+            .expose_secret()
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| DbError::Config(format!("DATABASE_URL: {e}")))?,
+        None => {
+            let mut c = tokio_postgres::Config::new();
+            c.host(cfg.host.as_deref().unwrap_or("localhost"))
+                .port(cfg.port)
+                .dbname(&cfg.name);
+            if let Some(user) = &cfg.user {
+                c.user(user);
+            }
+            if let Some(pw) = &cfg.password {
+                c.password(pw.expose_secret());
+            }
+            c
+        }
+    };
+    pg.connect_timeout(cfg.connect_timeout)
+        .application_name(&cfg.application_name)
+        .keepalives(true)
+        // Bound every statement so a stuck query cannot hold a Lambda until its own timeout.
+        .options(format!("-c statement_timeout={}", cfg.statement_timeout.as_millis()));
+    let mgr_cfg = ManagerConfig {
+        recycling_method: RecyclingMethod::Verified,
+    };
+    let mgr = match cfg.ssl_mode {
+        SslMode::Disable => Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg),
+        mode => {
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            Manager::from_config(pg, tls::connector(mode, cfg.ca_file.as_deref())?, mgr_cfg)
+        }
+    };
+    Pool::builder(mgr)
+        .max_size(cfg.pool_size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(Duration::from_secs(10)),
+            create: Some(cfg.connect_timeout + Duration::from_secs(1)),
+            recycle: Some(Duration::from_secs(5)),
+        })
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
+}

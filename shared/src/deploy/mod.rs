@@ -1,0 +1,3 @@
+//! Deployment-time steps run by CloudFormation: the migrations custom resource.
+
+pub mod migrations_resource;

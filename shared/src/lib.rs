@@ -1,0 +1,20 @@
+//! Calseta: the data layer between SIEMs and security agents.
+//!
+//! Everything that is not a `main()` lives here, so the Lambda functions, the local stack
+//! (`calseta dev`) and the tests run the very same code.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod deploy;
+pub mod local;
+pub mod queue;
+pub mod secrets;
+pub mod sweep;
+pub mod telemetry;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
+/// The version reported by `/health` and the CLI.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,199 @@
+//! The local stack behind `calseta dev` (DESIGN §3): one process with an embedded throwaway
+//! Postgres (unless `DATABASE_URL` is set), in-process queues with SQS semantics (or real SQS
+//! when `SQS_ENDPOINT_URL` is set), the sweeper, and the HTTP API.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::{self, keys::KeyHasher, AppState},
+    config::DbConfig,
+    db::{
+        self, api_keys,
+        embedded::{EmbeddedOptions, EmbeddedPostgres},
+        migrate,
+    },
+    queue::{
+        memory::{InProcessQueue, QueueSettings},
+        outbox::Outbox,
+        sqs::SqsQueue,
+        Queue, QueueName,
+    },
+    sweep,
+};
+
+/// Options of `calseta dev` (flags or environment).
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub host: String,
+    pub port: u16,
+    pub mcp_port: u16,
+    pub admin_key: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<SecretString>,
+    pub sqs_endpoint_url: Option<String>,
+    pub sweep_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error(transparent)]
+    Embedded(#[from] db::embedded::EmbeddedError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Runs the stack until `shutdown` resolves, then stops everything it started, Postgres last.
+pub async fn run(
+    opts: DevOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DevError> {
+    let mut embedded = None;
+    let db_url = match &opts.database_url {
+        Some(url) => url.expose_secret().to_owned(),
+        None => {
+            let root = opts.data_dir.join("pg");
+            let pg = tokio::task::spawn_blocking(move || {
+                EmbeddedPostgres::start(&EmbeddedOptions {
+                    root,
+                    port: None,
+                    remove_on_stop: true,
+                })
+            })
+            .await
+            .map_err(|e| DevError::Other(e.to_string()))??;
+            let admin = pg.url("postgres");
+            let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .map_err(db::DbError::from)?;
+            tokio::spawn(conn);
+            client
+                .batch_execute("CREATE DATABASE calseta")
+                .await
+                .map_err(db::DbError::from)?;
+            let url = pg.url("calseta");
+            tracing::info!(port = pg.port(), "embedded postgres started");
+            embedded = Some(pg);
+            url
+        }
+    };
+    let result = serve(&opts, &db_url, embedded.as_ref().map(|pg| pg.port()), shutdown).await;
+    if let Some(mut pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await.ok();
+        tracing::info!("embedded postgres stopped");
+    }
+    result
+}
+
+async fn serve(
+    opts: &DevOptions,
+    db_url: &str,
+    embedded_port: Option<u16>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DevError> {
+    let mut cfg = DbConfig::from_url(db_url);
+    cfg.pool_size = 16;
+    let pool = db::build_pool(&cfg)?;
+    let report = migrate::run_on_pool(&pool).await?;
+    tracing::info!(
+        applied = report.applied.len(),
+        already = report.already_applied,
+        "migrations"
+    );
+
+    let hasher = KeyHasher::random();
+    let (admin_key, generated) = match &opts.admin_key {
+        Some(k) => (k.clone(), false),
+        None => (api::keys::generate(), true),
+    };
+    let client = pool.get().await.map_err(db::DbError::from)?;
+    api_keys::insert(
+        &**client,
+        &hasher,
+        &admin_key,
+        &api_keys::NewApiKey {
+            name: "dev-admin",
+            scopes: &["admin"],
+            key_type: "human",
+            allowed_sources: None,
+            expires_at: None,
+            is_system: true,
+            created_by: Some("calseta dev"),
+        },
+    )
+    .await?;
+    drop(client);
+
+    let cancel = CancellationToken::new();
+    let queue: Arc<dyn Queue> = match &opts.sqs_endpoint_url {
+        Some(endpoint) => {
+            let sdk = crate::config::aws_sdk_config().await;
+            let client = SqsQueue::client(&sdk, Some(endpoint));
+            let mut urls = HashMap::new();
+            for q in QueueName::ALL {
+                urls.insert(q, SqsQueue::ensure_queue(&client, &format!("calseta-{q}")).await?);
+            }
+            Arc::new(SqsQueue::new(client, urls))
+        }
+        None => Arc::new(InProcessQueue::new(QueueSettings::default())),
+    };
+    let state = AppState::new(pool.clone(), queue.clone());
+
+    let sweeper = {
+        let outbox: Outbox = state.outbox.clone();
+        let cancel = cancel.clone();
+        let every = opts.sweep_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = sweep::run_once(&outbox, Duration::from_secs(2)).await {
+                    tracing::warn!(error = %e, "sweep failed");
+                }
+            }
+        })
+    };
+
+    let addr = format!("{}:{}", opts.host, opts.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| DevError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local: SocketAddr = listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    let app = api::router(state);
+
+    let db_note = match embedded_port {
+        Some(p) => format!("embedded postgres on 127.0.0.1:{p}"),
+        None => "DATABASE_URL".to_owned(),
+    };
+    // One ready line: scripts wait for it.
+    println!(
+        "calseta dev ready: api http://{local} (health http://{local}/health), database {db_note}, queues {}",
+        queue.kind()
+    );
+    if generated {
+        println!("bootstrap admin key (shown once): {}", admin_key.expose_secret());
+    }
+
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let served = server.await.map_err(|e| DevError::Other(e.to_string()));
+    cancel.cancel();
+    let _ = sweeper.await;
+    pool.close();
+    println!("calseta dev stopped");
+    served
+}

@@ -1,0 +1,204 @@
+//! The SQS batch runner shared by every queue consumer (enrich, dispatch): runs one handler per
+//! record, concurrently, and turns the results into an `SqsBatchResponse` with per-message
+//! failures (`ReportBatchItemFailures`).
+//!
+//! - `Ok` → the message is deleted.
+//! - [`HandlerError::Retryable`] → reported as failed, so SQS re-delivers it after the
+//!   visibility timeout (or after `retry_after`, by changing the message's visibility).
+//! - [`HandlerError::Permanent`] → the message can never succeed (bad JSON, alert deleted):
+//!   it is parked in `parked_messages` and acknowledged, not retried forever. If parking itself
+//!   fails, it is reported as failed so nothing is lost.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+
+use super::{Queue, QueueName};
+use crate::db::DbError;
+
+/// What a record handler reports.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl HandlerError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(reason: impl Into<String>, after: Duration) -> Self {
+        Self::Retryable {
+            reason: reason.into(),
+            retry_after: Some(after),
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self::Permanent(reason.into())
+    }
+}
+
+impl From<DbError> for HandlerError {
+    fn from(e: DbError) -> Self {
+        if e.is_transient() {
+            Self::retryable(e.to_string())
+        } else {
+            // A non-transient database error (constraint, bad data) will fail the same way again.
+            Self::permanent(e.to_string())
+        }
+    }
+}
+
+/// Where permanently failing messages go.
+#[async_trait::async_trait]
+pub trait Parker: Send + Sync {
+    async fn park(&self, queue: QueueName, message: &SqsMessage, error: &str) -> Result<(), String>;
+}
+
+/// Parks messages in the `parked_messages` table (idempotent per message id).
+#[derive(Clone)]
+pub struct PgParker(pub Pool);
+
+#[async_trait::async_trait]
+impl Parker for PgParker {
+    async fn park(&self, queue: QueueName, message: &SqsMessage, error: &str) -> Result<(), String> {
+        let client = self.0.get().await.map_err(|e| e.to_string())?;
+        let attrs: serde_json::Map<String, serde_json::Value> = message
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::Value::String(v.string_value.clone()?))))
+            .collect();
+        let receives: Option<i32> = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok());
+        client
+            .execute(
+                "INSERT INTO parked_messages (queue, message_id, body, attributes, error, receive_count)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (queue, message_id) DO NOTHING",
+                &[
+                    &queue.as_str(),
+                    &message.message_id.as_deref().unwrap_or(""),
+                    &message.body.as_deref().unwrap_or(""),
+                    &serde_json::Value::Object(attrs),
+                    &error,
+                    &receives,
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// A parked message, as listed for operators.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ParkedMessage {
+    pub queue: String,
+    pub message_id: String,
+    pub body: String,
+    pub error: String,
+    pub parked_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Parked messages of a queue, newest first.
+pub async fn list_parked(pool: &Pool, queue: QueueName, limit: i64) -> Result<Vec<ParkedMessage>, DbError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT queue, message_id, body, error, parked_at FROM parked_messages
+             WHERE queue = $1 ORDER BY parked_at DESC, id DESC LIMIT $2",
+            &[&queue.as_str(), &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ParkedMessage {
+            queue: r.get(0),
+            message_id: r.get(1),
+            body: r.get(2),
+            error: r.get(3),
+            parked_at: r.get(4),
+        })
+        .collect())
+}
+
+/// Runs handlers over a batch. Built once per function in `main`.
+#[derive(Clone)]
+pub struct BatchRunner {
+    queue_name: QueueName,
+    queue: Arc<dyn Queue>,
+    parker: Arc<dyn Parker>,
+    concurrency: usize,
+}
+
+impl BatchRunner {
+    pub fn new(queue_name: QueueName, queue: Arc<dyn Queue>, parker: Arc<dyn Parker>, concurrency: usize) -> Self {
+        Self {
+            queue_name,
+            queue,
+            parker,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    pub async fn run<F, Fut>(&self, event: SqsEvent, handle: F) -> SqsBatchResponse
+    where
+        F: Fn(SqsMessage) -> Fut,
+        Fut: Future<Output = Result<(), HandlerError>>,
+    {
+        let handle = &handle;
+        let outcomes: Vec<(SqsMessage, Result<(), HandlerError>)> = futures::stream::iter(event.records)
+            .map(|record| async move {
+                let result = handle(record.clone()).await;
+                (record, result)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for (record, result) in outcomes {
+            let id = record.message_id.clone().unwrap_or_default();
+            match result {
+                Ok(()) => {}
+                Err(HandlerError::Retryable { reason, retry_after }) => {
+                    tracing::warn!(queue = %self.queue_name, message_id = %id, error = %reason, "message will be retried");
+                    if let (Some(after), Some(receipt)) = (retry_after, record.receipt_handle.as_deref()) {
+                        let secs = after.as_secs().clamp(1, 43_200) as u32;
+                        if let Err(e) = self.queue.change_visibility(self.queue_name, receipt, secs).await {
+                            tracing::warn!(message_id = %id, error = %e, "could not delay the retry");
+                        }
+                    }
+                    if !id.is_empty() {
+                        response.add_failure(id);
+                    }
+                }
+                Err(HandlerError::Permanent(reason)) => match self.parker.park(self.queue_name, &record, &reason).await
+                {
+                    Ok(()) => {
+                        tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, "message can never succeed; parked");
+                    }
+                    Err(park_error) => {
+                        tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, %park_error, "could not park message; it will be retried");
+                        if !id.is_empty() {
+                            response.add_failure(id);
+                        }
+                    }
+                },
+            }
+        }
+        response
+    }
+}

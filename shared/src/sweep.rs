@@ -1,0 +1,36 @@
+//! The sweeper (EventBridge, every minute; every few seconds in `calseta dev`): re-sends outbox
+//! rows that were committed but never sent (crash, queue outage) and purges old sent rows.
+//! Later pipeline steps add their own periodic duties here (overdue enrichments).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{db::DbError, queue::outbox::Outbox};
+
+/// Rows younger than this are left to the handler that wrote them.
+pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(5);
+/// Sent rows are kept this long for forensics, then deleted.
+pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    pub outbox_sent: usize,
+    pub outbox_failed: usize,
+    pub outbox_purged: u64,
+}
+
+/// One sweep pass.
+pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport, DbError> {
+    let sent = outbox.sweep(min_age, 500).await?;
+    let purged = outbox.purge_sent(SENT_RETENTION).await?;
+    let report = SweepReport {
+        outbox_sent: sent.sent,
+        outbox_failed: sent.failed,
+        outbox_purged: purged,
+    };
+    if report != SweepReport::default() {
+        tracing::info!(?report, "sweep");
+    }
+    Ok(report)
+}
