@@ -1,0 +1,124 @@
+//! The `migrate` Lambda's custom-resource protocol: a local HTTP server stands in for the
+//! pre-signed S3 response URL and records what CloudFormation would receive.
+
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
+use axum::{body::Bytes, extract::State, http::HeaderMap, routing::put, Router};
+use calseta::{config::DbConfig, db, deploy::migrations_resource, testing::TestDb};
+use serde_json::{json, Value};
+
+type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+async fn response_server() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route(
+            "/presigned",
+            put(|State(s): State<Seen>, headers: HeaderMap, body: Bytes| async move {
+                s.lock()
+                    .expect("lock")
+                    .push((headers, serde_json::from_slice(&body).expect("json body")));
+                ""
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!(
+        "http://{}/presigned?X-Amz-Signature=abc",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+fn request(kind: &str, url: &str) -> CloudFormationCustomResourceRequest {
+    let mut r = json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:migrate",
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:eu-west-1:123456789012:stack/calseta/1",
+        "RequestId": format!("req-{kind}"),
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "DatabaseMigrations",
+        "ResourceProperties": {"ServiceToken": "x", "Version": "2"}
+    });
+    if kind != "Create" {
+        r["PhysicalResourceId"] = json!("calseta-database-migrations");
+        r["OldResourceProperties"] = json!({"ServiceToken": "x", "Version": "1"});
+    }
+    serde_json::from_value(r).expect("request")
+}
+
+#[tokio::test]
+async fn create_applies_update_is_idempotent_delete_keeps_data() {
+    let (_, db_url) = TestDb::empty().await;
+    let pool = db::build_pool(&DbConfig::from_url(db_url)).expect("pool");
+    let (url, seen) = response_server().await;
+    let http = reqwest::Client::new();
+
+    let created = migrations_resource::handle(request("Create", &url), Ok(&pool), &http)
+        .await
+        .expect("create");
+    assert_eq!(created.status, "SUCCESS");
+    let updated = migrations_resource::handle(request("Update", &url), Ok(&pool), &http)
+        .await
+        .expect("update");
+    assert_eq!(updated.status, "SUCCESS");
+    let deleted = migrations_resource::handle(request("Delete", &url), Ok(&pool), &http)
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status, "SUCCESS");
+
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 3);
+    let (headers, create) = &seen[0];
+    assert_eq!(headers.get("content-type").map(|v| v.as_bytes()), Some(&b""[..]));
+    assert_eq!(create["Status"], "SUCCESS");
+    assert_eq!(create["PhysicalResourceId"], "calseta-database-migrations");
+    assert_eq!(create["RequestId"], "req-Create");
+    assert_eq!(create["LogicalResourceId"], "DatabaseMigrations");
+    assert_eq!(create["Data"]["Applied"], json!(calseta::db::migrate::all().count()));
+    assert_eq!(seen[1].1["Data"]["Applied"], json!(0));
+    assert_eq!(seen[1].1["PhysicalResourceId"], "calseta-database-migrations");
+    // Delete leaves the schema in place.
+    let c = pool.get().await.expect("client");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n as usize, calseta::db::migrate::all().count());
+}
+
+#[tokio::test]
+async fn failures_are_reported_not_swallowed() {
+    let (url, seen) = response_server().await;
+    let http = reqwest::Client::new();
+    // Configuration problem at init.
+    let r = migrations_resource::handle(
+        request("Create", &url),
+        Err("DATABASE_SECRET_ARN: access denied"),
+        &http,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(r.status, "FAILED");
+    // Database unreachable.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut cfg = DbConfig::from_url(format!("postgres://calseta@127.0.0.1:{port}/calseta"));
+    cfg.connect_timeout = std::time::Duration::from_secs(1);
+    let pool = db::build_pool(&cfg).expect("pool");
+    let r = migrations_resource::handle(request("Update", &url), Ok(&pool), &http)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "FAILED");
+    let seen = seen.lock().expect("lock");
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].1["Reason"].as_str().expect("reason").contains("access denied"));
+    assert_eq!(seen[1].1["Status"], "FAILED");
+}
