@@ -12,7 +12,7 @@ use super::DbError;
 include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Arbitrary constant: the advisory lock key all migration runners share.
-const LOCK_KEY: i64 = 0x6361_6c73_6574_61; // "calseta"
+const LOCK_KEY: i64 = 0x0063_616c_7365_7461; // "calseta" in ASCII
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]

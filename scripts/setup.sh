@@ -1,0 +1,52 @@
+# Sourced by scripts/dev and scripts/test: installs what the local stack and the tests need on a
+# fresh Debian/Ubuntu machine, and nothing when it is already there.
+#   - PostgreSQL server binaries (the local stack and tests start throwaway clusters from them)
+#   - a Python venv with moto (real SQS API for tests) and cfn-lint (template lint)
+# CALSETA_VENV overrides the venv location (CI keeps it in a cache outside the clone).
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CALSETA_VENV:-$repo_root/.venv}"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+  else echo "setup: need root to run: $*" >&2; return 1
+  fi
+}
+
+apt_install() {
+  echo "setup: installing $* (apt-get)" >&2
+  as_root apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+have_postgres_server() {
+  [ -n "${PG_BIN_DIR:-}" ] && [ -x "$PG_BIN_DIR/initdb" ] && return 0
+  command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+  command -v initdb >/dev/null 2>&1
+}
+
+ensure_postgres() {
+  [ -n "${DATABASE_URL:-}" ] && return 0
+  if ! have_postgres_server; then
+    apt_install postgresql
+    # Debian's package starts a system cluster we do not use; stop it so it holds no port.
+    as_root sh -c 'command -v pg_ctlcluster >/dev/null && for v in /etc/postgresql/*/main; do [ -d "$v" ] && pg_ctlcluster "$(basename "$(dirname "$v")")" main stop 2>/dev/null; done; true'
+  fi
+  # Postgres refuses to run as root; as root we run it as the `postgres` user.
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  fi
+}
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
+  fi
+  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
+    echo "setup: installing moto[server] and cfn-lint into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.30,<2'
+  fi
+  export MOTO_SERVER="$VENV/bin/moto_server"
+}
