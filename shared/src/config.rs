@@ -177,3 +177,95 @@ impl QueueConfig {
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
+
+/// App-level secrets: the API-key hashing secret and the encryption key for secrets at rest.
+/// Read from the JSON secret at `CALSETA_SECRETS_ARN` (fields `key_hash_secret`,
+/// `encryption_key`), else from `CALSETA_KEY_HASH_SECRET` / `CALSETA_ENCRYPTION_KEY`.
+#[derive(Clone)]
+pub struct AppSecrets {
+    pub key_hash_secret: SecretString,
+    pub encryption_key: SecretString,
+}
+
+impl std::fmt::Debug for AppSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppSecrets(<redacted>)")
+    }
+}
+
+impl AppSecrets {
+    pub async fn from_env(secrets: Option<&SecretsClient>) -> Result<Self, ConfigError> {
+        if let Some(arn) = var("CALSETA_SECRETS_ARN") {
+            let client = secrets.ok_or(ConfigError::Missing("a Secrets Manager client for CALSETA_SECRETS_ARN"))?;
+            let s = client.json(&arn).await?;
+            return Ok(Self {
+                key_hash_secret: s.require("key_hash_secret")?,
+                encryption_key: s.require("encryption_key")?,
+            });
+        }
+        Ok(Self {
+            key_hash_secret: var("CALSETA_KEY_HASH_SECRET")
+                .map(SecretString::from)
+                .ok_or(ConfigError::Missing("CALSETA_SECRETS_ARN or CALSETA_KEY_HASH_SECRET"))?,
+            encryption_key: var("CALSETA_ENCRYPTION_KEY")
+                .map(SecretString::from)
+                .ok_or(ConfigError::Missing("CALSETA_SECRETS_ARN or CALSETA_ENCRYPTION_KEY"))?,
+        })
+    }
+
+    /// Fresh random secrets (the throwaway local stack and tests).
+    pub fn random() -> Self {
+        Self {
+            key_hash_secret: SecretString::from(hex::encode(rand::random::<[u8; 32]>())),
+            encryption_key: SecretString::from(hex::encode(rand::random::<[u8; 32]>())),
+        }
+    }
+}
+
+/// Request limits of the HTTP API (api spec §1, sources spec §9).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Ingest body limit in bytes, counted on bytes received (default 4 MiB).
+    pub ingest_body_bytes: usize,
+    /// Other endpoints (default 2 MiB).
+    pub body_bytes: usize,
+    /// Ingest requests per API key per minute (0 = unlimited).
+    pub ingest_per_key_per_minute: u32,
+    /// Ingest requests per source per minute when authenticated by a source secret (0 = unlimited).
+    pub ingest_per_source_per_minute: u32,
+    /// After this long an alert is dispatched with whatever enrichment it has.
+    pub enrichment_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ingest_body_bytes: 4 * 1024 * 1024,
+            body_bytes: 2 * 1024 * 1024,
+            ingest_per_key_per_minute: 100,
+            ingest_per_source_per_minute: 1_000,
+            enrichment_deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    /// `CALSETA_INGEST_BODY_LIMIT_BYTES`, `CALSETA_RATE_LIMIT_INGEST_PER_MIN`,
+    /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            ingest_body_bytes: parse_var("CALSETA_INGEST_BODY_LIMIT_BYTES", d.ingest_body_bytes)?,
+            body_bytes: d.body_bytes,
+            ingest_per_key_per_minute: parse_var("CALSETA_RATE_LIMIT_INGEST_PER_MIN", d.ingest_per_key_per_minute)?,
+            ingest_per_source_per_minute: parse_var(
+                "CALSETA_RATE_LIMIT_SOURCE_PER_MIN",
+                d.ingest_per_source_per_minute,
+            )?,
+            enrichment_deadline: Duration::from_secs(parse_var(
+                "CALSETA_ENRICHMENT_DEADLINE_SECONDS",
+                d.enrichment_deadline.as_secs(),
+            )?),
+        })
+    }
+}

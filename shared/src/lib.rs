@@ -5,11 +5,15 @@
 
 pub mod api;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod deploy;
+pub mod domain;
+pub mod ingest;
 pub mod local;
 pub mod queue;
 pub mod secrets;
+pub mod sources;
 pub mod sweep;
 pub mod telemetry;
 

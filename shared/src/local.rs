@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::{self, keys::KeyHasher, AppState},
-    config::DbConfig,
+    config::{AppSecrets, DbConfig, Limits},
     db::{
         self, api_keys,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
@@ -111,7 +111,10 @@ async fn serve(
         "migrations"
     );
 
-    let hasher = KeyHasher::random();
+    // Throwaway database, throwaway secrets: fresh for every run.
+    let secrets = AppSecrets::random();
+    let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
+    let hasher = KeyHasher::new(secrets.key_hash_secret.clone());
     let (admin_key, generated) = match &opts.admin_key {
         Some(k) => (k.clone(), false),
         None => (api::keys::generate(), true),
@@ -147,7 +150,8 @@ async fn serve(
         }
         None => Arc::new(InProcessQueue::new(QueueSettings::default())),
     };
-    let state = AppState::new(pool.clone(), queue.clone());
+    let state =
+        AppState::new(pool.clone(), queue.clone(), &secrets, limits).map_err(|e| DevError::Other(e.to_string()))?;
 
     let sweeper = {
         let outbox: Outbox = state.outbox.clone();

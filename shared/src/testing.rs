@@ -254,6 +254,98 @@ pub fn sqs_client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
+/// The HTTP API on a random local port, over a fresh database and an in-process queue, with
+/// an admin key; black-box tests talk to it with a real HTTP client.
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub queue: crate::queue::memory::InProcessQueue,
+    pub state: crate::api::AppState,
+    pub admin_key: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::with_limits(crate::config::Limits::default()).await
+    }
+
+    pub async fn with_limits(limits: crate::config::Limits) -> Self {
+        use secrecy::ExposeSecret;
+        let db = TestDb::new().await;
+        let queue = crate::queue::memory::InProcessQueue::new(Default::default());
+        let secrets = crate::config::AppSecrets::random();
+        let state = crate::api::AppState::new(db.pool.clone(), std::sync::Arc::new(queue.clone()), &secrets, limits)
+            .expect("state");
+        let key = crate::api::keys::generate();
+        let app = Self {
+            base: String::new(),
+            db,
+            queue,
+            state: state.clone(),
+            admin_key: key.expose_secret().to_owned(),
+            http: reqwest::Client::new(),
+        };
+        app.create_key("test-admin", &["admin"], None, None).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = crate::api::router(state);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            base,
+            admin_key: key.expose_secret().to_owned(),
+            ..app
+        }
+    }
+
+    /// Creates a key with the given scopes; returns its plaintext.
+    pub async fn create_key(
+        &self,
+        name: &str,
+        scopes: &[&str],
+        allowed_sources: Option<&[&str]>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
+        use secrecy::ExposeSecret;
+        let key = if name == "test-admin" {
+            secrecy::SecretString::from(self.admin_key.clone())
+        } else {
+            crate::api::keys::generate()
+        };
+        let client = self.db.pool.get().await.expect("client");
+        crate::db::api_keys::insert(
+            &**client,
+            &self.state.hasher,
+            &key,
+            &crate::db::api_keys::NewApiKey {
+                name,
+                scopes,
+                key_type: "agent",
+                allowed_sources,
+                expires_at,
+                is_system: false,
+                created_by: Some("tests"),
+            },
+        )
+        .await
+        .expect("insert key");
+        key.expose_secret().to_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// One SQL value from the test database (counts and checks).
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        let c = self.db.pool.get().await.expect("client");
+        c.query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_db;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{body::Body, http::Request};
 use calseta::{
     api::{self, AppState},
-    config::DbConfig,
+    config::{AppSecrets, DbConfig, Limits},
     db,
     queue::memory::{InProcessQueue, QueueSettings},
     testing::TestDb,
@@ -13,6 +13,16 @@ use calseta::{
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
+
+fn state(pool: db::Pool) -> AppState {
+    AppState::new(
+        pool,
+        Arc::new(InProcessQueue::new(QueueSettings::default())),
+        &AppSecrets::random(),
+        Limits::default(),
+    )
+    .expect("state")
+}
 
 async fn call(app: axum::Router, req: Request<Body>) -> (u16, axum::http::HeaderMap, Value) {
     let resp = app.oneshot(req).await.expect("response");
@@ -25,10 +35,7 @@ async fn call(app: axum::Router, req: Request<Body>) -> (u16, axum::http::Header
 #[tokio::test]
 async fn healthy_stack_reports_ok_with_security_headers() {
     let db = TestDb::new().await;
-    let app = api::router(AppState::new(
-        db.pool.clone(),
-        Arc::new(InProcessQueue::new(QueueSettings::default())),
-    ));
+    let app = api::router(state(db.pool.clone()));
     let req = Request::get("/health")
         .header("x-request-id", "req-123")
         .body(Body::empty())
@@ -55,10 +62,7 @@ async fn database_down_is_503() {
     let mut cfg = DbConfig::from_url(format!("postgres://calseta@127.0.0.1:{port}/calseta"));
     cfg.connect_timeout = std::time::Duration::from_millis(500);
     let pool = db::build_pool(&cfg).expect("pool");
-    let app = api::router(AppState::new(
-        pool,
-        Arc::new(InProcessQueue::new(QueueSettings::default())),
-    ));
+    let app = api::router(state(pool));
     let (status, _, body) = call(app, Request::get("/health").body(Body::empty()).expect("req")).await;
     assert_eq!(status, 503);
     assert_eq!(body["status"], "down");
@@ -68,10 +72,7 @@ async fn database_down_is_503() {
 #[tokio::test]
 async fn unknown_routes_and_methods_use_the_error_envelope() {
     let db = TestDb::new().await;
-    let app = api::router(AppState::new(
-        db.pool.clone(),
-        Arc::new(InProcessQueue::new(QueueSettings::default())),
-    ));
+    let app = api::router(state(db.pool.clone()));
     let (status, headers, body) = call(app.clone(), Request::get("/v1/nope").body(Body::empty()).expect("req")).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "NOT_FOUND");

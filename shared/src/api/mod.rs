@@ -1,9 +1,12 @@
 //! HTTP: the axum router served by `calseta dev` (axum::serve), by the Lambdas
 //! (lambda_http::run) and by tests (tower oneshot / a random port).
 
+pub mod auth;
 pub mod error;
 pub mod health;
+pub mod ingest;
 pub mod keys;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -17,10 +20,13 @@ use axum::{
 };
 
 use crate::{
+    config::{AppSecrets, Limits},
+    crypto::{CryptoError, Sealer},
     db::Pool,
     queue::{outbox::Outbox, Queue},
 };
 pub use error::ApiError;
+use keys::KeyHasher;
 
 /// Everything a request handler may need; built once per process.
 #[derive(Clone)]
@@ -28,21 +34,71 @@ pub struct AppState {
     pub pool: Pool,
     pub queue: Arc<dyn Queue>,
     pub outbox: Outbox,
+    pub hasher: KeyHasher,
+    pub sealer: Sealer,
+    pub limits: Limits,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, queue: Arc<dyn Queue>) -> Self {
+    pub fn new(pool: Pool, queue: Arc<dyn Queue>, secrets: &AppSecrets, limits: Limits) -> Result<Self, CryptoError> {
         let outbox = Outbox::new(pool.clone(), queue.clone());
-        Self { pool, queue, outbox }
+        Ok(Self {
+            pool,
+            queue,
+            outbox,
+            hasher: KeyHasher::new(secrets.key_hash_secret.clone()),
+            sealer: Sealer::from_hex(&secrets.encryption_key)?,
+            limits,
+        })
+    }
+}
+
+/// Why a Lambda could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+impl AppState {
+    /// Everything an HTTP Lambda needs, from its environment; called once in `main`.
+    /// The database secret and the app secret are fetched concurrently to keep init short.
+    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        use crate::{config, queue::sqs::SqsQueue, secrets::SecretsClient};
+        let secrets = SecretsClient::new(sdk);
+        let (db, app) = tokio::try_join!(
+            config::DbConfig::from_env(Some(&secrets)),
+            AppSecrets::from_env(Some(&secrets))
+        )?;
+        let pool = crate::db::build_pool(&db)?;
+        let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
+        Ok(Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?)
     }
 }
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The full router. Later capabilities merge their routes here.
+/// The full router (`calseta dev`, the `api` Lambda). Later capabilities merge their routes here.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
+    with_common(
+        Router::new()
+            .route("/health", get(health::health))
+            .merge(ingest::routes()),
+        state,
+    )
+}
+
+/// Only what the `ingest` Lambda serves.
+pub fn ingest_router(state: AppState) -> Router {
+    with_common(ingest::routes(), state)
+}
+
+fn with_common(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod embedded;
 pub mod migrate;
 mod pool;
+pub mod sources;
 mod tls;
 
 pub use deadpool_postgres::{Client, Pool, Transaction};

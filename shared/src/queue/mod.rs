@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod memory;
+pub mod messages;
 pub mod outbox;
 pub mod poller;
 pub mod sqs;

@@ -1,0 +1,6 @@
+//! Domain types shared by the alert source parsers.
+
+pub mod indicator;
+pub mod mitre;
+pub mod severity;
+pub mod timestamp;
