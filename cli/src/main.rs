@@ -10,6 +10,8 @@ use calseta::{
     telemetry,
 };
 use clap::{Parser, Subcommand};
+
+mod bench;
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -45,12 +47,34 @@ enum Command {
     },
     /// Apply pending migrations to DATABASE_URL.
     Migrate,
+    /// Measure the product (see docs in `calseta bench --help`).
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// List queue messages that were parked because they can never succeed.
     Parked {
         #[arg(long, default_value = "enrich")]
         queue: String,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Ingest throughput and latency over HTTP vs a bare tokio-postgres loop (DATABASE_URL or an
+    /// embedded cluster).
+    Ingest {
+        /// Alerts per concurrency level.
+        #[arg(long, default_value_t = 3000)]
+        alerts: usize,
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        concurrency: Vec<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -110,6 +134,16 @@ async fn main() -> anyhow::Result<()> {
                 "applied {:?}; {} already applied",
                 report.applied, report.already_applied
             );
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Ingest {
+                    alerts,
+                    concurrency,
+                    json,
+                },
+        } => {
+            bench::ingest(alerts, &concurrency, json).await?;
         }
         Command::Parked { queue, limit } => {
             let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;

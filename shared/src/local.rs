@@ -150,8 +150,9 @@ async fn serve(
         }
         None => Arc::new(InProcessQueue::new(QueueSettings::default())),
     };
-    let state =
-        AppState::new(pool.clone(), queue.clone(), &secrets, limits).map_err(|e| DevError::Other(e.to_string()))?;
+    let state = AppState::new(pool.clone(), queue.clone(), &secrets, limits)
+        .map_err(|e| DevError::Other(e.to_string()))?
+        .with_never_send(crate::config::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?);
 
     let sweeper = {
         let outbox: Outbox = state.outbox.clone();

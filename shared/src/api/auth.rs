@@ -48,19 +48,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Verifies a presented API key.
-pub async fn verify_key(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
+/// Verifies a presented API key, on the caller's connection.
+pub async fn verify_key(
+    state: &AppState,
+    client: &impl tokio_postgres::GenericClient,
+    presented: &str,
+) -> Result<Principal, ApiError> {
     if !keys::is_well_formed(presented) {
         return Err(unauthorized());
     }
     let prefix = keys::lookup_prefix(presented);
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT id, key_hash, scopes, allowed_sources, expires_at <= now(),
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
              FROM api_keys WHERE key_prefix = $1 AND is_active",
-            &[&prefix],
+            &[(&prefix, tokio_postgres::types::Type::TEXT)],
         )
         .await
         .map_err(crate::db::DbError::from)?;
@@ -98,9 +101,13 @@ pub async fn verify_key(state: &AppState, presented: &str) -> Result<Principal, 
 }
 
 /// Authenticates a request that must carry an API key.
-pub async fn require_key(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn require_key(
+    state: &AppState,
+    client: &impl tokio_postgres::GenericClient,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     match bearer(headers) {
-        Some(token) => verify_key(state, token).await,
+        Some(token) => verify_key(state, client, token).await,
         None => Err(unauthorized()),
     }
 }

@@ -23,6 +23,7 @@ use crate::{
     config::{AppSecrets, Limits},
     crypto::{CryptoError, Sealer},
     db::Pool,
+    enrich::never_send::NeverSendPolicy,
     queue::{outbox::Outbox, Queue},
 };
 pub use error::ApiError;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub hasher: KeyHasher,
     pub sealer: Sealer,
     pub limits: Limits,
+    /// Values that must never reach an outside service (providers spec §1.1).
+    pub never_send: Arc<NeverSendPolicy>,
 }
 
 impl AppState {
@@ -49,7 +52,14 @@ impl AppState {
             hasher: KeyHasher::new(secrets.key_hash_secret.clone()),
             sealer: Sealer::from_hex(&secrets.encryption_key)?,
             limits,
+            never_send: Arc::new(NeverSendPolicy::default()),
         })
+    }
+
+    /// Replaces the never-send policy (deployment settings `INTERNAL_CIDRS`, `INTERNAL_DOMAIN_SUFFIXES`).
+    pub fn with_never_send(mut self, policy: NeverSendPolicy) -> Self {
+        self.never_send = Arc::new(policy);
+        self
     }
 }
 
@@ -76,7 +86,10 @@ impl AppState {
         )?;
         let pool = crate::db::build_pool(&db)?;
         let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
-        Ok(Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?)
+        Ok(
+            Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
+                .with_never_send(config::never_send_from_env()?),
+        )
     }
 }
 

@@ -4,18 +4,17 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::db::DbError;
 
 /// Counts one request against `bucket`; over `limit` per minute → 429 `RATE_LIMITED`.
 /// A limit of 0 disables the check.
-pub async fn check(state: &AppState, bucket: &str, limit: u32) -> Result<(), ApiError> {
+pub async fn check(client: &impl tokio_postgres::GenericClient, bucket: &str, limit: u32) -> Result<(), ApiError> {
     if limit == 0 {
         return Ok(());
     }
-    let client = state.pool.get().await.map_err(DbError::from)?;
     let row = client
-        .query_one(
+        .query_typed_one(
             "INSERT INTO rate_limits AS r (bucket, window_start, count)
              VALUES ($1, date_trunc('minute', now()), 1)
              ON CONFLICT (bucket) DO UPDATE SET
@@ -23,7 +22,7 @@ pub async fn check(state: &AppState, bucket: &str, limit: u32) -> Result<(), Api
                 window_start = date_trunc('minute', now())
              RETURNING count,
                 ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int",
-            &[&bucket],
+            &[(&bucket, tokio_postgres::types::Type::TEXT)],
         )
         .await
         .map_err(DbError::from)?;

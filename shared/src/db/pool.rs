@@ -1,14 +1,18 @@
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use secrecy::ExposeSecret;
 
 use super::{tls, DbError};
 use crate::config::{DbConfig, SslMode};
 
+/// A connection idle longer than this is verified (one empty query) before it is handed out.
+const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// Builds the connection pool. Nothing connects here (Lambda init stays fast); connections are
-/// opened on first use and verified on every checkout, so a connection the database or a
-/// frozen Lambda environment dropped is replaced instead of failing a request.
+/// opened on first use. A connection that sat idle (a frozen Lambda environment, a database
+/// failover) is verified on checkout and replaced if dead, instead of failing a request; busy
+/// connections skip that round trip.
 pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
     let mut pg = match &cfg.url {
         Some(url) => url
@@ -47,6 +51,14 @@ pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
     Pool::builder(mgr)
         .max_size(cfg.pool_size)
         .runtime(Runtime::Tokio1)
+        .pre_recycle(Hook::async_fn(|client, metrics| {
+            Box::pin(async move {
+                if metrics.last_used() > VERIFY_AFTER_IDLE {
+                    client.simple_query("").await.map_err(HookError::Backend)?;
+                }
+                Ok(())
+            })
+        }))
         .timeouts(Timeouts {
             wait: Some(Duration::from_secs(10)),
             create: Some(cfg.connect_timeout + Duration::from_secs(1)),

@@ -578,12 +578,6 @@ pub fn normalize_account(s: &str) -> Result<String, IndicatorError> {
     Ok(v.to_lowercase())
 }
 
-// ---------------------------------------------------------------------------------------------
-// Enrichability
-// ---------------------------------------------------------------------------------------------
-
-const INTERNAL_SUFFIXES: [&str; 6] = ["local", "internal", "lan", "corp", "home.arpa", "localhost"];
-
 /// `true` when an IPv4 address is globally routable (not private, loopback, link-local, CGNAT,
 /// documentation, benchmarking, unspecified/this-network, multicast, reserved or broadcast).
 pub fn is_public_ipv4(ip: Ipv4Addr) -> bool {
@@ -627,32 +621,6 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_ipv4(v4),
         IpAddr::V6(v6) => is_public_ipv6(v6),
-    }
-}
-
-fn host_is_enrichable(host: &str) -> bool {
-    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    if h.is_empty() {
-        return false;
-    }
-    let bare = h.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(&h);
-    if let Some(ip) = parse_ip_lenient(bare) {
-        return is_public_ip(ip);
-    }
-    !INTERNAL_SUFFIXES.iter().any(|suf| {
-        h == *suf || (h.len() > suf.len() && h.ends_with(suf) && h.as_bytes()[h.len() - suf.len() - 1] == b'.')
-    })
-}
-
-/// Whether a (normalized) indicator may be sent to outside enrichment services: false for
-/// non-public IPs and for domains / URLs / emails on internal names or non-public IPs.
-pub fn is_enrichable(kind: IndicatorType, value: &str) -> bool {
-    match kind {
-        IndicatorType::Ip => parse_ip_lenient(value).is_some_and(is_public_ip),
-        IndicatorType::Domain => host_is_enrichable(value),
-        IndicatorType::Email => value.rsplit_once('@').is_some_and(|(_, d)| host_is_enrichable(d)),
-        IndicatorType::Url => split_url(value.trim()).is_some_and(|p| host_is_enrichable(p.host)),
-        IndicatorType::HashMd5 | IndicatorType::HashSha1 | IndicatorType::HashSha256 | IndicatorType::Account => true,
     }
 }
 

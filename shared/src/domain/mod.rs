@@ -1,6 +1,7 @@
 //! Domain types shared by the alert source parsers.
 
 pub mod indicator;
+pub mod malice;
 pub mod mitre;
 pub mod severity;
 pub mod timestamp;

@@ -117,24 +117,26 @@ fn archived_headers(headers: &HeaderMap) -> Value {
 /// `POST /v1/ingest/{source}`. The body has already passed the size check.
 pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<IngestResult, ApiError> {
     let source: SourceName = req.source.parse().map_err(|_| unknown_source(req.source))?;
-    let settings = {
-        let client = state.pool.get().await.map_err(DbError::from)?;
-        db::sources::get(&**client, source).await?
-    };
+    // One connection for the whole request.
+    let mut client = state.pool.get().await.map_err(DbError::from)?;
+    // Source settings and the API key (a `cai_` bearer is always an API key, never falls
+    // through to other checks) are read together: one round trip.
+    let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
+    let (settings, principal) = tokio::join!(db::sources::get(&**client, source), async {
+        match key {
+            Some(token) => auth::verify_key(state, &**client, token).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let settings = settings?;
     if !settings.is_active {
         return Err(unknown_source(req.source));
     }
-
-    // Authentication (§8): a `cai_` bearer is always an API key, never falls through.
-    let principal = match auth::bearer(req.headers) {
-        Some(token) if token.starts_with(crate::api::keys::KEY_PREFIX) => {
-            let p = auth::verify_key(state, token).await?;
-            p.require(&["alerts:write"])?;
-            source_allowed(&p, source)?;
-            Some(p)
-        }
-        _ => None,
-    };
+    let principal = principal?;
+    if let Some(p) = &principal {
+        p.require(&["alerts:write"])?;
+        source_allowed(p, source)?;
+    }
     let open = |sealed: &Option<Vec<u8>>| -> Result<Option<SecretString>, ApiError> {
         match sealed {
             None => Ok(None),
@@ -178,7 +180,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     match &principal {
         Some(p) => {
             rate_limit::check(
-                state,
+                &**client,
                 &format!("key:{}:ingest", p.key_prefix),
                 state.limits.ingest_per_key_per_minute,
             )
@@ -186,7 +188,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
         }
         None => {
             rate_limit::check(
-                state,
+                &**client,
                 &format!("source:{}", source.as_str()),
                 state.limits.ingest_per_source_per_minute,
             )
@@ -203,6 +205,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     };
     process(
         state,
+        &mut client,
         source,
         &settings.extra_indicator_fields,
         text,
@@ -219,10 +222,11 @@ pub async fn ingest_wrapped(
     body: &[u8],
     request_id: &str,
 ) -> Result<IngestResult, ApiError> {
-    let principal = auth::require_key(state, headers).await?;
+    let mut client = state.pool.get().await.map_err(DbError::from)?;
+    let principal = auth::require_key(state, &**client, headers).await?;
     principal.require(&["alerts:write"])?;
     rate_limit::check(
-        state,
+        &**client,
         &format!("key:{}:ingest", principal.key_prefix),
         state.limits.ingest_per_key_per_minute,
     )
@@ -259,10 +263,7 @@ pub async fn ingest_wrapped(
     };
     let payload = w.payload.ok_or_else(|| missing("payload"))?;
     let source: SourceName = name.parse().map_err(|_| unknown_source(&name))?;
-    let settings = {
-        let client = state.pool.get().await.map_err(DbError::from)?;
-        db::sources::get(&**client, source).await?
-    };
+    let settings = db::sources::get(&**client, source).await?;
     if !settings.is_active {
         return Err(unknown_source(&name));
     }
@@ -275,6 +276,7 @@ pub async fn ingest_wrapped(
     };
     process(
         state,
+        &mut client,
         source,
         &settings.extra_indicator_fields,
         payload.get(),
@@ -338,6 +340,7 @@ fn raw_text<'a>(
 
 async fn process(
     state: &AppState,
+    client: &mut deadpool_postgres::Client,
     source: SourceName,
     extra_fields: &[(String, crate::domain::indicator::IndicatorType)],
     text: &str,
@@ -396,9 +399,8 @@ async fn process(
     let result = loop {
         attempt += 1;
         let outcome = async {
-            let mut client = state.pool.get().await.map_err(DbError::from)?;
-            let mut tx = client.transaction().await?;
-            let r = store::store(&mut tx, &to_store, archive, &actor, deadline).await?;
+            let tx = client.transaction().await?;
+            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, deadline).await?;
             tx.commit().await?;
             Ok::<_, DbError>(r)
         }
@@ -413,8 +415,8 @@ async fn process(
             Err(e) => return Err(e.into()),
         }
     };
-    if !result.outbox_ids.is_empty() {
-        if let Err(e) = state.outbox.send(&result.outbox_ids).await {
+    if !result.outbox.is_empty() {
+        if let Err(e) = state.outbox.send_committed(&***client, &result.outbox).await {
             // Committed; the sweeper sends these rows later.
             tracing::warn!(error = %e, "outbox send after ingest failed; sweeper will retry");
         }

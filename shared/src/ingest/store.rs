@@ -1,19 +1,26 @@
 //! The ingest transaction: ONE commit per request holding the alert rows with their raw
 //! payloads, the global indicators and links, the detection rules, the activity events, the
 //! archived request body and the outbox messages that start enrichment (sources spec §6, §9, §10).
+//!
+//! Statements that do not depend on each other are pipelined (tokio-postgres sends concurrent
+//! queries on one connection back to back), and every statement is an unnamed typed query (one
+//! round trip, safe behind RDS Proxy). A request costs six round trips whatever its size:
+//! BEGIN, rules, alerts, indicators, the rest, COMMIT.
 
 use std::collections::{BTreeMap, HashMap};
 
+use futures::future::try_join_all;
 use serde_json::{json, Value};
-use tokio_postgres::{GenericClient, Transaction};
+use tokio_postgres::{types::Type, Transaction};
 use uuid::Uuid;
 
 use crate::{
     db::DbError,
-    domain::indicator::{is_enrichable, IndicatorType},
+    domain::indicator::IndicatorType,
+    enrich::{never_send::NeverSendPolicy, wants_enrichment},
     queue::{
         messages::{DispatchRequest, EnrichRequest},
-        outbox,
+        outbox::NewMessage,
     },
     sources::{NormalizedAlert, SourceName},
 };
@@ -50,92 +57,131 @@ impl Stored {
             Stored::Created { uuid, .. } | Stored::Duplicate { uuid, .. } => *uuid,
         }
     }
+
+    fn id(&self) -> i64 {
+        match self {
+            Stored::Created { id, .. } | Stored::Duplicate { id, .. } => *id,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct StoreResult {
     /// One per alert, in input order.
     pub stored: Vec<Stored>,
-    /// Outbox rows to send after the commit.
-    pub outbox_ids: Vec<i64>,
+    /// Outbox rows written (id, message), to send after the commit.
+    pub outbox: Vec<(i64, NewMessage)>,
 }
 
-/// Runs the whole store in one transaction.
+const INSERT_ALERT: &str = "INSERT INTO alerts (source_name, source_alert_id, title, description, severity,
+        severity_original, occurred_at, occurred_at_inferred, tags, mitre, deep_link, extra, raw_payload,
+        detection_rule_id, enrichment_deadline_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14,
+             now() + make_interval(secs => $15))
+     ON CONFLICT (source_name, source_alert_id) DO NOTHING
+     RETURNING id, uuid";
+
+const COUNT_DUPLICATE: &str = "UPDATE alerts SET duplicate_count = duplicate_count + 1, last_seen_at = now()
+     WHERE source_name = $1 AND source_alert_id = $2
+     RETURNING id, uuid, duplicate_count";
+
+/// Runs the whole store inside `tx` (the caller commits).
 pub async fn store(
-    tx: &mut Transaction<'_>,
+    tx: &Transaction<'_>,
     alerts: &[AlertToStore<'_>],
     archive: &Archive<'_>,
     actor: &Actor<'_>,
+    policy: &NeverSendPolicy,
     enrichment_deadline_secs: f64,
 ) -> Result<StoreResult, DbError> {
-    let rules = upsert_rules(tx, alerts).await;
-    let tx: &Transaction<'_> = tx;
+    let rules = upsert_rules(tx, alerts).await?;
+
+    // Alerts, pipelined: insert-or-ignore on the idempotency key.
+    let mitres: Vec<Value> = alerts
+        .iter()
+        .map(|a| serde_json::to_value(&a.alert.mitre).unwrap_or_else(|_| json!({})))
+        .collect();
+    let extras: Vec<Value> = alerts.iter().map(|a| Value::Object(a.alert.extra.clone())).collect();
+    let rule_ids: Vec<Option<i64>> = alerts
+        .iter()
+        .map(|a| {
+            a.alert
+                .detection_rule_ref
+                .as_ref()
+                .and_then(|r| rules.get(r.id.as_str()).copied())
+        })
+        .collect();
+    let (mitres, extras, rule_ids) = (&mitres, &extras, &rule_ids);
+    let inserted = try_join_all(alerts.iter().enumerate().map(|(i, a)| async move {
+        let n = a.alert;
+        tx.query_typed(
+            INSERT_ALERT,
+            &[
+                (&n.source_name.as_str(), Type::TEXT),
+                (&n.source_alert_id, Type::TEXT),
+                (&n.title, Type::TEXT),
+                (&n.description, Type::TEXT),
+                (&n.severity.as_str(), Type::TEXT),
+                (&n.severity_original, Type::TEXT),
+                (&n.occurred_at, Type::TIMESTAMPTZ),
+                (&n.occurred_at_inferred, Type::BOOL),
+                (&n.tags, Type::TEXT_ARRAY),
+                (&mitres[i], Type::JSONB),
+                (&n.deep_link, Type::TEXT),
+                (&extras[i], Type::JSONB),
+                (&a.raw_json, Type::TEXT),
+                (&rule_ids[i], Type::INT8),
+                (&enrichment_deadline_secs, Type::FLOAT8),
+            ],
+        )
+        .await
+    }))
+    .await?;
+
+    // Keys that already existed (an earlier delivery, or earlier in this batch): count the
+    // repeat and change nothing else. Pipelined, in input order.
+    let dup_idx: Vec<usize> = inserted
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    let dup_rows = try_join_all(dup_idx.iter().map(|&i| async move {
+        let n = alerts[i].alert;
+        tx.query_typed(
+            COUNT_DUPLICATE,
+            &[(&n.source_name.as_str(), Type::TEXT), (&n.source_alert_id, Type::TEXT)],
+        )
+        .await
+    }))
+    .await?;
+    let mut dups: HashMap<usize, Stored> = HashMap::new();
+    for (&i, rows) in dup_idx.iter().zip(dup_rows) {
+        let r = rows
+            .first()
+            .ok_or_else(|| DbError::Config("duplicate alert vanished".into()))?;
+        dups.insert(
+            i,
+            Stored::Duplicate {
+                id: r.get(0),
+                uuid: r.get(1),
+                duplicate_count: r.get(2),
+            },
+        );
+    }
     let mut stored = Vec::with_capacity(alerts.len());
     let mut created: Vec<(usize, i64, Uuid)> = Vec::new();
-    for (i, a) in alerts.iter().enumerate() {
-        let n = a.alert;
-        let rule_id = n.detection_rule_ref.as_ref().and_then(|r| rules.get(&r.id).copied());
-        let mitre = serde_json::to_value(&n.mitre).unwrap_or_else(|_| json!({}));
-        let row = tx
-            .query_opt(
-                "INSERT INTO alerts (source_name, source_alert_id, title, description, severity,
-                                     severity_original, occurred_at, occurred_at_inferred, tags, mitre,
-                                     deep_link, extra, raw_payload, detection_rule_id, enrichment_deadline_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14,
-                         now() + make_interval(secs => $15))
-                 ON CONFLICT (source_name, source_alert_id) DO NOTHING
-                 RETURNING id, uuid",
-                &[
-                    &n.source_name.as_str(),
-                    &n.source_alert_id,
-                    &n.title,
-                    &n.description,
-                    &n.severity.as_str(),
-                    &n.severity_original,
-                    &n.occurred_at,
-                    &n.occurred_at_inferred,
-                    &n.tags,
-                    &mitre,
-                    &n.deep_link,
-                    &Value::Object(n.extra.clone()),
-                    &a.raw_json,
-                    &rule_id,
-                    &enrichment_deadline_secs,
-                ],
-            )
-            .await?;
-        match row {
+    for (i, rows) in inserted.iter().enumerate() {
+        match rows.first() {
             Some(r) => {
                 let (id, uuid): (i64, Uuid) = (r.get(0), r.get(1));
                 created.push((i, id, uuid));
                 stored.push(Stored::Created { id, uuid });
             }
-            None => {
-                // The key exists (committed by an earlier delivery, or earlier in this batch):
-                // count the repeat and change nothing else.
-                let r = tx
-                    .query_one(
-                        "UPDATE alerts SET duplicate_count = duplicate_count + 1, last_seen_at = now()
-                         WHERE source_name = $1 AND source_alert_id = $2
-                         RETURNING id, uuid, duplicate_count",
-                        &[&n.source_name.as_str(), &n.source_alert_id],
-                    )
-                    .await?;
-                let (id, uuid, count): (i64, Uuid, i32) = (r.get(0), r.get(1), r.get(2));
-                activity(
-                    tx,
-                    id,
-                    "alert_deduplicated",
-                    actor,
-                    json!({ "duplicate_count": count, "request_id": archive.request_id }),
-                )
-                .await?;
-                stored.push(Stored::Duplicate {
-                    id,
-                    uuid,
-                    duplicate_count: count,
-                });
-            }
+            None => stored.push(
+                dups.remove(&i)
+                    .ok_or_else(|| DbError::Config("missing duplicate".into()))?,
+            ),
         }
     }
 
@@ -146,31 +192,39 @@ pub async fn store(
         for ind in &alerts[*i].alert.indicators {
             distinct
                 .entry((ind.indicator_type, ind.value.as_str()))
-                .or_insert_with(|| is_enrichable(ind.indicator_type, &ind.value));
+                .or_insert_with(|| wants_enrichment(policy, ind.indicator_type, &ind.value));
         }
     }
-    let mut ids: HashMap<(IndicatorType, String), i64> = HashMap::new();
+    let mut ids: HashMap<(IndicatorType, &str), i64> = HashMap::new();
     if !distinct.is_empty() {
         let types: Vec<&str> = distinct.keys().map(|(t, _)| t.as_str()).collect();
         let values: Vec<&str> = distinct.keys().map(|(_, v)| *v).collect();
         let enrichable: Vec<bool> = distinct.values().copied().collect();
         let rows = tx
-            .query(
+            .query_typed(
                 "INSERT INTO indicators (type, value, is_enrichable)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bool[])
                  ON CONFLICT (type, value) DO UPDATE SET last_seen = now(), updated_at = now()
                  RETURNING id, type, value",
-                &[&types, &values, &enrichable],
+                &[
+                    (&types, Type::TEXT_ARRAY),
+                    (&values, Type::TEXT_ARRAY),
+                    (&enrichable, Type::BOOL_ARRAY),
+                ],
             )
             .await?;
-        for r in rows {
-            let t: String = r.get(1);
-            if let Ok(t) = t.parse::<IndicatorType>() {
-                ids.insert((t, r.get(2)), r.get(0));
+        let by_key: HashMap<(&str, &str), (IndicatorType, &str)> =
+            distinct.keys().map(|(t, v)| ((t.as_str(), *v), (*t, *v))).collect();
+        for r in &rows {
+            let (t, v): (&str, &str) = (r.get(1), r.get(2));
+            if let Some(&key) = by_key.get(&(t, v)) {
+                ids.insert(key, r.get(0));
             }
         }
     }
 
+    // Links, enrichment work (one message per alert × enrichable indicator), or straight to
+    // dispatch when there is nothing to enrich.
     let mut link_alert = Vec::new();
     let mut link_ind = Vec::new();
     let mut link_field = Vec::new();
@@ -180,13 +234,9 @@ pub async fn store(
     for (i, alert_id, alert_uuid) in &created {
         let mut pending = 0;
         for ind in &alerts[*i].alert.indicators {
-            let Some(&ind_id) = ids.get(&(ind.indicator_type, ind.value.clone())) else {
-                continue;
-            };
-            let enrichable = distinct
-                .get(&(ind.indicator_type, ind.value.as_str()))
-                .copied()
-                .unwrap_or(false);
+            let key = (ind.indicator_type, ind.value.as_str());
+            let Some(&ind_id) = ids.get(&key) else { continue };
+            let enrichable = distinct.get(&key).copied().unwrap_or(false);
             link_alert.push(*alert_id);
             link_ind.push(ind_id);
             link_field.push(ind.source_field.as_str());
@@ -207,7 +257,6 @@ pub async fn store(
             }
         }
         if pending == 0 {
-            // Nothing to enrich: the enrichment run is finished now; go straight to dispatch.
             no_work.push(*alert_id);
             messages.push(
                 DispatchRequest {
@@ -220,92 +269,147 @@ pub async fn store(
             );
         }
     }
-    if !link_alert.is_empty() {
-        tx.execute(
-            "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
-             ON CONFLICT DO NOTHING",
-            &[&link_alert, &link_ind, &link_field, &link_state],
-        )
-        .await?;
-    }
-    if !no_work.is_empty() {
-        tx.execute(
-            "UPDATE alerts SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
-                               enrichment_deadline_at = NULL
-             WHERE id = ANY($1)",
-            &[&no_work],
-        )
-        .await?;
-    }
-    if !created.is_empty() {
-        let alert_ids: Vec<i64> = created.iter().map(|(_, id, _)| *id).collect();
-        let refs: Vec<Value> = created
-            .iter()
-            .map(|(i, _, _)| {
-                json!({
-                    "request_id": archive.request_id,
-                    "source_name": alerts[*i].alert.source_name.as_str(),
-                    "indicator_count": alerts[*i].alert.indicators.len(),
-                })
-            })
-            .collect();
-        tx.execute(
-            "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-             SELECT a, 'alert_ingested', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
-            &[&alert_ids, &actor.actor_type, &actor.key_prefix, &refs],
-        )
-        .await?;
-    }
-    let outbox_ids = outbox::enqueue(tx, &messages).await?;
-    let all_ids: Vec<i64> = stored
+    let created_ids: Vec<i64> = created.iter().map(|(_, id, _)| *id).collect();
+    let created_refs: Vec<Value> = created
         .iter()
-        .map(|s| match s {
-            Stored::Created { id, .. } | Stored::Duplicate { id, .. } => *id,
+        .map(|(i, _, _)| {
+            json!({
+                "request_id": archive.request_id,
+                "source_name": alerts[*i].alert.source_name.as_str(),
+                "indicator_count": alerts[*i].alert.indicators.len(),
+            })
         })
         .collect();
-    tx.execute(
+    let dup_ids: Vec<i64> = stored
+        .iter()
+        .filter(|s| matches!(s, Stored::Duplicate { .. }))
+        .map(Stored::id)
+        .collect();
+    let dup_refs: Vec<Value> = stored
+        .iter()
+        .filter_map(|s| match s {
+            Stored::Duplicate { duplicate_count, .. } => {
+                Some(json!({ "duplicate_count": duplicate_count, "request_id": archive.request_id }))
+            }
+            _ => None,
+        })
+        .collect();
+    let all_ids: Vec<i64> = stored.iter().map(Stored::id).collect();
+    let queues: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
+    let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+    let attrs: Vec<Value> = messages
+        .iter()
+        .map(|m| serde_json::to_value(&m.attributes).unwrap_or_default())
+        .collect();
+    let delays: Vec<i32> = messages.iter().map(|m| m.delay_seconds as i32).collect();
+
+    // Everything left, pipelined in one round trip.
+    let links = async {
+        if !link_alert.is_empty() {
+            tx.execute_typed(
+                "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+                 ON CONFLICT DO NOTHING",
+                &[
+                    (&link_alert, Type::INT8_ARRAY),
+                    (&link_ind, Type::INT8_ARRAY),
+                    (&link_field, Type::TEXT_ARRAY),
+                    (&link_state, Type::TEXT_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let finished = async {
+        if !no_work.is_empty() {
+            tx.execute_typed(
+                "UPDATE alerts SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
+                                   enrichment_deadline_at = NULL
+                 WHERE id = ANY($1)",
+                &[(&no_work, Type::INT8_ARRAY)],
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    let ingested = async {
+        if !created_ids.is_empty() {
+            tx.execute_typed(
+                "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
+                 SELECT a, 'alert_ingested', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
+                &[
+                    (&created_ids, Type::INT8_ARRAY),
+                    (&actor.actor_type, Type::TEXT),
+                    (&actor.key_prefix, Type::TEXT),
+                    (&created_refs, Type::JSONB_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    let deduplicated = async {
+        if !dup_ids.is_empty() {
+            tx.execute_typed(
+                "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
+                 SELECT a, 'alert_deduplicated', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
+                &[
+                    (&dup_ids, Type::INT8_ARRAY),
+                    (&actor.actor_type, Type::TEXT),
+                    (&actor.key_prefix, Type::TEXT),
+                    (&dup_refs, Type::JSONB_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    };
+    let outbox_rows = async {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.query_typed(
+            "INSERT INTO outbox (queue, body, attributes, delay_seconds)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[]) RETURNING id",
+            &[
+                (&queues, Type::TEXT_ARRAY),
+                (&bodies, Type::TEXT_ARRAY),
+                (&attrs, Type::JSONB_ARRAY),
+                (&delays, Type::INT4_ARRAY),
+            ],
+        )
+        .await
+    };
+    let source_name = archive.source.as_str();
+    let archived = async {
+        tx.execute_typed(
         "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
         &[
-            &archive.request_id,
-            &archive.source.as_str(),
-            &archive.headers,
-            &archive.body,
-            &all_ids,
+            (&archive.request_id, Type::TEXT),
+            (&source_name, Type::TEXT),
+            (&archive.headers, Type::JSONB),
+            (&archive.body, Type::BYTEA),
+            (&all_ids, Type::INT8_ARRAY),
         ],
     )
-    .await?;
-    Ok(StoreResult { stored, outbox_ids })
+        .await
+    };
+    let ((), (), (), (), outbox_ids, _) =
+        tokio::try_join!(links, finished, ingested, deduplicated, outbox_rows, archived)?;
+    let outbox = outbox_ids.iter().map(|r| r.get::<_, i64>(0)).zip(messages).collect();
+    Ok(StoreResult { stored, outbox })
 }
 
-async fn activity(
-    tx: &impl GenericClient,
-    alert_id: i64,
-    event_type: &str,
-    actor: &Actor<'_>,
-    references: Value,
-) -> Result<(), DbError> {
-    tx.execute(
-        "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &alert_id,
-            &event_type,
-            &actor.actor_type,
-            &actor.key_prefix,
-            &references,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Finds or creates the detection rule of every alert (by `(source, rule id)`). A failure here
-/// never fails ingest: it runs under a savepoint and the alert is stored without a rule.
-async fn upsert_rules(tx: &mut Transaction<'_>, alerts: &[AlertToStore<'_>]) -> HashMap<String, i64> {
-    let mut out = HashMap::new();
+/// Finds or creates the detection rule of every alert (by `(source, rule id)`), keyed by rule
+/// id. A failure here never fails ingest: the lookups run under one savepoint, and on error the
+/// alerts are stored without rules.
+async fn upsert_rules<'a>(
+    tx: &Transaction<'_>,
+    alerts: &'a [AlertToStore<'_>],
+) -> Result<HashMap<&'a str, i64>, DbError> {
     // One entry per rule id, first alert wins (its name and MITRE lists name a new rule).
-    let mut wanted: BTreeMap<(&str, &str), &NormalizedAlert> = BTreeMap::new();
+    let mut wanted: BTreeMap<(&str, &'a str), &'a NormalizedAlert> = BTreeMap::new();
     for a in alerts {
         if let Some(r) = &a.alert.detection_rule_ref {
             wanted
@@ -313,45 +417,76 @@ async fn upsert_rules(tx: &mut Transaction<'_>, alerts: &[AlertToStore<'_>]) -> 
                 .or_insert(a.alert);
         }
     }
-    for ((source, rule_id), alert) in wanted {
-        let name = alert
-            .detection_rule_ref
-            .as_ref()
-            .map(|r| r.name.as_str())
-            .unwrap_or(rule_id);
-        let (tactics, techniques, subtechniques) = alert.mitre.rule_strings();
-        let result = async {
-            let sp = tx.savepoint("rule").await?;
-            let id: Option<i64> = match sp
-                .query_opt(
-                    "INSERT INTO detection_rules (name, source_name, source_rule_id, mitre_tactics,
-                                                  mitre_techniques, mitre_subtechniques, created_by)
-                     VALUES (left($1, 500), $2, $3, $4, $5, $6, 'ingest')
-                     ON CONFLICT (source_name, source_rule_id) DO NOTHING RETURNING id",
-                    &[&name, &source, &rule_id, &tactics, &techniques, &subtechniques],
-                )
-                .await?
-            {
-                Some(r) => Some(r.get(0)),
-                None => sp
-                    .query_opt(
-                        "SELECT id FROM detection_rules WHERE source_name = $1 AND source_rule_id = $2",
-                        &[&source, &rule_id],
-                    )
-                    .await?
-                    .map(|r| r.get(0)),
-            };
-            sp.commit().await?;
-            Ok::<_, tokio_postgres::Error>(id)
-        }
-        .await;
-        match result {
-            Ok(Some(id)) => {
-                out.insert(rule_id.to_owned(), id);
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let params: Vec<(&str, &str, &str, [Vec<String>; 3])> = wanted
+        .iter()
+        .map(|((source, rule_id), alert)| {
+            let name = alert
+                .detection_rule_ref
+                .as_ref()
+                .map(|r| r.name.as_str())
+                .unwrap_or(rule_id);
+            let (t, te, st) = alert.mitre.rule_strings();
+            (*source, *rule_id, name, [t, te, st])
+        })
+        .collect();
+    // SAVEPOINT, every lookup, RELEASE: sent back to back, one round trip.
+    let savepoint = tx.batch_execute("SAVEPOINT calseta_rules");
+    let lookups = try_join_all(params.iter().map(|(source, rule_id, name, mitre)| async move {
+        tx.query_typed(
+            "WITH ins AS (
+                INSERT INTO detection_rules (name, source_name, source_rule_id, mitre_tactics, mitre_techniques,
+                                             mitre_subtechniques, created_by)
+                VALUES (left($1, 500), $2, $3, $4, $5, $6, 'ingest')
+                ON CONFLICT (source_name, source_rule_id) DO NOTHING RETURNING id)
+             SELECT id FROM ins
+             UNION ALL SELECT id FROM detection_rules WHERE source_name = $2 AND source_rule_id = $3
+             LIMIT 1",
+            &[
+                (name, Type::TEXT),
+                (source, Type::TEXT),
+                (rule_id, Type::TEXT),
+                (&mitre[0], Type::TEXT_ARRAY),
+                (&mitre[1], Type::TEXT_ARRAY),
+                (&mitre[2], Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+    }));
+    let release = tx.batch_execute("RELEASE SAVEPOINT calseta_rules");
+    let (sp, rows, rel) = tokio::join!(savepoint, lookups, release);
+    sp?;
+    let mut out = HashMap::new();
+    match (rows, rel) {
+        (Ok(rows), Ok(())) => {
+            for ((_, rule_id, _, _), r) in params.iter().zip(rows) {
+                match r.first() {
+                    Some(row) => {
+                        out.insert(*rule_id, row.get(0));
+                    }
+                    None => {
+                        // Created by a transaction that committed after this statement's snapshot.
+                        if let Some(row) = tx
+                            .query_typed_opt(
+                                "SELECT id FROM detection_rules WHERE source_name = $1 AND source_rule_id = $2",
+                                &[(&params[0].0, Type::TEXT), (rule_id, Type::TEXT)],
+                            )
+                            .await?
+                        {
+                            out.insert(*rule_id, row.get(0));
+                        }
+                    }
+                }
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(rule_id, error = %e, "detection rule lookup failed; alert stored without rule"),
+        }
+        (rows, rel) => {
+            let error = rows.err().or(rel.err()).map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(%error, "detection rule lookup failed; alerts stored without rules");
+            tx.batch_execute("ROLLBACK TO SAVEPOINT calseta_rules; RELEASE SAVEPOINT calseta_rules")
+                .await?;
         }
     }
-    out
+    Ok(out)
 }

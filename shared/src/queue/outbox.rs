@@ -64,12 +64,18 @@ pub async fn enqueue(tx: &impl GenericClient, messages: &[NewMessage]) -> Result
         .map(|m| serde_json::to_value(&m.attributes).unwrap_or_default())
         .collect();
     let delays: Vec<i32> = messages.iter().map(|m| m.delay_seconds as i32).collect();
+    use tokio_postgres::types::Type;
     let rows = tx
-        .query(
+        .query_typed(
             "INSERT INTO outbox (queue, body, attributes, delay_seconds)
              SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[])
              RETURNING id",
-            &[&queues, &bodies, &attrs, &delays],
+            &[
+                (&queues, Type::TEXT_ARRAY),
+                (&bodies, Type::TEXT_ARRAY),
+                (&attrs, Type::JSONB_ARRAY),
+                (&delays, Type::INT4_ARRAY),
+            ],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -127,6 +133,30 @@ impl Outbox {
             &[&ids],
         )
         .await
+    }
+
+    /// Sends rows the caller has just committed, from memory (no re-read), then marks them sent
+    /// in one statement. Rows whose send failed stay unsent for the sweeper, which leaves rows
+    /// younger than its minimum age alone, so the two do not race in the normal case.
+    pub async fn send_committed(
+        &self,
+        client: &impl GenericClient,
+        rows: &[(i64, NewMessage)],
+    ) -> Result<SendReport, DbError> {
+        let mut by_queue: BTreeMap<QueueName, Vec<OutgoingMessage>> = BTreeMap::new();
+        for (id, m) in rows {
+            let mut attributes = m.attributes.clone();
+            attributes.insert(OUTBOX_ID_ATTRIBUTE.into(), id.to_string());
+            by_queue.entry(m.queue).or_default().push(OutgoingMessage {
+                entry_id: format!("o{id}"),
+                body: m.body.clone(),
+                attributes,
+                delay_seconds: m.delay_seconds,
+            });
+        }
+        let (report, sent, failed) = self.send_grouped(by_queue).await;
+        self.mark(client, &sent, &failed).await?;
+        Ok(report)
     }
 
     /// Sends unsent rows older than `min_age` (younger rows are probably being sent by the
@@ -205,9 +235,23 @@ impl Outbox {
                 delay_seconds: row.get::<_, i32>(4).max(0) as u32,
             });
         }
+        let (mut report, sent, mut failed) = self.send_grouped(by_queue).await;
+        failed.extend(unknown.into_iter().map(|id| (id, "unknown queue".to_owned())));
+        report.failed = failed.len();
+        self.mark(&*tx, &sent, &failed).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Sends messages in batches of ten per queue; returns the report, the sent row ids and the
+    /// failed ones with their errors.
+    async fn send_grouped(
+        &self,
+        by_queue: BTreeMap<QueueName, Vec<OutgoingMessage>>,
+    ) -> (SendReport, Vec<i64>, Vec<(i64, String)>) {
         let mut report = SendReport::default();
         let mut sent: Vec<i64> = Vec::new();
-        let mut failed: Vec<(i64, String)> = unknown.into_iter().map(|id| (id, "unknown queue".to_owned())).collect();
+        let mut failed: Vec<(i64, String)> = Vec::new();
         for (queue, messages) in by_queue {
             for chunk in messages.chunks(MAX_BATCH) {
                 report.batches += 1;
@@ -229,27 +273,34 @@ impl Outbox {
                 }
             }
         }
+        report.sent = sent.len();
+        report.failed = failed.len();
+        (report, sent, failed)
+    }
+
+    /// Records the outcome of a send: sent rows get `sent_at`, failed ones their error.
+    async fn mark(&self, client: &impl GenericClient, sent: &[i64], failed: &[(i64, String)]) -> Result<(), DbError> {
+        use tokio_postgres::types::Type;
         if !sent.is_empty() {
-            tx.execute(
-                "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
-                &[&sent],
-            )
-            .await?;
+            client
+                .execute_typed(
+                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1) AND sent_at IS NULL",
+                    &[(&sent, Type::INT8_ARRAY)],
+                )
+                .await?;
         }
         if !failed.is_empty() {
             let ids: Vec<i64> = failed.iter().map(|(id, _)| *id).collect();
             let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
-            tx.execute(
-                "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
-                 FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id",
-                &[&ids, &errors],
-            )
-            .await?;
+            client
+                .execute_typed(
+                    "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
+                     FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id",
+                    &[(&ids, Type::INT8_ARRAY), (&errors, Type::TEXT_ARRAY)],
+                )
+                .await?;
             tracing::warn!(failed = failed.len(), first_error = %failed[0].1, "outbox send failed; rows stay unsent");
         }
-        tx.commit().await?;
-        report.sent = sent.len();
-        report.failed = failed.len();
-        Ok(report)
+        Ok(())
     }
 }

@@ -1,0 +1,3 @@
+//! Outbound network safety.
+
+pub mod ssrf;
