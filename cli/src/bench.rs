@@ -97,58 +97,66 @@ where
     Ok((wall, all))
 }
 
-/// The bare writer: the same rows in one transaction per alert, each statement one round trip.
-async fn bare_insert(client: &mut tokio_postgres::Client, run: &str, i: usize, body: &str) -> anyhow::Result<()> {
-    let tx = client.transaction().await?;
-    let sid = format!("bare-{run}-{i}");
-    let row = tx
-        .query_typed(
-            "INSERT INTO alerts (source_name, source_alert_id, title, severity, severity_original, occurred_at,
-                                 tags, mitre, extra, raw_payload, enrichment_deadline_at)
-             VALUES ('generic', $1, 'Impossible travel detected', 'High', 'High', now(), $2,
-                     '{}'::jsonb, '{}'::jsonb, $3::text::jsonb, now() + interval '60 seconds')
-             RETURNING id",
-            &[
-                (&sid, Type::TEXT),
-                (&vec!["identity", "bench"], Type::TEXT_ARRAY),
-                (&body, Type::TEXT),
-            ],
-        )
-        .await?;
-    let alert_id: i64 = row[0].get(0);
-    let ip = format!("185.{}.{}.{}", 220 + (i / 65536) % 30, (i / 256) % 256, i % 256);
-    let user = format!("user{}@calseta.com", i % 500);
-    let types = vec!["account", "domain", "ip"];
-    let values = vec![user.as_str(), "login-portal.example-corp.net", ip.as_str()];
-    let ids = tx
-        .query_typed(
-            "INSERT INTO indicators (type, value) SELECT * FROM unnest($1::text[], $2::text[])
-             ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id",
-            &[(&types, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
-        )
-        .await?;
-    let ind: Vec<i64> = ids.iter().map(|r| r.get(0)).collect();
-    tx.query_typed(
-        "INSERT INTO alert_indicators (alert_id, indicator_id) SELECT $1, unnest($2::bigint[])",
-        &[(&alert_id, Type::INT8), (&ind, Type::INT8_ARRAY)],
-    )
-    .await?;
-    let bodies: Vec<String> = ind
-        .iter()
-        .map(|id| format!(r#"{{"alert_id":{alert_id},"indicator_id":{id}}}"#))
-        .collect();
-    tx.query_typed(
-        "INSERT INTO outbox (queue, body) SELECT 'enrich', unnest($1::text[])",
-        &[(&bodies, Type::TEXT_ARRAY)],
-    )
-    .await?;
-    tx.query_typed(
-        "INSERT INTO ingest_archive (request_id, source_name, body) VALUES ($1, 'generic', $2)",
-        &[(&sid, Type::TEXT), (&body.as_bytes(), Type::BYTEA)],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+/// The bare writer: the same rows in one transaction per alert, each statement prepared once
+/// per connection (the cheapest way to send them) and one round trip per statement.
+struct Bare {
+    client: tokio_postgres::Client,
+    stmts: Vec<tokio_postgres::Statement>,
+}
+
+const BARE_SQL: [&str; 5] = [
+    "INSERT INTO alerts (source_name, source_alert_id, title, severity, severity_original, occurred_at,
+                         tags, mitre, extra, raw_payload, enrichment_deadline_at)
+     VALUES ('generic', $1, 'Impossible travel detected', 'High', 'High', now(), $2,
+             '{}'::jsonb, '{}'::jsonb, $3::text::jsonb, now() + interval '60 seconds')
+     RETURNING id",
+    "INSERT INTO indicators (type, value) SELECT * FROM unnest($1::text[], $2::text[])
+     ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id",
+    "INSERT INTO alert_indicators (alert_id, indicator_id) SELECT $1, unnest($2::bigint[])",
+    "INSERT INTO outbox (queue, body) SELECT 'enrich', unnest($1::text[])",
+    "INSERT INTO ingest_archive (request_id, source_name, body) VALUES ($1, 'generic', $2)",
+];
+
+impl Bare {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        let types: [&[Type]; 5] = [
+            &[Type::TEXT, Type::TEXT_ARRAY, Type::TEXT],
+            &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
+            &[Type::INT8, Type::INT8_ARRAY],
+            &[Type::TEXT_ARRAY],
+            &[Type::TEXT, Type::BYTEA],
+        ];
+        let mut stmts = Vec::new();
+        for (sql, t) in BARE_SQL.iter().zip(types) {
+            stmts.push(client.prepare_typed(sql, t).await?);
+        }
+        Ok(Self { client, stmts })
+    }
+
+    async fn insert(&mut self, run: &str, i: usize, body: &str) -> anyhow::Result<()> {
+        let s = &self.stmts;
+        let tx = self.client.transaction().await?;
+        let sid = format!("bare-{run}-{i}");
+        let row = tx.query_one(&s[0], &[&sid, &vec!["identity", "bench"], &body]).await?;
+        let alert_id: i64 = row.get(0);
+        let ip = format!("185.{}.{}.{}", 220 + (i / 65536) % 30, (i / 256) % 256, i % 256);
+        let user = format!("user{}@calseta.com", i % 500);
+        let types = vec!["account", "domain", "ip"];
+        let values = vec![user.as_str(), "login-portal.example-corp.net", ip.as_str()];
+        let ids = tx.query(&s[1], &[&types, &values]).await?;
+        let ind: Vec<i64> = ids.iter().map(|r| r.get(0)).collect();
+        tx.execute(&s[2], &[&alert_id, &ind]).await?;
+        let bodies: Vec<String> = ind
+            .iter()
+            .map(|id| format!(r#"{{"alert_id":{alert_id},"indicator_id":{id}}}"#))
+            .collect();
+        tx.execute(&s[3], &[&bodies]).await?;
+        tx.execute(&s[4], &[&sid, &body.as_bytes()]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
 pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::Result<()> {
@@ -252,9 +260,7 @@ pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::
         // The ceiling: the same rows by a bare loop with `c` connections.
         let mut clients = Vec::new();
         for _ in 0..c {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            clients.push(Arc::new(tokio::sync::Mutex::new(client)));
+            clients.push(Arc::new(tokio::sync::Mutex::new(Bare::connect(&url).await?)));
         }
         let clients = Arc::new(clients);
         let run = format!("b{c}");
@@ -263,8 +269,8 @@ pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::
             let run = run.clone();
             async move {
                 let body = alert_body(&run, i);
-                let mut client = clients[i % clients.len()].lock().await;
-                bare_insert(&mut client, &run, i, &body).await
+                let mut bare = clients[i % clients.len()].lock().await;
+                bare.insert(&run, i, &body).await
             }
         })
         .await?;

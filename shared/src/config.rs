@@ -73,6 +73,8 @@ pub struct DbConfig {
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
     pub application_name: String,
+    /// Named prepared statements (off behind RDS Proxy, where they pin sessions).
+    pub prepared_statements: bool,
 }
 
 impl std::fmt::Debug for DbConfig {
@@ -104,6 +106,7 @@ impl DbConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             application_name: "calseta".into(),
+            prepared_statements: true,
         }
     }
 
@@ -120,6 +123,7 @@ impl DbConfig {
         cfg.pool_size = parse_var("DATABASE_POOL_SIZE", 4usize)?.clamp(1, 64);
         cfg.connect_timeout = Duration::from_millis(parse_var("DATABASE_CONNECT_TIMEOUT_MS", 5_000u64)?);
         cfg.statement_timeout = Duration::from_millis(parse_var("DATABASE_STATEMENT_TIMEOUT_MS", 30_000u64)?);
+        cfg.prepared_statements = parse_var("DATABASE_PREPARED_STATEMENTS", true)?;
         cfg.application_name = var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "calseta".into());
         if cfg.url.is_none() {
             let arn = var("DATABASE_SECRET_ARN").ok_or(ConfigError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"))?;

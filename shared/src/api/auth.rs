@@ -51,22 +51,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Verifies a presented API key, on the caller's connection.
 pub async fn verify_key(
     state: &AppState,
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl crate::db::stmt::Cached,
     presented: &str,
 ) -> Result<Principal, ApiError> {
     if !keys::is_well_formed(presented) {
         return Err(unauthorized());
     }
     let prefix = keys::lookup_prefix(presented);
-    let row = client
-        .query_typed_opt(
-            "SELECT id, key_hash, scopes, allowed_sources, expires_at <= now(),
+    let row = crate::db::stmt::query_opt(
+        client,
+        "SELECT id, key_hash, scopes, allowed_sources, expires_at <= now(),
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
              FROM api_keys WHERE key_prefix = $1 AND is_active",
-            &[(&prefix, tokio_postgres::types::Type::TEXT)],
-        )
-        .await
-        .map_err(crate::db::DbError::from)?;
+        &[(&prefix, tokio_postgres::types::Type::TEXT)],
+    )
+    .await
+    .map_err(crate::db::DbError::from)?;
     let Some(row) = row else { return Err(unauthorized()) };
     let stored: Vec<u8> = row.get(1);
     let computed = state.hasher.hash(presented);
@@ -103,7 +103,7 @@ pub async fn verify_key(
 /// Authenticates a request that must carry an API key.
 pub async fn require_key(
     state: &AppState,
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl crate::db::stmt::Cached,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     match bearer(headers) {

@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod migrate;
 mod pool;
 pub mod sources;
+pub mod stmt;
 mod tls;
 
 pub use deadpool_postgres::{Client, Pool, Transaction};

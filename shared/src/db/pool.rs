@@ -14,6 +14,7 @@ const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// failover) is verified on checkout and replaced if dead, instead of failing a request; busy
 /// connections skip that round trip.
 pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
+    super::stmt::set_prepared(cfg.prepared_statements);
     let mut pg = match &cfg.url {
         Some(url) => url
             .expose_secret()

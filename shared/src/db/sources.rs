@@ -76,15 +76,15 @@ fn extra_fields(v: &Value) -> Vec<(String, IndicatorType)> {
 }
 
 /// The settings row of a source, or the defaults when it has none.
-pub async fn get(client: &impl GenericClient, source: SourceName) -> Result<SourceSettings, DbError> {
-    let row = client
-        .query_typed_opt(
-            "SELECT is_active, auth_type, url_token_allowed, shared_secret_enc, previous_shared_secret_enc,
+pub async fn get(client: &impl super::stmt::Cached, source: SourceName) -> Result<SourceSettings, DbError> {
+    let row = super::stmt::query_opt(
+        client,
+        "SELECT is_active, auth_type, url_token_allowed, shared_secret_enc, previous_shared_secret_enc,
                     hmac_secret_enc, extra_indicator_fields
              FROM sources WHERE source_name = $1",
-            &[(&source.as_str(), tokio_postgres::types::Type::TEXT)],
-        )
-        .await?;
+        &[(&source.as_str(), tokio_postgres::types::Type::TEXT)],
+    )
+    .await?;
     let Some(row) = row else {
         return Ok(SourceSettings::default_for(source));
     };

@@ -122,9 +122,9 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     // Source settings and the API key (a `cai_` bearer is always an API key, never falls
     // through to other checks) are read together: one round trip.
     let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
-    let (settings, principal) = tokio::join!(db::sources::get(&**client, source), async {
+    let (settings, principal) = tokio::join!(db::sources::get(&*client, source), async {
         match key {
-            Some(token) => auth::verify_key(state, &**client, token).await.map(Some),
+            Some(token) => auth::verify_key(state, &*client, token).await.map(Some),
             None => Ok(None),
         }
     });
@@ -180,7 +180,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     match &principal {
         Some(p) => {
             rate_limit::check(
-                &**client,
+                &*client,
                 &format!("key:{}:ingest", p.key_prefix),
                 state.limits.ingest_per_key_per_minute,
             )
@@ -188,7 +188,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
         }
         None => {
             rate_limit::check(
-                &**client,
+                &*client,
                 &format!("source:{}", source.as_str()),
                 state.limits.ingest_per_source_per_minute,
             )
@@ -223,10 +223,10 @@ pub async fn ingest_wrapped(
     request_id: &str,
 ) -> Result<IngestResult, ApiError> {
     let mut client = state.pool.get().await.map_err(DbError::from)?;
-    let principal = auth::require_key(state, &**client, headers).await?;
+    let principal = auth::require_key(state, &*client, headers).await?;
     principal.require(&["alerts:write"])?;
     rate_limit::check(
-        &**client,
+        &*client,
         &format!("key:{}:ingest", principal.key_prefix),
         state.limits.ingest_per_key_per_minute,
     )
@@ -263,7 +263,7 @@ pub async fn ingest_wrapped(
     };
     let payload = w.payload.ok_or_else(|| missing("payload"))?;
     let source: SourceName = name.parse().map_err(|_| unknown_source(&name))?;
-    let settings = db::sources::get(&**client, source).await?;
+    let settings = db::sources::get(&*client, source).await?;
     if !settings.is_active {
         return Err(unknown_source(&name));
     }
@@ -416,7 +416,7 @@ async fn process(
         }
     };
     if !result.outbox.is_empty() {
-        if let Err(e) = state.outbox.send_committed(&***client, &result.outbox).await {
+        if let Err(e) = state.outbox.send_committed(&**client, &result.outbox).await {
             // Committed; the sweeper sends these rows later.
             tracing::warn!(error = %e, "outbox send after ingest failed; sweeper will retry");
         }

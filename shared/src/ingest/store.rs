@@ -9,13 +9,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use deadpool_postgres::Transaction;
 use futures::future::try_join_all;
 use serde_json::{json, Value};
-use tokio_postgres::{types::Type, Transaction};
+use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::{
-    db::DbError,
+    db::{stmt, DbError},
     domain::indicator::IndicatorType,
     enrich::{never_send::NeverSendPolicy, wants_enrichment},
     queue::{
@@ -114,7 +115,8 @@ pub async fn store(
     let (mitres, extras, rule_ids) = (&mitres, &extras, &rule_ids);
     let inserted = try_join_all(alerts.iter().enumerate().map(|(i, a)| async move {
         let n = a.alert;
-        tx.query_typed(
+        stmt::query(
+            tx,
             INSERT_ALERT,
             &[
                 (&n.source_name.as_str(), Type::TEXT),
@@ -148,7 +150,8 @@ pub async fn store(
         .collect();
     let dup_rows = try_join_all(dup_idx.iter().map(|&i| async move {
         let n = alerts[i].alert;
-        tx.query_typed(
+        stmt::query(
+            tx,
             COUNT_DUPLICATE,
             &[(&n.source_name.as_str(), Type::TEXT), (&n.source_alert_id, Type::TEXT)],
         )
@@ -306,7 +309,8 @@ pub async fn store(
     // Everything left, pipelined in one round trip.
     let links = async {
         if !link_alert.is_empty() {
-            tx.execute_typed(
+            stmt::execute(
+                tx,
                 "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
                  ON CONFLICT DO NOTHING",
@@ -323,7 +327,8 @@ pub async fn store(
     };
     let finished = async {
         if !no_work.is_empty() {
-            tx.execute_typed(
+            stmt::execute(
+                tx,
                 "UPDATE alerts SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
                                    enrichment_deadline_at = NULL
                  WHERE id = ANY($1)",
@@ -335,7 +340,8 @@ pub async fn store(
     };
     let ingested = async {
         if !created_ids.is_empty() {
-            tx.execute_typed(
+            stmt::execute(
+                tx,
                 "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
                  SELECT a, 'alert_ingested', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
                 &[
@@ -351,7 +357,8 @@ pub async fn store(
     };
     let deduplicated = async {
         if !dup_ids.is_empty() {
-            tx.execute_typed(
+            stmt::execute(
+                tx,
                 "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
                  SELECT a, 'alert_deduplicated', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
                 &[
@@ -369,7 +376,8 @@ pub async fn store(
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        tx.query_typed(
+        stmt::query(
+            tx,
             "INSERT INTO outbox (queue, body, attributes, delay_seconds)
              SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[]) RETURNING id",
             &[
@@ -383,8 +391,7 @@ pub async fn store(
     };
     let source_name = archive.source.as_str();
     let archived = async {
-        tx.execute_typed(
-        "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
+        stmt::execute(tx, "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
         &[
             (&archive.request_id, Type::TEXT),
             (&source_name, Type::TEXT),
@@ -435,7 +442,8 @@ async fn upsert_rules<'a>(
     // SAVEPOINT, every lookup, RELEASE: sent back to back, one round trip.
     let savepoint = tx.batch_execute("SAVEPOINT calseta_rules");
     let lookups = try_join_all(params.iter().map(|(source, rule_id, name, mitre)| async move {
-        tx.query_typed(
+        stmt::query(
+            tx,
             "WITH ins AS (
                 INSERT INTO detection_rules (name, source_name, source_rule_id, mitre_tactics, mitre_techniques,
                                              mitre_subtechniques, created_by)
@@ -468,12 +476,12 @@ async fn upsert_rules<'a>(
                     }
                     None => {
                         // Created by a transaction that committed after this statement's snapshot.
-                        if let Some(row) = tx
-                            .query_typed_opt(
-                                "SELECT id FROM detection_rules WHERE source_name = $1 AND source_rule_id = $2",
-                                &[(&params[0].0, Type::TEXT), (rule_id, Type::TEXT)],
-                            )
-                            .await?
+                        if let Some(row) = stmt::query_opt(
+                            tx,
+                            "SELECT id FROM detection_rules WHERE source_name = $1 AND source_rule_id = $2",
+                            &[(&params[0].0, Type::TEXT), (rule_id, Type::TEXT)],
+                        )
+                        .await?
                         {
                             out.insert(*rule_id, row.get(0));
                         }

@@ -140,7 +140,7 @@ impl Outbox {
     /// younger than its minimum age alone, so the two do not race in the normal case.
     pub async fn send_committed(
         &self,
-        client: &impl GenericClient,
+        client: &impl crate::db::stmt::Cached,
         rows: &[(i64, NewMessage)],
     ) -> Result<SendReport, DbError> {
         let mut by_queue: BTreeMap<QueueName, Vec<OutgoingMessage>> = BTreeMap::new();
@@ -238,7 +238,7 @@ impl Outbox {
         let (mut report, sent, mut failed) = self.send_grouped(by_queue).await;
         failed.extend(unknown.into_iter().map(|id| (id, "unknown queue".to_owned())));
         report.failed = failed.len();
-        self.mark(&*tx, &sent, &failed).await?;
+        self.mark(&tx, &sent, &failed).await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -279,26 +279,31 @@ impl Outbox {
     }
 
     /// Records the outcome of a send: sent rows get `sent_at`, failed ones their error.
-    async fn mark(&self, client: &impl GenericClient, sent: &[i64], failed: &[(i64, String)]) -> Result<(), DbError> {
+    async fn mark(
+        &self,
+        client: &impl crate::db::stmt::Cached,
+        sent: &[i64],
+        failed: &[(i64, String)],
+    ) -> Result<(), DbError> {
         use tokio_postgres::types::Type;
         if !sent.is_empty() {
-            client
-                .execute_typed(
-                    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1) AND sent_at IS NULL",
-                    &[(&sent, Type::INT8_ARRAY)],
-                )
-                .await?;
+            crate::db::stmt::execute(
+                client,
+                "UPDATE outbox SET sent_at = coalesce(sent_at, now()), attempts = attempts + 1 WHERE id = ANY($1)",
+                &[(&sent, Type::INT8_ARRAY)],
+            )
+            .await?;
         }
         if !failed.is_empty() {
             let ids: Vec<i64> = failed.iter().map(|(id, _)| *id).collect();
             let errors: Vec<&str> = failed.iter().map(|(_, e)| e.as_str()).collect();
-            client
-                .execute_typed(
-                    "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
+            crate::db::stmt::execute(
+                client,
+                "UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
                      FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id",
-                    &[(&ids, Type::INT8_ARRAY), (&errors, Type::TEXT_ARRAY)],
-                )
-                .await?;
+                &[(&ids, Type::INT8_ARRAY), (&errors, Type::TEXT_ARRAY)],
+            )
+            .await?;
             tracing::warn!(failed = failed.len(), first_error = %failed[0].1, "outbox send failed; rows stay unsent");
         }
         Ok(())
