@@ -12,7 +12,7 @@ build:
 
 # Every Lambda binary, arm64 (the template's architecture). Needs cargo-lambda (pip install cargo-lambda).
 lambda-build:
-	cargo lambda build --release --arm64 --locked
+	cargo lambda build --release --arm64 --locked $(patsubst functions/%/,-p %,$(wildcard functions/*/))
 
 lint:
 	cargo fmt --all -- --check
