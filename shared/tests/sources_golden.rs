@@ -1,7 +1,7 @@
 //! Golden fixtures: `tests/fixtures/<source>/<case>.json` is the POSTed body,
 //! `<case>.expected.json` the full parse result (every alert field except `raw_payload`),
 //! and an optional `<case>.context.json` holds `{"extra_indicator_fields": [[path, type], ...]}`.
-//! `BLESS=1 cargo test --test golden` rewrites the expected files (review every diff by hand).
+//! `BLESS=1 cargo test --test sources_golden` rewrites the expected files (review every diff by hand).
 
 use std::fs;
 use std::path::{Path, PathBuf};
