@@ -148,6 +148,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
+        Self::with_statements(true).await
+    }
+
+    /// A fresh database whose pool uses named prepared statements or, with `false`, unnamed
+    /// typed statements (the RDS Proxy mode). The mode is process-wide: use one per test binary.
+    pub async fn with_statements(prepared: bool) -> Self {
         let tpl = template().await;
         let name = format!("calseta_test_{}", uuid::Uuid::new_v4().simple());
         let client = admin_client().await;
@@ -170,6 +176,7 @@ impl TestDb {
         let url = with_db(admin_url(), &name);
         let mut cfg = DbConfig::from_url(url.clone());
         cfg.pool_size = 8;
+        cfg.prepared_statements = prepared;
         let pool = db::build_pool(&cfg).expect("pool");
         Self { name, url, pool }
     }
@@ -271,8 +278,13 @@ impl TestApp {
     }
 
     pub async fn with_limits(limits: crate::config::Limits) -> Self {
+        Self::with_options(limits, true).await
+    }
+
+    /// `prepared`: see [`TestDb::with_statements`].
+    pub async fn with_options(limits: crate::config::Limits, prepared: bool) -> Self {
         use secrecy::ExposeSecret;
-        let db = TestDb::new().await;
+        let db = TestDb::with_statements(prepared).await;
         let queue = crate::queue::memory::InProcessQueue::new(Default::default());
         let secrets = crate::config::AppSecrets::random();
         let state = crate::api::AppState::new(db.pool.clone(), std::sync::Arc::new(queue.clone()), &secrets, limits)
