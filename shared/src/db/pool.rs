@@ -8,6 +8,8 @@ use crate::config::{DbConfig, SslMode};
 
 /// A connection idle longer than this is verified (one empty query) before it is handed out.
 const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// Connections are replaced after this long (failovers, server-side memory growth).
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// Builds the connection pool. Nothing connects here (Lambda init stays fast); connections are
 /// opened on first use. A connection that sat idle (a frozen Lambda environment, a database
@@ -38,7 +40,12 @@ pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
         .application_name(&cfg.application_name)
         .keepalives(true)
         // Bound every statement so a stuck query cannot hold a Lambda until its own timeout.
-        .options(format!("-c statement_timeout={}", cfg.statement_timeout.as_millis()));
+        // Custom plans for every execution: a generic plan cached while a table was small (a new
+        // deployment) would keep scanning it sequentially as it grows; parsing is still saved.
+        .options(format!(
+            "-c statement_timeout={} -c plan_cache_mode=force_custom_plan",
+            cfg.statement_timeout.as_millis()
+        ));
     let mgr_cfg = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
     };
@@ -54,6 +61,9 @@ pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
         .runtime(Runtime::Tokio1)
         .pre_recycle(Hook::async_fn(|client, metrics| {
             Box::pin(async move {
+                if metrics.age() > MAX_CONNECTION_AGE {
+                    return Err(HookError::message("connection reached its maximum age"));
+                }
                 if metrics.last_used() > VERIFY_AFTER_IDLE {
                     client.simple_query("").await.map_err(HookError::Backend)?;
                 }
