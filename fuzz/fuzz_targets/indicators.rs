@@ -3,21 +3,11 @@
 // the parsers read): never panics, and its output is a fixed point.
 use calseta::domain::indicator::{normalize, IndicatorType};
 
-const TYPES: [IndicatorType; 8] = [
-    IndicatorType::Ip,
-    IndicatorType::Domain,
-    IndicatorType::Url,
-    IndicatorType::HashMd5,
-    IndicatorType::HashSha1,
-    IndicatorType::HashSha256,
-    IndicatorType::Email,
-    IndicatorType::Account,
-];
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else { return };
     let Ok(text) = std::str::from_utf8(rest) else { return };
-    let kind = TYPES[selector as usize % TYPES.len()];
+    let kind = IndicatorType::ALL[selector as usize % IndicatorType::ALL.len()];
     if let Ok(values) = normalize(kind, text) {
         for (t, v) in values {
             let again = normalize(t, &v).expect("normalized value re-normalizes");

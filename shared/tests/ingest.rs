@@ -641,6 +641,23 @@ async fn concurrent_duplicates_create_one_alert_and_one_rule() {
     assert_eq!(app.scalar_i64("SELECT count(*) FROM alerts").await, 1);
     assert_eq!(app.scalar_i64("SELECT duplicate_count::bigint FROM alerts").await, 19);
     assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM activity_events WHERE event_type = 'alert_deduplicated'")
+            .await,
+        19
+    );
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM activity_events WHERE event_type = 'alert_ingested'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.scalar_i64(
+            "SELECT count(*) FROM activity_events WHERE actor_type = 'api' AND actor_key_prefix = left((SELECT key_prefix FROM api_keys WHERE name = 'test-admin'), 8)"
+        )
+        .await,
+        20
+    );
+    assert_eq!(
         app.scalar_i64("SELECT count(*) FROM outbox WHERE queue = 'enrich'")
             .await,
         1

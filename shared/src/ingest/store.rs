@@ -272,31 +272,30 @@ pub async fn store(
             );
         }
     }
-    let created_ids: Vec<i64> = created.iter().map(|(_, id, _)| *id).collect();
-    let created_refs: Vec<Value> = created
-        .iter()
-        .map(|(i, _, _)| {
-            json!({
-                "request_id": archive.request_id,
-                "source_name": alerts[*i].alert.source_name.as_str(),
-                "indicator_count": alerts[*i].alert.indicators.len(),
-            })
-        })
-        .collect();
-    let dup_ids: Vec<i64> = stored
-        .iter()
-        .filter(|s| matches!(s, Stored::Duplicate { .. }))
-        .map(Stored::id)
-        .collect();
-    let dup_refs: Vec<Value> = stored
-        .iter()
-        .filter_map(|s| match s {
-            Stored::Duplicate { duplicate_count, .. } => {
-                Some(json!({ "duplicate_count": duplicate_count, "request_id": archive.request_id }))
+    // Activity: `alert_ingested` for new alerts, `alert_deduplicated` for repeats, in one insert.
+    let mut event_ids: Vec<i64> = Vec::with_capacity(stored.len());
+    let mut event_types: Vec<&str> = Vec::with_capacity(stored.len());
+    let mut event_refs: Vec<Value> = Vec::with_capacity(stored.len());
+    for (i, s) in stored.iter().enumerate() {
+        match s {
+            Stored::Created { id, .. } => {
+                event_ids.push(*id);
+                event_types.push("alert_ingested");
+                event_refs.push(json!({
+                    "request_id": archive.request_id,
+                    "source_name": alerts[i].alert.source_name.as_str(),
+                    "indicator_count": alerts[i].alert.indicators.len(),
+                }));
             }
-            _ => None,
-        })
-        .collect();
+            Stored::Duplicate {
+                id, duplicate_count, ..
+            } => {
+                event_ids.push(*id);
+                event_types.push("alert_deduplicated");
+                event_refs.push(json!({ "duplicate_count": duplicate_count, "request_id": archive.request_id }));
+            }
+        }
+    }
     let all_ids: Vec<i64> = stored.iter().map(Stored::id).collect();
     let queues: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
     let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
@@ -338,34 +337,18 @@ pub async fn store(
         }
         Ok(())
     };
-    let ingested = async {
-        if !created_ids.is_empty() {
+    let activity = async {
+        if !event_ids.is_empty() {
             stmt::execute(
                 tx,
                 "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-                 SELECT a, 'alert_ingested', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
+                 SELECT a, e, $3, $4, r FROM unnest($1::bigint[], $2::text[], $5::jsonb[]) AS t(a, e, r)",
                 &[
-                    (&created_ids, Type::INT8_ARRAY),
+                    (&event_ids, Type::INT8_ARRAY),
+                    (&event_types, Type::TEXT_ARRAY),
                     (&actor.actor_type, Type::TEXT),
                     (&actor.key_prefix, Type::TEXT),
-                    (&created_refs, Type::JSONB_ARRAY),
-                ],
-            )
-            .await?;
-        }
-        Ok(())
-    };
-    let deduplicated = async {
-        if !dup_ids.is_empty() {
-            stmt::execute(
-                tx,
-                "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-                 SELECT a, 'alert_deduplicated', $2, $3, r FROM unnest($1::bigint[], $4::jsonb[]) AS t(a, r)",
-                &[
-                    (&dup_ids, Type::INT8_ARRAY),
-                    (&actor.actor_type, Type::TEXT),
-                    (&actor.key_prefix, Type::TEXT),
-                    (&dup_refs, Type::JSONB_ARRAY),
+                    (&event_refs, Type::JSONB_ARRAY),
                 ],
             )
             .await?;
@@ -402,8 +385,7 @@ pub async fn store(
     )
         .await
     };
-    let ((), (), (), (), outbox_ids, _) =
-        tokio::try_join!(links, finished, ingested, deduplicated, outbox_rows, archived)?;
+    let ((), (), (), outbox_ids, _) = tokio::try_join!(links, finished, activity, outbox_rows, archived)?;
     let outbox = outbox_ids.iter().map(|r| r.get::<_, i64>(0)).zip(messages).collect();
     Ok(StoreResult { stored, outbox })
 }
