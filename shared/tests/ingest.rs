@@ -851,3 +851,45 @@ async fn post_alerts_wraps_a_source_payload() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn database_unavailable_is_503_with_retry_after() {
+    use calseta::{
+        api::{self, AppState},
+        config::{AppSecrets, DbConfig},
+        db,
+        queue::memory::InProcessQueue,
+    };
+    use tower::ServiceExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut cfg = DbConfig::from_url(format!("postgres://calseta@127.0.0.1:{port}/calseta"));
+    cfg.connect_timeout = std::time::Duration::from_millis(300);
+    let pool = db::build_pool(&cfg).expect("pool");
+    let state = AppState::new(
+        pool,
+        Arc::new(InProcessQueue::new(Default::default())),
+        &AppSecrets::random(),
+        Limits::default(),
+    )
+    .expect("state");
+    let req = axum::http::Request::post("/v1/ingest/generic")
+        .header(
+            "authorization",
+            "Bearer cai_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .body(axum::body::Body::from(r#"{"title": "x"}"#))
+        .expect("request");
+    let resp = api::ingest_router(state).oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(code(&v), "SERVICE_UNAVAILABLE");
+}
