@@ -231,8 +231,6 @@ impl AppSecrets {
 pub struct Limits {
     /// Ingest body limit in bytes, counted on bytes received (default 4 MiB).
     pub ingest_body_bytes: usize,
-    /// Other endpoints (default 2 MiB).
-    pub body_bytes: usize,
     /// Ingest requests per API key per minute (0 = unlimited).
     pub ingest_per_key_per_minute: u32,
     /// Ingest requests per source per minute when authenticated by a source secret (0 = unlimited).
@@ -245,7 +243,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             ingest_body_bytes: 4 * 1024 * 1024,
-            body_bytes: 2 * 1024 * 1024,
             ingest_per_key_per_minute: 100,
             ingest_per_source_per_minute: 1_000,
             enrichment_deadline: Duration::from_secs(60),
@@ -260,7 +257,6 @@ impl Limits {
         let d = Self::default();
         Ok(Self {
             ingest_body_bytes: parse_var("CALSETA_INGEST_BODY_LIMIT_BYTES", d.ingest_body_bytes)?,
-            body_bytes: d.body_bytes,
             ingest_per_key_per_minute: parse_var("CALSETA_RATE_LIMIT_INGEST_PER_MIN", d.ingest_per_key_per_minute)?,
             ingest_per_source_per_minute: parse_var(
                 "CALSETA_RATE_LIMIT_SOURCE_PER_MIN",

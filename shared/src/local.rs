@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, keys::KeyHasher, AppState},
+    api::{self, AppState},
     config::{AppSecrets, DbConfig, Limits},
     db::{
         self, api_keys,
@@ -114,28 +114,6 @@ async fn serve(
     // Throwaway database, throwaway secrets: fresh for every run.
     let secrets = AppSecrets::random();
     let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
-    let hasher = KeyHasher::new(secrets.key_hash_secret.clone());
-    let (admin_key, generated) = match &opts.admin_key {
-        Some(k) => (k.clone(), false),
-        None => (api::keys::generate(), true),
-    };
-    let client = pool.get().await.map_err(db::DbError::from)?;
-    api_keys::insert(
-        &**client,
-        &hasher,
-        &admin_key,
-        &api_keys::NewApiKey {
-            name: "dev-admin",
-            scopes: &["admin"],
-            key_type: "human",
-            allowed_sources: None,
-            expires_at: None,
-            is_system: true,
-            created_by: Some("calseta dev"),
-        },
-    )
-    .await?;
-    drop(client);
 
     let cancel = CancellationToken::new();
     let queue: Arc<dyn Queue> = match &opts.sqs_endpoint_url {
@@ -153,6 +131,28 @@ async fn serve(
     let state = AppState::new(pool.clone(), queue.clone(), &secrets, limits)
         .map_err(|e| DevError::Other(e.to_string()))?
         .with_never_send(crate::config::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?);
+
+    let (admin_key, generated) = match &opts.admin_key {
+        Some(k) => (k.clone(), false),
+        None => (api::keys::generate(), true),
+    };
+    let client = pool.get().await.map_err(db::DbError::from)?;
+    api_keys::insert(
+        &**client,
+        &state.hasher,
+        &admin_key,
+        &api_keys::NewApiKey {
+            name: "dev-admin",
+            scopes: &["admin"],
+            key_type: "human",
+            allowed_sources: None,
+            expires_at: None,
+            is_system: true,
+            created_by: Some("calseta dev"),
+        },
+    )
+    .await?;
+    drop(client);
 
     let sweeper = {
         let outbox: Outbox = state.outbox.clone();

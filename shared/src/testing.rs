@@ -298,7 +298,7 @@ impl TestApp {
             admin_key: key.expose_secret().to_owned(),
             http: reqwest::Client::new(),
         };
-        app.create_key("test-admin", &["admin"], None, None).await;
+        app.insert_key(&key, "test-admin", &["admin"], None, None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = crate::api::router(state);
@@ -319,16 +319,24 @@ impl TestApp {
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> String {
         use secrecy::ExposeSecret;
-        let key = if name == "test-admin" {
-            secrecy::SecretString::from(self.admin_key.clone())
-        } else {
-            crate::api::keys::generate()
-        };
+        let key = crate::api::keys::generate();
+        self.insert_key(&key, name, scopes, allowed_sources, expires_at).await;
+        key.expose_secret().to_owned()
+    }
+
+    async fn insert_key(
+        &self,
+        key: &secrecy::SecretString,
+        name: &str,
+        scopes: &[&str],
+        allowed_sources: Option<&[&str]>,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
         let client = self.db.pool.get().await.expect("client");
         crate::db::api_keys::insert(
             &**client,
             &self.state.hasher,
-            &key,
+            key,
             &crate::db::api_keys::NewApiKey {
                 name,
                 scopes,
@@ -341,7 +349,6 @@ impl TestApp {
         )
         .await
         .expect("insert key");
-        key.expose_secret().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -10,21 +10,6 @@ pub const KEY_PREFIX: &str = "cai_";
 pub const KEY_LEN: usize = 47;
 pub const LOOKUP_PREFIX_LEN: usize = 8;
 
-/// Every scope a key can hold. `workflows:execute` and `approvals:write` are accepted for
-/// compatibility but grant nothing.
-pub const SCOPES: &[&str] = &[
-    "alerts:read",
-    "alerts:write",
-    "enrichments:read",
-    "workflows:read",
-    "workflows:write",
-    "agents:read",
-    "agents:write",
-    "admin",
-    "workflows:execute",
-    "approvals:write",
-];
-
 /// Computes key hashes. Holds the server secret, so it is never printed.
 #[derive(Clone)]
 pub struct KeyHasher {
@@ -40,12 +25,6 @@ impl std::fmt::Debug for KeyHasher {
 impl KeyHasher {
     pub fn new(secret: SecretString) -> Self {
         Self { secret }
-    }
-
-    /// A hasher with a fresh random secret (the throwaway local stack).
-    pub fn random() -> Self {
-        let bytes: [u8; 32] = rand::random();
-        Self::new(SecretString::from(hex::encode(bytes)))
     }
 
     pub fn hash(&self, key: &str) -> Vec<u8> {

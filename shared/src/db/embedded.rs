@@ -128,10 +128,6 @@ impl EmbeddedPostgres {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", self.port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     pub fn root(&self) -> &Path {
         &self.root
     }

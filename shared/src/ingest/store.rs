@@ -53,12 +53,6 @@ pub enum Stored {
 }
 
 impl Stored {
-    pub fn uuid(&self) -> Uuid {
-        match self {
-            Stored::Created { uuid, .. } | Stored::Duplicate { uuid, .. } => *uuid,
-        }
-    }
-
     fn id(&self) -> i64 {
         match self {
             Stored::Created { id, .. } | Stored::Duplicate { id, .. } => *id,
@@ -451,7 +445,7 @@ async fn upsert_rules<'a>(
     let mut out = HashMap::new();
     match (rows, rel) {
         (Ok(rows), Ok(())) => {
-            for ((_, rule_id, _, _), r) in params.iter().zip(rows) {
+            for ((source, rule_id, _, _), r) in params.iter().zip(rows) {
                 match r.first() {
                     Some(row) => {
                         out.insert(*rule_id, row.get(0));
@@ -461,7 +455,7 @@ async fn upsert_rules<'a>(
                         if let Some(row) = stmt::query_opt(
                             tx,
                             "SELECT id FROM detection_rules WHERE source_name = $1 AND source_rule_id = $2",
-                            &[(&params[0].0, Type::TEXT), (rule_id, Type::TEXT)],
+                            &[(source, Type::TEXT), (rule_id, Type::TEXT)],
                         )
                         .await?
                         {

@@ -7,7 +7,6 @@ pub mod batch;
 pub mod memory;
 pub mod messages;
 pub mod outbox;
-pub mod poller;
 pub mod sqs;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};

@@ -17,14 +17,7 @@ pub struct Generic;
 
 /// Severity table of §5.
 pub fn map_severity(s: Option<&str>) -> Severity {
-    match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        Some("critical") => Severity::Critical,
-        Some("high") => Severity::High,
-        Some("medium") => Severity::Medium,
-        Some("low") => Severity::Low,
-        Some("informational" | "info") => Severity::Informational,
-        _ => Severity::Pending,
-    }
+    crate::domain::severity::from_label(s)
 }
 
 /// Top-level indicator fields of §5, in extraction order.

@@ -23,14 +23,7 @@ pub struct Splunk;
 
 /// Severity table of §4 (`urgency`, else `severity`).
 pub fn map_severity(s: Option<&str>) -> Severity {
-    match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        Some("critical") => Severity::Critical,
-        Some("high") => Severity::High,
-        Some("medium") => Severity::Medium,
-        Some("low") => Severity::Low,
-        Some("informational" | "info") => Severity::Informational,
-        _ => Severity::Pending,
-    }
+    crate::domain::severity::from_label(s)
 }
 
 /// Values of a multivalue field: a JSON array, or one string split on `\n`. Trimmed, non-empty.
