@@ -15,6 +15,12 @@ use crate::{
         embedded::{EmbeddedOptions, EmbeddedPostgres},
         migrate,
     },
+    enrich::{
+        engine::Engine,
+        registry::{self, Credentials, ProviderSet, ProviderSettings},
+        simulator,
+    },
+    queue::batch::{BatchRunner, PgParker},
     queue::{
         memory::{InProcessQueue, QueueSettings},
         outbox::Outbox,
@@ -116,7 +122,8 @@ async fn serve(
     let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
 
     let cancel = CancellationToken::new();
-    let queue: Arc<dyn Queue> = match &opts.sqs_endpoint_url {
+    let (queue, sqs, memory): (Arc<dyn Queue>, Option<SqsQueue>, Option<InProcessQueue>) = match &opts.sqs_endpoint_url
+    {
         Some(endpoint) => {
             let sdk = crate::config::aws_sdk_config().await;
             let client = SqsQueue::client(&sdk, Some(endpoint));
@@ -124,13 +131,59 @@ async fn serve(
             for q in QueueName::ALL {
                 urls.insert(q, SqsQueue::ensure_queue(&client, &format!("calseta-{q}")).await?);
             }
-            Arc::new(SqsQueue::new(client, urls))
+            let q = SqsQueue::new(client, urls);
+            (Arc::new(q.clone()), Some(q), None)
         }
-        None => Arc::new(InProcessQueue::new(QueueSettings::default())),
+        None => {
+            // Enrichment may defer a message up to 8 times for provider budgets (as the SQS
+            // redrive policy allows 10 receives).
+            let mut settings = HashMap::new();
+            settings.insert(
+                QueueName::Enrich,
+                QueueSettings {
+                    max_receives: 10,
+                    ..QueueSettings::default()
+                },
+            );
+            settings.insert(QueueName::Dispatch, QueueSettings::default());
+            let q = InProcessQueue::with_settings(settings);
+            (Arc::new(q.clone()), None, Some(q))
+        }
     };
     let state = AppState::new(pool.clone(), queue.clone(), &secrets, limits)
         .map_err(|e| DevError::Other(e.to_string()))?
         .with_never_send(crate::config::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?);
+
+    // Providers: real ones when credentials are set, else the local simulator.
+    let (providers, simulator_note) = dev_providers(&cancel).await?;
+    let engine = Arc::new(Engine::new(
+        pool.clone(),
+        state.outbox.clone(),
+        providers,
+        state.never_send.clone(),
+    ));
+    let state = state.with_enrichment(engine.clone());
+    let runner = BatchRunner::new(
+        QueueName::Enrich,
+        queue.clone(),
+        Arc::new(PgParker(pool.clone())),
+        crate::queue::MAX_BATCH,
+    );
+    let enrich_handler = {
+        let engine = engine.clone();
+        crate::queue::handler(move |event| {
+            let engine = engine.clone();
+            let runner = runner.clone();
+            async move { engine.handle_event(&runner, event).await }
+        })
+    };
+    let mut consumers = Vec::new();
+    if let Some(q) = &memory {
+        consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
+    }
+    if let Some(q) = &sqs {
+        consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
+    }
 
     let (admin_key, generated) = match &opts.admin_key {
         Some(k) => (k.clone(), false),
@@ -187,7 +240,7 @@ async fn serve(
     };
     // One ready line: scripts wait for it.
     println!(
-        "calseta dev ready: api http://{local} (health http://{local}/health), database {db_note}, queues {}",
+        "calseta dev ready: api http://{local} (health http://{local}/health), database {db_note}, queues {}, providers {simulator_note}",
         queue.kind()
     );
     if generated {
@@ -198,7 +251,40 @@ async fn serve(
     let served = server.await.map_err(|e| DevError::Other(e.to_string()));
     cancel.cancel();
     let _ = sweeper.await;
+    for c in consumers {
+        let _ = c.await;
+    }
     pool.close();
     println!("calseta dev stopped");
     served
+}
+
+/// Real providers when any credential or base URL is set; otherwise the provider simulator on
+/// a loopback port (stopped with `cancel`), with no budgets unless `CALSETA_BUDGET_*` set one.
+async fn dev_providers(cancel: &CancellationToken) -> Result<(ProviderSet, String), DevError> {
+    let creds = Credentials::from_env();
+    let settings = ProviderSettings::from_env().map_err(|e| DevError::Other(e.to_string()))?;
+    if !creds.is_empty() || !settings.base_urls.is_empty() {
+        let set = ProviderSet::build(&creds, &settings).map_err(|e| DevError::Other(e.to_string()))?;
+        let note = format!("{:?}", set.names());
+        return Ok((set, note));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| DevError::Bind {
+            addr: "127.0.0.1:0".into(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let app = simulator::router();
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+    });
+    let base = url::Url::parse(&format!("http://{addr}/")).map_err(|e| DevError::Other(e.to_string()))?;
+    let budgets = registry::budgets_from_env(false).map_err(|e| DevError::Other(e.to_string()))?;
+    let set = ProviderSet::simulated(&base, budgets, settings.concurrency);
+    Ok((set, format!("simulated at {base} (no API keys set)")))
 }

@@ -1,6 +1,7 @@
 //! The sweeper (EventBridge, every minute; every few seconds in `calseta dev`): re-sends outbox
 //! rows that were committed but never sent (crash, queue outage) and purges old sent rows.
-//! Later pipeline steps add their own periodic duties here (overdue enrichments).
+//! It also completes alerts whose enrichment deadline has passed, so they are dispatched with
+//! whatever enrichment they have (`enrich::engine::complete_overdue`).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
+    pub overdue_completed: usize,
     pub outbox_sent: usize,
     pub outbox_failed: usize,
     pub outbox_purged: u64,
@@ -22,9 +24,19 @@ pub struct SweepReport {
 
 /// One sweep pass.
 pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport, DbError> {
+    // Overdue alerts first: their dispatch rows are sent right away by the same pass.
+    let mut overdue = 0;
+    loop {
+        let n = crate::enrich::engine::complete_overdue(outbox.pool(), outbox, 200).await?;
+        overdue += n;
+        if n < 200 {
+            break;
+        }
+    }
     let sent = outbox.sweep(min_age, 500).await?;
     let purged = outbox.purge_sent(SENT_RETENTION).await?;
     let report = SweepReport {
+        overdue_completed: overdue,
         outbox_sent: sent.sent,
         outbox_failed: sent.failed,
         outbox_purged: purged,

@@ -46,6 +46,33 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     } else {
         None
     };
+    // Providers: configured / unconfigured, or misconfigured after a recent 401/403.
+    let mut enrichment_providers = serde_json::Map::new();
+    if let Some(engine) = &state.enrichment {
+        let bad = if database_ok {
+            let q = async {
+                let client = state.pool.get().await.ok()?;
+                crate::enrich::governor::misconfigured(&*client).await.ok()
+            };
+            tokio::time::timeout(CHECK_LIMIT, q)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        for p in crate::enrich::registry::BUILT_IN {
+            let status = if !engine.providers().is_configured(p.name) {
+                "unconfigured"
+            } else if bad.iter().any(|b| b == p.name) {
+                "misconfigured"
+            } else {
+                "configured"
+            };
+            enrichment_providers.insert(p.name.to_string(), serde_json::Value::String(status.into()));
+        }
+    }
     let body = Health {
         status: if database_ok { "ok" } else { "down" },
         version: crate::VERSION,
@@ -54,7 +81,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         queue_backend: state.queue.kind(),
         queue_depth,
         outbox_unsent,
-        enrichment_providers: serde_json::Map::new(),
+        enrichment_providers,
     };
     let code = if database_ok {
         StatusCode::OK

@@ -2,6 +2,7 @@
 //! (lambda_http::run) and by tests (tower oneshot / a random port).
 
 pub mod auth;
+pub mod enrichments;
 pub mod error;
 pub mod health;
 pub mod ingest;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Values that must never reach an outside service (providers spec §1.1).
     pub never_send: Arc<NeverSendPolicy>,
+    /// The enrichment engine, where this process serves `/v1/enrichments` (not the ingest Lambda).
+    pub enrichment: Option<Arc<crate::enrich::engine::Engine>>,
 }
 
 impl AppState {
@@ -53,12 +56,19 @@ impl AppState {
             sealer: Sealer::from_hex(&secrets.encryption_key)?,
             limits,
             never_send: Arc::new(NeverSendPolicy::default()),
+            enrichment: None,
         })
     }
 
     /// Replaces the never-send policy (deployment settings `INTERNAL_CIDRS`, `INTERNAL_DOMAIN_SUFFIXES`).
     pub fn with_never_send(mut self, policy: NeverSendPolicy) -> Self {
         self.never_send = Arc::new(policy);
+        self
+    }
+
+    /// Serves on-demand enrichment with this engine and reports its providers in `/health`.
+    pub fn with_enrichment(mut self, engine: Arc<crate::enrich::engine::Engine>) -> Self {
+        self.enrichment = Some(engine);
         self
     }
 }
@@ -100,7 +110,8 @@ pub fn router(state: AppState) -> Router {
     with_common(
         Router::new()
             .route("/health", get(health::health))
-            .merge(ingest::routes()),
+            .merge(ingest::routes())
+            .merge(enrichments::routes()),
         state,
     )
 }

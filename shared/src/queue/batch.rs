@@ -168,6 +168,31 @@ impl BatchRunner {
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
+        self.finish(outcomes).await
+    }
+
+    /// Like [`BatchRunner::run`] for handlers that take the whole batch at once (to share
+    /// reads and writes across records); `handle` returns one result per record, in order.
+    pub async fn run_all<F, Fut>(&self, event: SqsEvent, handle: F) -> SqsBatchResponse
+    where
+        F: FnOnce(Vec<SqsMessage>) -> Fut,
+        Fut: Future<Output = Vec<Result<(), HandlerError>>>,
+    {
+        let records = event.records;
+        let mut results = handle(records.clone()).await.into_iter();
+        let outcomes = records
+            .into_iter()
+            .map(|r| {
+                let res = results
+                    .next()
+                    .unwrap_or_else(|| Err(HandlerError::retryable("handler returned no result for this record")));
+                (r, res)
+            })
+            .collect();
+        self.finish(outcomes).await
+    }
+
+    async fn finish(&self, outcomes: Vec<(SqsMessage, Result<(), HandlerError>)>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for (record, result) in outcomes {
             let id = record.message_id.clone().unwrap_or_default();

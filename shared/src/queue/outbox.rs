@@ -117,6 +117,10 @@ impl Outbox {
         Self { pool, queue }
     }
 
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub fn queue(&self) -> &Arc<dyn Queue> {
         &self.queue
     }

@@ -1,0 +1,141 @@
+//! On-demand enrichment (api spec §5.4): `POST /v1/enrichments` (synchronous, cache-first, not
+//! stored) and `GET /v1/enrichments/providers`. Both need `enrichments:read`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::{auth, rate_limit, ApiError, AppState};
+use crate::domain::indicator::{self, IndicatorType};
+use crate::enrich::cache;
+use crate::enrich::registry::BUILT_IN;
+
+/// `POST /v1/enrichments` per key per minute (api spec §1).
+pub const ON_DEMAND_PER_MINUTE: u32 = 60;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/enrichments", post(enrich_now))
+        .route("/v1/enrichments/providers", get(list_providers))
+}
+
+fn validation(field: &str, message: &str, kind: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_ERROR",
+        "Request validation failed",
+    )
+    .with_details(json!({"errors": [{"field": format!("body.{field}"), "message": message, "type": kind}]}))
+}
+
+fn engine(state: &AppState) -> Result<&std::sync::Arc<crate::enrich::engine::Engine>, ApiError> {
+    state
+        .enrichment
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("enrichment"))
+}
+
+async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    {
+        let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+        let principal = auth::require_key(&state, &*client, &headers).await?;
+        principal.require(&["enrichments:read"])?;
+        rate_limit::check(
+            &*client,
+            &format!("key:{}:enrich", principal.key_prefix),
+            ON_DEMAND_PER_MINUTE,
+        )
+        .await?;
+    }
+    let engine = engine(&state)?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            "Request body is not valid JSON",
+        )
+    })?;
+    let Value::Object(obj) = v else {
+        return Err(validation("", "body must be an object", "dict_type"));
+    };
+    let pick = |a: &str, b: &str| obj.get(a).or_else(|| obj.get(b)).cloned();
+    let kind = match pick("type", "indicator_type") {
+        Some(Value::String(s)) => IndicatorType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s.trim())
+            .ok_or_else(|| {
+                validation(
+                    "type",
+                    "must be one of ip, domain, url, hash_md5, hash_sha1, hash_sha256, email, account",
+                    "enum",
+                )
+            })?,
+        Some(_) => return Err(validation("type", "must be a string", "string_type")),
+        None => return Err(validation("type", "field required", "missing")),
+    };
+    let raw = match pick("value", "indicator_value") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(validation("value", "must be a string", "string_type")),
+        None => return Err(validation("value", "field required", "missing")),
+    };
+    if raw.is_empty() || raw.len() > indicator::MAX_VALUE_LEN {
+        return Err(validation("value", "must be 1 to 2048 characters", "string_length"));
+    }
+    let normalized =
+        indicator::normalize(kind, &raw).map_err(|e| validation("value", &e.to_string(), "value_error"))?;
+    // A value normalizes to one indicator of the asked type (a hash may be re-typed by length).
+    let Some((kind, value)) = normalized.into_iter().next() else {
+        return Err(validation("value", "not a valid indicator of this type", "value_error"));
+    };
+    let answer = engine.enrich_now(kind, &value).await?;
+    Ok(Json(json!({"data": answer.to_json(), "meta": {}})))
+}
+
+async fn list_providers(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    {
+        let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+        auth::require_key(&state, &*client, &headers)
+            .await?
+            .require(&["enrichments:read"])?;
+    }
+    let configured = |name: &str| {
+        state
+            .enrichment
+            .as_ref()
+            .is_some_and(|e| e.providers().is_configured(name))
+    };
+    let data: Vec<Value> = BUILT_IN
+        .iter()
+        .map(|p| {
+            let by_type: Map<String, Value> = p
+                .supported_types
+                .iter()
+                .map(|t| {
+                    let (found, not_found) = cache::ttl(p.name, *t);
+                    (
+                        t.as_str().to_string(),
+                        json!({"found": found.as_secs(), "not_found": not_found.as_secs()}),
+                    )
+                })
+                .collect();
+            // The headline TTL: the first supported type's found TTL (the reference had one per provider).
+            let headline = p
+                .supported_types
+                .first()
+                .map(|t| cache::ttl(p.name, *t).0.as_secs())
+                .unwrap_or(3600);
+            json!({
+                "provider_name": p.name,
+                "display_name": p.display_name,
+                "supported_types": p.supported_types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                "is_configured": configured(p.name),
+                "cache_ttl_seconds": headline,
+                "cache_ttl_by_type": by_type,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"data": data, "meta": {}})))
+}

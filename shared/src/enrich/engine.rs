@@ -1,0 +1,1091 @@
+//! The enrichment engine: consumes the `enrich` queue (one message = one alert × indicator), runs
+//! every configured provider that takes the indicator's type concurrently, serves and fills the
+//! shared cache, spends budgets through the [`Governor`], and completes alerts (fan-in).
+//!
+//! A batch of messages is handled together: one read of link states, one cache read, one
+//! provider call per distinct (indicator, provider) miss, and one transaction that completes the
+//! links and the alerts whose last link this was. That transaction locks the alert rows first, so
+//! two batches finishing an alert's last two links cannot both miss (or both see) completion.
+//!
+//! Outcomes per message:
+//! - a link already done (a duplicate delivery) or gone (alert deleted): acknowledged, no calls;
+//! - a provider out of budget for a short while: the message comes back after that wait, the
+//!   link stays pending (deadline sweep still dispatches the alert on time);
+//! - everything else is final for this link: success, failed (auth, quota, upstream after
+//!   retries) or skipped, recorded per provider on the link for the payload.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures::future::join_all;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::sync::Semaphore;
+use tokio_postgres::types::Type;
+
+use super::cache::{self, CachedResult};
+use super::governor::{Admission, Governor};
+use super::never_send::NeverSendPolicy;
+use super::provider::{Lookup, Provider, ProviderError, MAX_REQUEUE_DELAY};
+use super::registry::ProviderSet;
+use crate::db::stmt;
+use crate::db::DbError;
+use crate::domain::indicator::IndicatorType;
+use crate::domain::malice::Malice;
+use crate::queue::batch::{BatchRunner, HandlerError};
+use crate::queue::messages::{DispatchRequest, EnrichRequest};
+use crate::queue::outbox::{self, NewMessage, Outbox};
+
+/// Tunables; the defaults follow providers spec §1.5.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Calls per lookup for timeouts, connection errors and 5xx (1 + 2 retries).
+    pub max_attempts: u32,
+    /// Full-jitter exponential backoff base between those attempts.
+    pub backoff_base: Duration,
+    /// How long a fetch lease is held at most (covers all attempts).
+    pub lease_hold: Duration,
+    /// How long a message waits for another instance's fetch before coming back later.
+    pub lease_wait: Duration,
+    /// Wait after a 429 without `Retry-After` or reset header.
+    pub default_retry_after: Duration,
+    /// A message throttled this many times is finished with what it has (no endless deferral).
+    pub max_deferrals: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(500),
+            lease_hold: Duration::from_secs(45),
+            lease_wait: Duration::from_secs(20),
+            default_retry_after: Duration::from_secs(60),
+            max_deferrals: 8,
+        }
+    }
+}
+
+/// Result status of one provider for one indicator (spec §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultStatus {
+    Success,
+    Failed,
+    Skipped,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Success => "success",
+            ResultStatus::Failed => "failed",
+            ResultStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One provider's result for one indicator (spec §1.2 result record, without `raw`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderResult {
+    pub provider: String,
+    pub status: ResultStatus,
+    /// The compact block plus `found` and `malice` (success only).
+    pub extracted: Option<Map<String, Value>>,
+    pub malice: Option<Malice>,
+    pub malice_reason: Option<String>,
+    /// When the data was fetched from the provider.
+    pub enriched_at: Option<DateTime<Utc>>,
+    pub cache_hit: bool,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ProviderResult {
+    fn from_cached(c: &CachedResult, hit: bool) -> Self {
+        ProviderResult {
+            provider: c.provider.clone(),
+            status: ResultStatus::Success,
+            extracted: Some(c.block.clone()),
+            malice: Some(c.malice),
+            malice_reason: c.malice_reason.clone(),
+            enriched_at: Some(c.fetched_at),
+            cache_hit: hit,
+            error_code: None,
+            error_message: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    fn from_lookup(provider: &str, l: &Lookup, fetched_at: DateTime<Utc>) -> Self {
+        ProviderResult {
+            provider: provider.to_string(),
+            status: ResultStatus::Success,
+            extracted: Some(extracted(l)),
+            malice: Some(l.malice),
+            malice_reason: l.malice_reason.clone(),
+            enriched_at: Some(fetched_at),
+            cache_hit: false,
+            error_code: None,
+            error_message: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    fn from_error(provider: &str, e: &ProviderError) -> Self {
+        ProviderResult::problem(
+            provider,
+            if matches!(e, ProviderError::Skipped { .. }) {
+                ResultStatus::Skipped
+            } else {
+                ResultStatus::Failed
+            },
+            e.code(),
+            e.to_string(),
+            e.retry_after(),
+        )
+    }
+
+    fn problem(
+        provider: &str,
+        status: ResultStatus,
+        code: &str,
+        message: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        ProviderResult {
+            provider: provider.to_string(),
+            status,
+            extracted: None,
+            malice: None,
+            malice_reason: None,
+            enriched_at: None,
+            cache_hit: false,
+            error_code: Some(code.to_string()),
+            error_message: Some(message.into()),
+            retry_after_seconds: retry_after.map(|d| d.as_secs_f64().ceil() as u64),
+        }
+    }
+
+    /// The spec §1.2 record as JSON (no nulls), with `age_seconds` as of `now`.
+    pub fn to_json(&self, now: DateTime<Utc>) -> Value {
+        let mut m = Map::new();
+        m.insert("provider_name".into(), json!(self.provider));
+        m.insert("status".into(), json!(self.status.as_str()));
+        m.insert("success".into(), json!(self.status == ResultStatus::Success));
+        if let Some(e) = &self.extracted {
+            m.insert("extracted".into(), Value::Object(e.clone()));
+        }
+        if let Some(r) = &self.malice_reason {
+            m.insert("malice_reason".into(), json!(r));
+        }
+        if let Some(at) = self.enriched_at {
+            m.insert("enriched_at".into(), json!(super::providers::iso(at)));
+            m.insert("cache_hit".into(), json!(self.cache_hit));
+            m.insert("age_seconds".into(), json!((now - at).num_seconds().max(0)));
+        }
+        if let Some(c) = &self.error_code {
+            m.insert("error_code".into(), json!(c));
+        }
+        if let Some(msg) = &self.error_message {
+            m.insert("error_message".into(), json!(msg));
+        }
+        if let Some(s) = self.retry_after_seconds {
+            m.insert("retry_after_seconds".into(), json!(s));
+        }
+        Value::Object(m)
+    }
+
+    /// What the link keeps per provider (`alert_indicators.provider_status`): status and
+    /// provenance; the block itself lives in the cache table.
+    fn link_entry(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("status".into(), json!(self.status.as_str()));
+        if let Some(e) = &self.extracted {
+            m.insert("found".into(), e.get("found").cloned().unwrap_or(Value::Bool(true)));
+        }
+        if let Some(mal) = self.malice {
+            m.insert("malice".into(), json!(mal.as_str()));
+        }
+        if let Some(at) = self.enriched_at {
+            m.insert("enriched_at".into(), json!(super::providers::iso(at)));
+            m.insert("cache_hit".into(), json!(self.cache_hit));
+        }
+        if let Some(c) = &self.error_code {
+            m.insert("error_code".into(), json!(c));
+        }
+        if let Some(msg) = &self.error_message {
+            m.insert("error_message".into(), json!(msg));
+        }
+        if let Some(s) = self.retry_after_seconds {
+            m.insert("retry_after_seconds".into(), json!(s));
+        }
+        Value::Object(m)
+    }
+
+    /// A result recorded on a link by an earlier delivery that must not be redone: failures and
+    /// skips that are final (a success is re-read from the cache instead).
+    fn from_link_entry(provider: &str, v: &Value) -> Option<Self> {
+        let status = match v.get("status")?.as_str()? {
+            "failed" => ResultStatus::Failed,
+            "skipped" => ResultStatus::Skipped,
+            _ => return None,
+        };
+        let code = v.get("error_code").and_then(Value::as_str).unwrap_or("upstream_error");
+        let msg = v.get("error_message").and_then(Value::as_str).unwrap_or("");
+        Some(ProviderResult::problem(provider, status, code, msg, None))
+    }
+}
+
+/// The block shown to agents: the provider's output plus `found` and `malice`.
+fn extracted(l: &Lookup) -> Map<String, Value> {
+    let mut m = l.block.clone();
+    m.insert("found".into(), Value::Bool(l.found));
+    m.insert("malice".into(), json!(l.malice.as_str()));
+    m
+}
+
+/// One provider outcome: final, or "come back after this wait" (with the result to record if
+/// the message is finished anyway).
+#[derive(Debug, Clone)]
+enum Fetch {
+    Done(ProviderResult),
+    Defer(Duration, ProviderResult),
+}
+
+/// The on-demand answer of `POST /v1/enrichments`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnDemand {
+    pub kind: IndicatorType,
+    pub value: String,
+    pub results: BTreeMap<String, ProviderResult>,
+    pub enriched_at: DateTime<Utc>,
+}
+
+impl OnDemand {
+    pub fn to_json(&self) -> Value {
+        let now = Utc::now();
+        let results: Map<String, Value> = self.results.iter().map(|(k, r)| (k.clone(), r.to_json(now))).collect();
+        json!({
+            "type": self.kind.as_str(),
+            "value": self.value,
+            "results": results,
+            "enriched_at": super::providers::iso(self.enriched_at),
+        })
+    }
+}
+
+/// What to do with one message of a batch after the provider phase.
+enum Plan {
+    /// Acknowledge without changes (duplicate, or the link is gone).
+    Ack,
+    /// Finish the link: new state plus per-provider entries.
+    Finish {
+        state: &'static str,
+        provider_status: Map<String, Value>,
+    },
+    /// Keep the link pending, remember final results so far, come back after the wait.
+    Defer {
+        wait: Duration,
+        provider_status: Map<String, Value>,
+    },
+}
+
+/// Settings and shared state of the enrichment step, built once per process.
+pub struct Engine {
+    pool: Pool,
+    outbox: Outbox,
+    providers: ProviderSet,
+    governor: Governor,
+    policy: Arc<NeverSendPolicy>,
+    slots: HashMap<&'static str, Arc<Semaphore>>,
+    settings: EngineSettings,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("providers", &self.providers)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(pool: Pool, outbox: Outbox, providers: ProviderSet, policy: Arc<NeverSendPolicy>) -> Self {
+        Self::with_settings(pool, outbox, providers, policy, EngineSettings::default())
+    }
+
+    pub fn with_settings(
+        pool: Pool,
+        outbox: Outbox,
+        providers: ProviderSet,
+        policy: Arc<NeverSendPolicy>,
+        settings: EngineSettings,
+    ) -> Self {
+        let slots = providers
+            .providers
+            .iter()
+            .map(|p| (p.name(), Arc::new(Semaphore::new(providers.concurrency))))
+            .collect();
+        let governor = Governor::new(providers.budgets.clone());
+        Engine {
+            pool,
+            outbox,
+            providers,
+            governor,
+            policy,
+            slots,
+            settings,
+        }
+    }
+
+    pub fn providers(&self) -> &ProviderSet {
+        &self.providers
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The `enrich` Lambda's (and `calseta dev`'s) SQS handler.
+    pub async fn handle_event(&self, runner: &BatchRunner, event: SqsEvent) -> SqsBatchResponse {
+        runner.run_all(event, |records| self.handle_records(records)).await
+    }
+
+    /// Handles one batch of records; one result per record, in order.
+    pub async fn handle_records(&self, records: Vec<SqsMessage>) -> Vec<Result<(), HandlerError>> {
+        let mut results: Vec<Option<Result<(), HandlerError>>> = Vec::with_capacity(records.len());
+        let mut valid = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match parse_record(r) {
+                Ok(item) => {
+                    results.push(None);
+                    valid.push((i, item));
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !valid.is_empty() {
+            let items: Vec<(EnrichRequest, u32)> = valid.iter().map(|(_, it)| it.clone()).collect();
+            match self.process(&items).await {
+                Ok(outcomes) => {
+                    for ((i, _), o) in valid.iter().zip(outcomes) {
+                        results[*i] = Some(o);
+                    }
+                }
+                Err(e) => {
+                    let err = HandlerError::from(e);
+                    for (i, _) in &valid {
+                        results[*i] = Some(Err(match &err {
+                            HandlerError::Retryable { reason, retry_after } => HandlerError::Retryable {
+                                reason: reason.clone(),
+                                retry_after: *retry_after,
+                            },
+                            HandlerError::Permanent(r) => HandlerError::Permanent(r.clone()),
+                        }));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(HandlerError::retryable("not processed"))))
+            .collect()
+    }
+
+    /// Processes enrich requests (with their receive counts). Database trouble fails the whole
+    /// batch as retryable; per-message outcomes otherwise.
+    pub async fn process(&self, items: &[(EnrichRequest, u32)]) -> Result<Vec<Result<(), HandlerError>>, DbError> {
+        // 1. Link states (one read).
+        let alert_ids: Vec<i64> = items.iter().map(|(r, _)| r.alert_id).collect();
+        let ind_ids: Vec<i64> = items.iter().map(|(r, _)| r.indicator_id).collect();
+        let links: HashMap<(i64, i64), (String, Map<String, Value>)> = {
+            let client = self.pool.get().await?;
+            let rows = stmt::query(
+                &*client,
+                "SELECT l.alert_id, l.indicator_id, l.enrichment_state, l.provider_status
+                 FROM alert_indicators l
+                 JOIN unnest($1::bigint[], $2::bigint[]) AS t(a, i) ON l.alert_id = t.a AND l.indicator_id = t.i",
+                &[(&alert_ids, Type::INT8_ARRAY), (&ind_ids, Type::INT8_ARRAY)],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let ps = match r.get::<_, Value>(3) {
+                        Value::Object(m) => m,
+                        _ => Map::new(),
+                    };
+                    ((r.get(0), r.get(1)), (r.get::<_, String>(2), ps))
+                })
+                .collect()
+        };
+
+        // 2. Which indicators need work, and what earlier deliveries already settled.
+        let mut active: Vec<usize> = Vec::new();
+        let mut plans: Vec<Option<Plan>> = Vec::with_capacity(items.len());
+        let mut indicators: BTreeMap<i64, (IndicatorType, String)> = BTreeMap::new();
+        let mut settled: HashMap<(i64, String), ProviderResult> = HashMap::new();
+        for (i, (req, _)) in items.iter().enumerate() {
+            match links.get(&(req.alert_id, req.indicator_id)) {
+                None => {
+                    tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, indicator_id = req.indicator_id,
+                        "link no longer exists (alert deleted); nothing to enrich");
+                    plans.push(Some(Plan::Ack));
+                }
+                Some((state, _)) if state != "pending" => {
+                    tracing::debug!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "link already {state}; duplicate message");
+                    plans.push(Some(Plan::Ack));
+                }
+                Some((_, ps)) => {
+                    active.push(i);
+                    plans.push(None);
+                    indicators.insert(req.indicator_id, (req.indicator_type, req.value.clone()));
+                    for (provider, v) in ps {
+                        if let Some(r) = ProviderResult::from_link_entry(provider, v) {
+                            settled.insert((req.indicator_id, provider.clone()), r);
+                        }
+                    }
+                }
+            }
+        }
+        if active.is_empty() {
+            return Ok(plans.into_iter().map(|_| Ok(())).collect());
+        }
+
+        // 3. Never-send values and the cache (one read).
+        let blocked: HashMap<i64, &'static str> = indicators
+            .iter()
+            .filter_map(|(id, (kind, value))| self.policy.check(*kind, value).map(|r| (*id, r)))
+            .collect();
+        let wanted: Vec<i64> = indicators
+            .keys()
+            .copied()
+            .filter(|id| !blocked.contains_key(id))
+            .collect();
+        let cached = {
+            let client = self.pool.get().await?;
+            cache::read_fresh(&*client, &wanted).await?
+        };
+
+        // 4. One fetch per distinct (indicator, provider) miss, all concurrently.
+        let mut outcomes: HashMap<(i64, &'static str), Fetch> = HashMap::new();
+        let mut to_fetch: Vec<(i64, IndicatorType, String, Arc<dyn Provider>)> = Vec::new();
+        for id in &wanted {
+            let (kind, value) = &indicators[id];
+            for p in self.providers.providers.iter().filter(|p| p.supports(*kind)) {
+                let key = (*id, p.name().to_string());
+                if let Some(c) = cached.get(&key) {
+                    outcomes.insert((*id, p.name()), Fetch::Done(ProviderResult::from_cached(c, true)));
+                } else if let Some(r) = settled.get(&key) {
+                    outcomes.insert((*id, p.name()), Fetch::Done(r.clone()));
+                } else {
+                    to_fetch.push((*id, *kind, value.clone(), p.clone()));
+                }
+            }
+        }
+        let fetched = join_all(
+            to_fetch
+                .iter()
+                .map(|(id, kind, value, p)| self.fetch(p, *kind, value, Some(*id))),
+        )
+        .await;
+        for ((id, _, _, p), f) in to_fetch.iter().zip(fetched) {
+            outcomes.insert((*id, p.name()), f?);
+        }
+
+        // 5. Per message: finish, or come back later.
+        let mut malice_by_indicator: HashMap<i64, Malice> = HashMap::new();
+        for &i in &active {
+            let (req, receives) = &items[i];
+            if let Some(reason) = blocked.get(&req.indicator_id) {
+                let mut ps = Map::new();
+                ps.insert(
+                    "_validation".into(),
+                    ProviderResult::problem(
+                        "_validation",
+                        ResultStatus::Skipped,
+                        reason,
+                        format!("Enrichment skipped: {reason}"),
+                        None,
+                    )
+                    .link_entry(),
+                );
+                plans[i] = Some(Plan::Finish {
+                    state: "skipped",
+                    provider_status: ps,
+                });
+                continue;
+            }
+            let mut ps = Map::new();
+            let mut wait: Option<Duration> = None;
+            let mut verdicts = Vec::new();
+            let mut any_success = false;
+            let mut any_final_failure = false;
+            let can_defer = *receives < self.settings.max_deferrals;
+            for p in self
+                .providers
+                .providers
+                .iter()
+                .filter(|p| p.supports(req.indicator_type))
+            {
+                match outcomes.get(&(req.indicator_id, p.name())) {
+                    Some(Fetch::Done(r)) => {
+                        if r.status == ResultStatus::Success {
+                            any_success = true;
+                            verdicts.extend(r.malice);
+                        } else if r.status == ResultStatus::Failed {
+                            any_final_failure = true;
+                        }
+                        ps.insert(p.name().to_string(), r.link_entry());
+                    }
+                    Some(Fetch::Defer(w, _)) if can_defer => {
+                        wait = Some(wait.map_or(*w, |x| x.min(*w)));
+                    }
+                    Some(Fetch::Defer(_, r)) => {
+                        any_final_failure = true;
+                        ps.insert(p.name().to_string(), r.link_entry());
+                    }
+                    None => {}
+                }
+            }
+            if any_success {
+                let m = Malice::worst(verdicts);
+                malice_by_indicator
+                    .entry(req.indicator_id)
+                    .and_modify(|x| *x = (*x).max(m))
+                    .or_insert(m);
+            }
+            plans[i] = Some(match wait {
+                Some(w) => Plan::Defer {
+                    wait: w,
+                    provider_status: ps,
+                },
+                None => Plan::Finish {
+                    state: if any_success || !any_final_failure {
+                        "done"
+                    } else {
+                        "failed"
+                    },
+                    provider_status: ps,
+                },
+            });
+        }
+
+        // 6. One transaction: links, indicators, completed alerts and their dispatch messages.
+        self.commit(items, &plans, &malice_by_indicator).await?;
+
+        Ok(plans
+            .into_iter()
+            .zip(items)
+            .map(|(p, (req, _))| match p {
+                Some(Plan::Defer { wait, .. }) => Err(HandlerError::retry_after(
+                    format!(
+                        "alert {} indicator {}: provider budget spent; retry later",
+                        req.alert_uuid, req.indicator_id
+                    ),
+                    wait,
+                )),
+                _ => Ok(()),
+            })
+            .collect())
+    }
+
+    async fn commit(
+        &self,
+        items: &[(EnrichRequest, u32)],
+        plans: &[Option<Plan>],
+        malice: &HashMap<i64, Malice>,
+    ) -> Result<(), DbError> {
+        let mut fin_a = Vec::new();
+        let mut fin_i = Vec::new();
+        let mut fin_s: Vec<&str> = Vec::new();
+        let mut fin_ps = Vec::new();
+        let mut def_a = Vec::new();
+        let mut def_i = Vec::new();
+        let mut def_ps = Vec::new();
+        for (p, (req, _)) in plans.iter().zip(items) {
+            match p {
+                Some(Plan::Finish { state, provider_status }) => {
+                    fin_a.push(req.alert_id);
+                    fin_i.push(req.indicator_id);
+                    fin_s.push(state);
+                    fin_ps.push(Value::Object(provider_status.clone()));
+                }
+                Some(Plan::Defer { provider_status, .. }) if !provider_status.is_empty() => {
+                    def_a.push(req.alert_id);
+                    def_i.push(req.indicator_id);
+                    def_ps.push(Value::Object(provider_status.clone()));
+                }
+                _ => {}
+            }
+        }
+        if fin_a.is_empty() && def_a.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut lock_ids: Vec<i64> = fin_a.iter().chain(&def_a).copied().collect();
+        lock_ids.sort_unstable();
+        lock_ids.dedup();
+        // Fan-in guard: completion is decided under the alert row locks, in id order.
+        stmt::query(
+            &tx,
+            "SELECT id FROM alerts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[(&lock_ids, Type::INT8_ARRAY)],
+        )
+        .await?;
+        if !def_a.is_empty() {
+            stmt::execute(
+                &tx,
+                "UPDATE alert_indicators l SET provider_status = l.provider_status || t.ps, updated_at = now()
+                 FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS t(a, i, ps)
+                 WHERE l.alert_id = t.a AND l.indicator_id = t.i AND l.enrichment_state = 'pending'",
+                &[
+                    (&def_a, Type::INT8_ARRAY),
+                    (&def_i, Type::INT8_ARRAY),
+                    (&def_ps, Type::JSONB_ARRAY),
+                ],
+            )
+            .await?;
+        }
+        let mut completed: Vec<(i64, uuid::Uuid)> = Vec::new();
+        if !fin_a.is_empty() {
+            let changed = stmt::query(
+                &tx,
+                "UPDATE alert_indicators l SET enrichment_state = t.s, provider_status = t.ps, updated_at = now()
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[]) AS t(a, i, s, ps)
+                 WHERE l.alert_id = t.a AND l.indicator_id = t.i AND l.enrichment_state = 'pending'
+                 RETURNING l.alert_id",
+                &[
+                    (&fin_a, Type::INT8_ARRAY),
+                    (&fin_i, Type::INT8_ARRAY),
+                    (&fin_s, Type::TEXT_ARRAY),
+                    (&fin_ps, Type::JSONB_ARRAY),
+                ],
+            )
+            .await?;
+            if !malice.is_empty() {
+                let ids: Vec<i64> = malice.keys().copied().collect();
+                let ms: Vec<&str> = ids.iter().map(|id| malice[id].as_str()).collect();
+                stmt::execute(
+                    &tx,
+                    "UPDATE indicators i SET
+                        malice = CASE WHEN i.malice_source = 'enrichment' THEN t.m ELSE i.malice END,
+                        is_enriched = true, enriched_at = now(), updated_at = now()
+                     FROM unnest($1::bigint[], $2::text[]) AS t(id, m) WHERE i.id = t.id",
+                    &[(&ids, Type::INT8_ARRAY), (&ms, Type::TEXT_ARRAY)],
+                )
+                .await?;
+            }
+            let mut touched: Vec<i64> = changed.iter().map(|r| r.get(0)).collect();
+            touched.sort_unstable();
+            touched.dedup();
+            if !touched.is_empty() {
+                completed = complete_alerts(&tx, &touched, "enrichment").await?;
+            }
+        }
+        let messages = dispatch_messages(&completed, "enriched");
+        let ids = if messages.is_empty() {
+            Vec::new()
+        } else {
+            outbox::enqueue(&*tx, &messages).await?
+        };
+        tx.commit().await?;
+        for (id, uuid) in &completed {
+            tracing::info!(alert_id = id, alert_uuid = %uuid, "alert enrichment completed; dispatch queued");
+        }
+        if !ids.is_empty() {
+            let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
+            // A failed send leaves the rows to the sweeper; the state is already committed.
+            if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
+                tracing::warn!(error = %e, "outbox send after enrichment failed; sweeper will resend");
+            }
+        }
+        Ok(())
+    }
+
+    /// One provider for one indicator: lease (single flight) → budget → call with retries →
+    /// cache. `indicator_id = None` is the on-demand path: no lease, nothing stored.
+    async fn fetch(
+        &self,
+        provider: &Arc<dyn Provider>,
+        kind: IndicatorType,
+        value: &str,
+        indicator_id: Option<i64>,
+    ) -> Result<Fetch, DbError> {
+        let name = provider.name();
+        if let Some(id) = indicator_id {
+            let deadline = tokio::time::Instant::now() + self.settings.lease_wait;
+            loop {
+                let client = self.pool.get().await?;
+                if cache::try_lease(&*client, name, id, self.settings.lease_hold).await? {
+                    // Someone may have stored it between our cache read and the lease.
+                    if let Some(c) = cache::read_one(&*client, name, id).await? {
+                        cache::release_lease(&*client, name, id).await?;
+                        return Ok(Fetch::Done(ProviderResult::from_cached(&c, true)));
+                    }
+                    break;
+                }
+                drop(client);
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(Fetch::Defer(
+                        Duration::from_secs(5),
+                        ProviderResult::problem(
+                            name,
+                            ResultStatus::Failed,
+                            "timeout",
+                            "another instance's lookup did not finish in time",
+                            None,
+                        ),
+                    ));
+                }
+                let jitter = rand::rng().random_range(20..60);
+                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                let client = self.pool.get().await?;
+                if let Some(c) = cache::read_one(&*client, name, id).await? {
+                    return Ok(Fetch::Done(ProviderResult::from_cached(&c, true)));
+                }
+            }
+        }
+        let result = self.fetch_leased(provider, kind, value, indicator_id).await;
+        if let Some(id) = indicator_id {
+            let client = self.pool.get().await?;
+            cache::release_lease(&*client, name, id).await?;
+        }
+        result
+    }
+
+    async fn fetch_leased(
+        &self,
+        provider: &Arc<dyn Provider>,
+        kind: IndicatorType,
+        value: &str,
+        indicator_id: Option<i64>,
+    ) -> Result<Fetch, DbError> {
+        let name = provider.name();
+        let _slot = match self.slots.get(name) {
+            Some(s) => Some(s.clone().acquire_owned().await),
+            None => None,
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let admission = {
+                let client = self.pool.get().await?;
+                self.governor.admit(&*client, name).await?
+            };
+            match admission {
+                Admission::Granted => {}
+                Admission::Wait(w) => {
+                    let e = ProviderError::throttled(Some(w));
+                    let r = ProviderResult::from_error(name, &e);
+                    return Ok(match e {
+                        ProviderError::RateLimited { .. } => Fetch::Defer(w, r),
+                        _ => Fetch::Done(r),
+                    });
+                }
+                Admission::Misconfigured => {
+                    return Ok(Fetch::Done(ProviderResult::problem(
+                        name,
+                        ResultStatus::Failed,
+                        "auth_failed",
+                        "the provider rejected our credentials recently; not called",
+                        None,
+                    )))
+                }
+                Admission::CircuitOpen => {
+                    return Ok(Fetch::Done(ProviderResult::problem(
+                        name,
+                        ResultStatus::Failed,
+                        "upstream_error",
+                        "circuit open after repeated upstream failures; not called",
+                        None,
+                    )))
+                }
+            }
+            let outcome = provider.lookup(kind, value).await;
+            let client = self.pool.get().await?;
+            if let Some(pause) = provider.rate_limit_state().and_then(|s| s.pause_until) {
+                let wait = (pause - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                if !wait.is_zero() {
+                    self.governor.rate_limited(&*client, name, wait).await?;
+                }
+            }
+            match outcome {
+                Ok(lookup) => {
+                    self.governor.succeeded(&*client, name).await?;
+                    let r = match indicator_id {
+                        Some(id) => {
+                            let (found_ttl, nf_ttl) = cache::ttl(name, kind);
+                            let c = cache::store(
+                                &*client,
+                                id,
+                                name,
+                                lookup.found,
+                                &extracted(&lookup),
+                                lookup.malice,
+                                lookup.malice_reason.as_deref(),
+                                &lookup.raw,
+                                if lookup.found { found_ttl } else { nf_ttl },
+                            )
+                            .await?;
+                            ProviderResult::from_cached(&c, false)
+                        }
+                        None => ProviderResult::from_lookup(name, &lookup, Utc::now()),
+                    };
+                    return Ok(Fetch::Done(r));
+                }
+                Err(e @ ProviderError::RateLimited { .. }) => {
+                    let wait = e.retry_after().unwrap_or(self.settings.default_retry_after);
+                    self.governor.rate_limited(&*client, name, wait).await?;
+                    let e = ProviderError::throttled(Some(wait));
+                    let r = ProviderResult::from_error(name, &e);
+                    return Ok(match e {
+                        ProviderError::RateLimited { .. } => Fetch::Defer(wait, r),
+                        _ => Fetch::Done(r),
+                    });
+                }
+                Err(e @ ProviderError::QuotaExhausted { .. }) => {
+                    let wait = e.retry_after().unwrap_or(MAX_REQUEUE_DELAY);
+                    self.governor.rate_limited(&*client, name, wait).await?;
+                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                }
+                Err(e @ ProviderError::AuthFailed(_)) => {
+                    tracing::error!(provider = name, error = %e, "provider rejected our credentials; marked misconfigured");
+                    self.governor.auth_failed(&*client, name, &e.to_string()).await?;
+                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                }
+                Err(e) if e.is_retryable() && attempt < self.settings.max_attempts => {
+                    drop(client);
+                    // Full jitter: uniform in [0, base * 2^(attempt-1)].
+                    let cap = self.settings.backoff_base.as_millis() as u64 * (1u64 << (attempt - 1).min(10));
+                    let sleep = rand::rng().random_range(0..=cap.max(1));
+                    tracing::warn!(provider = name, attempt, error = %e, "provider call failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(sleep)).await;
+                }
+                Err(e) => {
+                    if e.is_retryable() {
+                        self.governor.transient_failure(&*client, name, &e.to_string()).await?;
+                    }
+                    tracing::warn!(provider = name, error = %e, "provider lookup failed");
+                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/enrichments`: every configured provider for the type, cache first, nothing
+    /// stored. A never-send value gets only `_validation`.
+    pub async fn enrich_now(&self, kind: IndicatorType, value: &str) -> Result<OnDemand, DbError> {
+        let mut results = BTreeMap::new();
+        if let Some(reason) = self.policy.check(kind, value) {
+            results.insert(
+                "_validation".to_string(),
+                ProviderResult::problem(
+                    "_validation",
+                    ResultStatus::Skipped,
+                    reason,
+                    format!("Enrichment skipped: {reason}"),
+                    None,
+                ),
+            );
+            return Ok(OnDemand {
+                kind,
+                value: value.to_string(),
+                results,
+                enriched_at: Utc::now(),
+            });
+        }
+        let providers: Vec<&Arc<dyn Provider>> = self.providers.providers.iter().filter(|p| p.supports(kind)).collect();
+        let cached = if providers.is_empty() {
+            HashMap::new()
+        } else {
+            let client = self.pool.get().await?;
+            let id: Option<i64> = stmt::query_opt(
+                &*client,
+                "SELECT id FROM indicators WHERE type = $1 AND value = $2",
+                &[(&kind.as_str(), Type::TEXT), (&value, Type::TEXT)],
+            )
+            .await?
+            .map(|r| r.get(0));
+            match id {
+                Some(id) => cache::read_fresh(&*client, &[id])
+                    .await?
+                    .into_iter()
+                    .map(|((_, p), c)| (p, c))
+                    .collect(),
+                None => HashMap::new(),
+            }
+        };
+        let misses: Vec<&Arc<dyn Provider>> = providers
+            .iter()
+            .copied()
+            .filter(|p| !cached.contains_key(p.name()))
+            .collect();
+        for p in &providers {
+            if let Some(c) = cached.get(p.name()) {
+                results.insert(p.name().to_string(), ProviderResult::from_cached(c, true));
+            }
+        }
+        let fetched = join_all(misses.iter().map(|p| self.fetch(p, kind, value, None))).await;
+        for (p, f) in misses.iter().zip(fetched) {
+            let r = match f? {
+                Fetch::Done(r) | Fetch::Defer(_, r) => r,
+            };
+            results.insert(p.name().to_string(), r);
+        }
+        Ok(OnDemand {
+            kind,
+            value: value.to_string(),
+            results,
+            enriched_at: Utc::now(),
+        })
+    }
+}
+
+fn parse_record(r: &SqsMessage) -> Result<(EnrichRequest, u32), HandlerError> {
+    let body = r.body.as_deref().unwrap_or("");
+    let req: EnrichRequest =
+        serde_json::from_str(body).map_err(|e| HandlerError::permanent(format!("not an enrich request: {e}")))?;
+    if req.v != 1 {
+        return Err(HandlerError::permanent(format!(
+            "unsupported enrich request version {}",
+            req.v
+        )));
+    }
+    let receives = r
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    Ok((req, receives))
+}
+
+/// The alert's enrichment summary (`_metadata.enrichment`): per provider over all its links,
+/// `succeeded` if any link succeeded, else `failed` if any failed, else `skipped`.
+const SUMMARY_SQL: &str = "(SELECT jsonb_build_object(
+        'succeeded', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'success'), '[]'::jsonb),
+        'failed', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'failed'), '[]'::jsonb),
+        'skipped', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'skipped'), '[]'::jsonb))
+    FROM (SELECT e.key AS p,
+                 CASE WHEN bool_or(e.value->>'status' = 'success') THEN 'success'
+                      WHEN bool_or(e.value->>'status' = 'failed') THEN 'failed'
+                      ELSE 'skipped' END AS s
+          FROM alert_indicators l, jsonb_each(l.provider_status) e
+          WHERE l.alert_id = a.id AND left(e.key, 1) <> '_'
+          GROUP BY e.key) x)";
+
+/// Worst malice among the alert's indicators (analyst overrides included: they are the
+/// indicator's malice).
+const ALERT_MALICE_SQL: &str = "(SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
+        MAX(CASE i.malice WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
+    FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id WHERE l.alert_id = a.id)";
+
+/// Marks alerts `Enriched` when no link is pending (or, from the sweeper, whatever is pending),
+/// once: the `enrichment_status = 'Pending'` guard makes a second completion a no-op. Returns the
+/// alerts completed now. `by` is `enrichment` or `deadline`.
+async fn complete_alerts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    ids: &[i64],
+    by: &str,
+) -> Result<Vec<(i64, uuid::Uuid)>, DbError> {
+    let sql = format!(
+        "UPDATE alerts a SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
+                enrichment_deadline_at = NULL, updated_at = now(),
+                malice = {ALERT_MALICE_SQL},
+                enrichment_summary = {SUMMARY_SQL} || jsonb_build_object(
+                    'completed_by', $2::text,
+                    'pending_indicators', (SELECT count(*) FROM alert_indicators p
+                                           WHERE p.alert_id = a.id AND p.enrichment_state = 'pending'))
+         WHERE a.id = ANY($1) AND a.enrichment_status = 'Pending'
+           AND ($2::text = 'deadline' OR NOT EXISTS (
+                SELECT 1 FROM alert_indicators p WHERE p.alert_id = a.id AND p.enrichment_state = 'pending'))
+         RETURNING a.id, a.uuid"
+    );
+    let rows = stmt::query(tx, &sql, &[(&ids, Type::INT8_ARRAY), (&by, Type::TEXT)]).await?;
+    let done: Vec<(i64, uuid::Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if !done.is_empty() {
+        let ids: Vec<i64> = done.iter().map(|(id, _)| *id).collect();
+        stmt::execute(
+            tx,
+            "INSERT INTO activity_events (alert_id, event_type, actor_type, \"references\")
+             SELECT a.id, 'alert_enrichment_completed', 'system',
+                    jsonb_build_object('completed_by', $2::text, 'enrichment', a.enrichment_summary, 'malice', a.malice)
+             FROM alerts a WHERE a.id = ANY($1)",
+            &[(&ids, Type::INT8_ARRAY), (&by, Type::TEXT)],
+        )
+        .await?;
+    }
+    Ok(done)
+}
+
+fn dispatch_messages(completed: &[(i64, uuid::Uuid)], reason: &str) -> Vec<NewMessage> {
+    completed
+        .iter()
+        .map(|(id, uuid)| {
+            DispatchRequest {
+                v: 1,
+                alert_id: *id,
+                alert_uuid: *uuid,
+                reason: reason.to_string(),
+            }
+            .to_message()
+        })
+        .collect()
+}
+
+/// The sweeper's duty: alerts past their enrichment deadline are completed with what they have
+/// and queued for dispatch (reason `deadline`). Late results still land on their links and in
+/// the cache; they never cause a second dispatch.
+pub async fn complete_overdue(pool: &Pool, outbox: &Outbox, limit: i64) -> Result<usize, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let due: Vec<i64> = stmt::query(
+        &tx,
+        "SELECT id FROM alerts WHERE enrichment_status = 'Pending' AND enrichment_deadline_at < now()
+         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        &[(&limit, Type::INT8)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let completed = complete_alerts(&tx, &due, "deadline").await?;
+    let messages = dispatch_messages(&completed, "deadline");
+    let ids = if messages.is_empty() {
+        Vec::new()
+    } else {
+        outbox::enqueue(&*tx, &messages).await?
+    };
+    tx.commit().await?;
+    for (id, uuid) in &completed {
+        tracing::warn!(alert_id = id, alert_uuid = %uuid, "enrichment deadline passed; dispatching with partial enrichment");
+    }
+    if !ids.is_empty() {
+        let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
+        if let Err(e) = outbox.send_committed(&*client, &rows).await {
+            tracing::warn!(error = %e, "outbox send after deadline failed; sweeper will resend");
+        }
+    }
+    Ok(completed.len())
+}
+
+/// Provider names of an alert's summary lists (tests, metrics).
+pub fn summary_lists(summary: &Value) -> (HashSet<String>, HashSet<String>, HashSet<String>) {
+    let get = |k: &str| -> HashSet<String> {
+        summary
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    (get("succeeded"), get("failed"), get("skipped"))
+}
