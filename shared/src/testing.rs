@@ -283,12 +283,54 @@ impl TestApp {
 
     /// `prepared`: see [`TestDb::with_statements`].
     pub async fn with_options(limits: crate::config::Limits, prepared: bool) -> Self {
+        Self::build(limits, prepared, None).await.0
+    }
+
+    /// The app with an enrichment engine over `providers` (served by `/v1/enrichments` and
+    /// returned for driving the `enrich` queue by hand).
+    pub async fn with_enrichment(
+        providers: crate::enrich::registry::ProviderSet,
+        settings: crate::enrich::engine::EngineSettings,
+    ) -> (Self, std::sync::Arc<crate::enrich::engine::Engine>) {
+        let (app, engine) = Self::build(crate::config::Limits::default(), true, Some((providers, settings))).await;
+        (app, engine.expect("engine"))
+    }
+
+    async fn build(
+        limits: crate::config::Limits,
+        prepared: bool,
+        enrichment: Option<(
+            crate::enrich::registry::ProviderSet,
+            crate::enrich::engine::EngineSettings,
+        )>,
+    ) -> (Self, Option<std::sync::Arc<crate::enrich::engine::Engine>>) {
         use secrecy::ExposeSecret;
         let db = TestDb::with_statements(prepared).await;
-        let queue = crate::queue::memory::InProcessQueue::new(Default::default());
+        let mut qs = std::collections::HashMap::new();
+        qs.insert(
+            crate::queue::QueueName::Enrich,
+            crate::queue::memory::QueueSettings {
+                max_receives: 10,
+                ..Default::default()
+            },
+        );
+        let queue = crate::queue::memory::InProcessQueue::with_settings(qs);
         let secrets = crate::config::AppSecrets::random();
-        let state = crate::api::AppState::new(db.pool.clone(), std::sync::Arc::new(queue.clone()), &secrets, limits)
-            .expect("state");
+        let mut state =
+            crate::api::AppState::new(db.pool.clone(), std::sync::Arc::new(queue.clone()), &secrets, limits)
+                .expect("state");
+        let engine = enrichment.map(|(providers, settings)| {
+            std::sync::Arc::new(crate::enrich::engine::Engine::with_settings(
+                db.pool.clone(),
+                state.outbox.clone(),
+                providers,
+                state.never_send.clone(),
+                settings,
+            ))
+        });
+        if let Some(e) = &engine {
+            state = state.with_enrichment(e.clone());
+        }
         let key = crate::api::keys::generate();
         let app = Self {
             base: String::new(),
@@ -303,11 +345,14 @@ impl TestApp {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = crate::api::router(state);
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self {
-            base,
-            admin_key: key.expose_secret().to_owned(),
-            ..app
-        }
+        (
+            Self {
+                base,
+                admin_key: key.expose_secret().to_owned(),
+                ..app
+            },
+            engine,
+        )
     }
 
     /// Creates a key with the given scopes; returns its plaintext.

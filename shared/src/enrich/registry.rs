@@ -453,8 +453,10 @@ mod tests {
             "ENTRA_TENANT_ID" => Some("x".into()),
             _ => None,
         });
-        let mut settings = ProviderSettings::default();
-        settings.greynoise_keyless = false;
+        let settings = ProviderSettings {
+            greynoise_keyless: false,
+            ..ProviderSettings::default()
+        };
         let set = ProviderSet::build(&creds, &settings).unwrap();
         // Okta without a domain, Entra without a client id and secret: not configured.
         assert_eq!(set.names(), vec!["virustotal"]);
