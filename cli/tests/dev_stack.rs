@@ -77,6 +77,40 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["database"], "ok");
     assert_eq!(health["queue_backend"], "in-process");
+    // With no API keys set, the provider simulator stands in for every provider.
+    assert!(ready.contains("providers simulated"), "{ready}");
+    for p in ["virustotal", "abuseipdb", "greynoise", "okta", "entra"] {
+        assert_eq!(health["enrichment_providers"][p], "configured", "{health}");
+    }
+
+    // The pipeline runs: an ingested alert's indicator gets enriched by the enrich consumers,
+    // after which an on-demand lookup of the same value is a cache hit.
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{url}/v1/ingest/generic"))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({"title": "dev smoke", "source_alert_id": "dev-1", "ip": "185.220.101.47"}))
+        .send()
+        .expect("ingest");
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body: serde_json::Value = http
+            .post(format!("{url}/v1/enrichments"))
+            .bearer_auth(admin_key)
+            .json(&serde_json::json!({"type": "ip", "value": "185.220.101.47"}))
+            .send()
+            .expect("enrich")
+            .json()
+            .expect("json");
+        let vt = &body["data"]["results"]["virustotal"];
+        if vt["cache_hit"] == true {
+            assert_eq!(vt["extracted"]["malice"], "Malicious", "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alert was not enriched within 20 s: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let pg_pids = processes_mentioning(&data_dir_name(&dir));
     assert!(!pg_pids.is_empty(), "embedded postgres should be running");

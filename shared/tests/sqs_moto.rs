@@ -248,3 +248,59 @@ async fn a_send_to_an_unreachable_sqs_fails_and_the_rows_stay() {
     assert_eq!((r.sent, r.failed), (0, 1));
     assert_eq!(ob.backlog().await.expect("backlog").unsent, 1);
 }
+
+#[tokio::test]
+async fn the_local_poller_deletes_handled_messages_and_keeps_failed_ones() {
+    use calseta::queue::{handler, OutgoingMessage};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    let sqs = queue_pair().await;
+    let msgs: Vec<OutgoingMessage> = ["ok-1", "fail-1", "ok-2"]
+        .iter()
+        .map(|b| OutgoingMessage {
+            entry_id: b.to_string(),
+            body: b.to_string(),
+            attributes: BTreeMap::from([("alert_uuid".to_string(), "u".to_string())]),
+            delay_seconds: 0,
+        })
+        .collect();
+    sqs.send_batch(QueueName::Enrich, &msgs).await.expect("send");
+    let seen: Arc<Mutex<Vec<(String, String, Option<String>)>>> = Arc::default();
+    let h = {
+        let seen = seen.clone();
+        handler(move |event: SqsEvent| {
+            let seen = seen.clone();
+            async move {
+                let mut resp = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+                for r in event.records {
+                    let body = r.body.clone().unwrap_or_default();
+                    seen.lock().unwrap().push((
+                        body.clone(),
+                        r.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default(),
+                        r.message_attributes.get("alert_uuid").and_then(|a| a.string_value.clone()),
+                    ));
+                    if body.starts_with("fail") {
+                        resp.add_failure(r.message_id.unwrap_or_default());
+                    }
+                }
+                resp
+            }
+        })
+    };
+    let mut received = 0;
+    for _ in 0..5 {
+        received += sqs.poll_once(QueueName::Enrich, &h).await.expect("poll");
+        if received >= 3 {
+            break;
+        }
+    }
+    assert_eq!(received, 3);
+    {
+        let seen = seen.lock().unwrap();
+        assert!(seen.iter().all(|(_, count, attr)| count == "1" && attr.as_deref() == Some("u")), "{seen:?}");
+    }
+    // Handled messages are deleted; the failed one stays in flight until its visibility lapses.
+    let depth = sqs.depth(QueueName::Enrich).await.expect("depth");
+    assert_eq!((depth.visible, depth.in_flight), (0, 1), "{depth:?}");
+}
