@@ -108,7 +108,10 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
             assert_eq!(vt["extracted"]["malice"], "Malicious", "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "the alert was not enriched within 20 s: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "the alert was not enriched within 20 s: {body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 

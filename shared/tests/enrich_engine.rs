@@ -954,3 +954,26 @@ async fn unreadable_messages_are_parked_not_retried() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_sample_lambda_event_is_handled_like_a_queue_delivery() {
+    let rig = rig().await;
+    rig.ingest(json!({"title": "event", "source_alert_id": "ev-1", "ip": "185.220.101.47"}))
+        .await;
+    // The queued message is what the sample event carries; point the sample at our rows.
+    let queued = rig.app.queue.receive(QueueName::Enrich, 10);
+    assert_eq!(queued.len(), 1);
+    let real: EnrichRequest = serde_json::from_str(queued[0].body.as_deref().unwrap()).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../events/enrich-sqs.json")).unwrap();
+    let mut event: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let sample: EnrichRequest = serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (sample.indicator_type, sample.value.as_str()),
+        (real.indicator_type, real.value.as_str())
+    );
+    event.records[0].body = Some(serde_json::to_string(&real).unwrap());
+    let resp = rig.engine.handle_event(&rig.runner, event).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(rig.dispatches().len(), 1);
+    assert_eq!(rig.up.total(), 3);
+}

@@ -278,7 +278,9 @@ async fn the_local_poller_deletes_handled_messages_and_keeps_failed_ones() {
                     seen.lock().unwrap().push((
                         body.clone(),
                         r.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default(),
-                        r.message_attributes.get("alert_uuid").and_then(|a| a.string_value.clone()),
+                        r.message_attributes
+                            .get("alert_uuid")
+                            .and_then(|a| a.string_value.clone()),
                     ));
                     if body.starts_with("fail") {
                         resp.add_failure(r.message_id.unwrap_or_default());
@@ -298,7 +300,11 @@ async fn the_local_poller_deletes_handled_messages_and_keeps_failed_ones() {
     assert_eq!(received, 3);
     {
         let seen = seen.lock().unwrap();
-        assert!(seen.iter().all(|(_, count, attr)| count == "1" && attr.as_deref() == Some("u")), "{seen:?}");
+        assert!(
+            seen.iter()
+                .all(|(_, count, attr)| count == "1" && attr.as_deref() == Some("u")),
+            "{seen:?}"
+        );
     }
     // Handled messages are deleted; the failed one stays in flight until its visibility lapses.
     let depth = sqs.depth(QueueName::Enrich).await.expect("depth");
