@@ -159,28 +159,30 @@ impl Bare {
     }
 }
 
+/// The benchmark database: `DATABASE_URL`, or a fresh database `name` in a throwaway embedded
+/// cluster (returned so the caller stops it at the end).
+pub async fn database(name: &str) -> anyhow::Result<(String, Option<EmbeddedPostgres>)> {
+    if let Some(u) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        return Ok((u, None));
+    }
+    let root = std::env::temp_dir().join(format!("calseta-bench-{}-{name}", std::process::id()));
+    let pg = tokio::task::spawn_blocking(move || {
+        EmbeddedPostgres::start(&EmbeddedOptions {
+            root,
+            port: None,
+            remove_on_stop: true,
+        })
+    })
+    .await??;
+    let (c, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    c.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    let u = pg.url(name);
+    Ok((u, Some(pg)))
+}
+
 pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::Result<()> {
-    let mut embedded = None;
-    let url = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(u) => u,
-        None => {
-            let root = std::env::temp_dir().join(format!("calseta-bench-{}", std::process::id()));
-            let pg = tokio::task::spawn_blocking(move || {
-                EmbeddedPostgres::start(&EmbeddedOptions {
-                    root,
-                    port: None,
-                    remove_on_stop: true,
-                })
-            })
-            .await??;
-            let (c, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            c.batch_execute("CREATE DATABASE calseta_bench").await?;
-            let u = pg.url("calseta_bench");
-            embedded = Some(pg);
-            u
-        }
-    };
+    let (url, embedded) = database("calseta_bench").await?;
     let mut cfg = DbConfig::from_url(url.clone());
     cfg.pool_size = 40;
     let pool = db::build_pool(&cfg)?;

@@ -12,6 +12,7 @@ use calseta::{
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_enrich;
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -73,6 +74,19 @@ enum BenchWhat {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         concurrency: Vec<usize>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The enrichment engine against the provider simulator: fan-out latency, single flight
+    /// under a burst, backlog drain rate (DATABASE_URL or an embedded cluster).
+    Enrich {
+        /// Alerts in the drain backlog.
+        #[arg(long, default_value_t = 2000)]
+        backlog: usize,
+        /// Concurrent consumers draining the backlog (Lambda instances).
+        #[arg(long, default_value_t = 8)]
+        consumers: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +158,16 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             bench::ingest(alerts, &concurrency, json).await?;
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Enrich {
+                    backlog,
+                    consumers,
+                    json,
+                },
+        } => {
+            bench_enrich::enrich(backlog, consumers, json).await?;
         }
         Command::Parked { queue, limit } => {
             let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;

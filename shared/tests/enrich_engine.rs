@@ -360,8 +360,21 @@ async fn every_type_gets_the_right_blocks_and_the_alert_is_dispatched_once() {
             .await,
         1
     );
-    // Leases are all given back.
-    assert_eq!(rig.app.scalar_i64("SELECT count(*) FROM enrichment_leases").await, 0);
+    // No lease is left in flight: each one is held exactly until its cached result expires.
+    assert_eq!(
+        rig.app
+            .scalar_i64(
+                "SELECT count(*) FROM enrichment_leases l WHERE NOT EXISTS (
+                    SELECT 1 FROM enrichment_results r WHERE r.provider = l.provider
+                       AND r.indicator_id = l.indicator_id AND r.expires_at = l.lease_until)"
+            )
+            .await,
+        0
+    );
+    assert_eq!(
+        rig.app.scalar_i64("SELECT count(*) FROM enrichment_leases").await,
+        rig.app.scalar_i64("SELECT count(*) FROM enrichment_results").await
+    );
 }
 
 #[tokio::test]

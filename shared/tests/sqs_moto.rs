@@ -266,7 +266,9 @@ async fn the_local_poller_deletes_handled_messages_and_keeps_failed_ones() {
         })
         .collect();
     sqs.send_batch(QueueName::Enrich, &msgs).await.expect("send");
-    let seen: Arc<Mutex<Vec<(String, String, Option<String>)>>> = Arc::default();
+    // (body, ApproximateReceiveCount, alert_uuid attribute) per delivery.
+    type Seen = Vec<(String, String, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let h = {
         let seen = seen.clone();
         handler(move |event: SqsEvent| {

@@ -41,6 +41,7 @@ pub fn ttl(provider: &str, kind: IndicatorType) -> (Duration, Duration) {
 /// One stored result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedResult {
+    pub indicator_id: i64,
     pub provider: String,
     pub found: bool,
     /// The compact block, including `found` and `malice`.
@@ -86,6 +87,7 @@ pub async fn read_fresh(
         out.insert(
             (id, provider.clone()),
             CachedResult {
+                indicator_id: id,
                 provider,
                 found: status == "found",
                 block,
@@ -99,107 +101,140 @@ pub async fn read_fresh(
     Ok(out)
 }
 
-/// Stores one successful result (replacing the previous one) and returns it as cached.
-#[allow(clippy::too_many_arguments)]
-pub async fn store(
+/// Takes the fetch leases of these (provider, indicator) pairs where no fresh result is cached
+/// and no live lease is held; returns the pairs taken (ours to fetch). One statement, locking in
+/// a fixed order so concurrent callers cannot deadlock.
+pub async fn take_leases(
     client: &impl Cached,
-    indicator_id: i64,
-    provider: &str,
-    found: bool,
-    block: &Map<String, Value>,
-    malice: Malice,
-    malice_reason: Option<&str>,
-    raw: &Value,
-    ttl: Duration,
-) -> Result<CachedResult, DbError> {
-    let status = if found { "found" } else { "not_found" };
-    let reasons = Value::Array(
-        malice_reason
-            .map(|r| Value::String(r.to_string()))
-            .into_iter()
-            .collect(),
-    );
-    let block_v = Value::Object(block.clone());
-    let row = stmt::query_opt(
-        client,
-        "INSERT INTO enrichment_results (indicator_id, provider, status, block, verdict, reasons, raw, error,
-                                         fetched_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, now(), now() + make_interval(secs => $8))
-         ON CONFLICT (provider, indicator_id) DO UPDATE SET
-            status = EXCLUDED.status, block = EXCLUDED.block, verdict = EXCLUDED.verdict,
-            reasons = EXCLUDED.reasons, raw = EXCLUDED.raw, error = NULL,
-            fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at
-         RETURNING fetched_at, expires_at",
-        &[
-            (&indicator_id, Type::INT8),
-            (&provider, Type::TEXT),
-            (&status, Type::TEXT),
-            (&block_v, Type::JSONB),
-            (&malice.as_str(), Type::TEXT),
-            (&reasons, Type::JSONB),
-            (raw, Type::JSONB),
-            (&ttl.as_secs_f64(), Type::FLOAT8),
-        ],
-    )
-    .await?;
-    let (fetched_at, expires_at) = match row {
-        Some(r) => (r.get(0), r.get(1)),
-        None => (Utc::now(), Utc::now()),
-    };
-    Ok(CachedResult {
-        provider: provider.to_string(),
-        found,
-        block: block.clone(),
-        malice,
-        malice_reason: malice_reason.map(str::to_string),
-        fetched_at,
-        expires_at,
-    })
-}
-
-/// Tries to take the fetch lease of (provider, indicator) for `hold`. `true` = ours.
-pub async fn try_lease(
-    client: &impl Cached,
-    provider: &str,
-    indicator_id: i64,
+    pairs: &[(String, i64)],
     hold: Duration,
-) -> Result<bool, DbError> {
-    let row = stmt::query_opt(
+) -> Result<Vec<(String, i64)>, DbError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let providers: Vec<&str> = pairs.iter().map(|(p, _)| p.as_str()).collect();
+    let ids: Vec<i64> = pairs.iter().map(|(_, i)| *i).collect();
+    let rows = stmt::query(
         client,
         "INSERT INTO enrichment_leases (provider, indicator_id, lease_until)
-         VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+         SELECT w.p, w.i, clock_timestamp() + make_interval(secs => $3)
+         FROM unnest($1::text[], $2::bigint[]) AS w(p, i)
+         WHERE NOT EXISTS (SELECT 1 FROM enrichment_results r
+                           WHERE r.provider = w.p AND r.indicator_id = w.i AND r.expires_at > now()
+                             AND r.status IN ('found', 'not_found'))
+         ORDER BY w.i, w.p
          ON CONFLICT (provider, indicator_id) DO UPDATE SET lease_until = EXCLUDED.lease_until
             WHERE enrichment_leases.lease_until < clock_timestamp()
-         RETURNING 1",
+         RETURNING provider, indicator_id",
         &[
-            (&provider, Type::TEXT),
-            (&indicator_id, Type::INT8),
+            (&providers, Type::TEXT_ARRAY),
+            (&ids, Type::INT8_ARRAY),
             (&hold.as_secs_f64(), Type::FLOAT8),
         ],
     )
     .await?;
-    Ok(row.is_some())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Gives a lease back (after the result is stored, or the fetch failed).
-pub async fn release_lease(client: &impl Cached, provider: &str, indicator_id: i64) -> Result<(), DbError> {
-    stmt::execute(
+/// A successful lookup to store.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    pub indicator_id: i64,
+    pub provider: String,
+    pub found: bool,
+    /// The compact block, including `found` and `malice`.
+    pub block: Map<String, Value>,
+    pub malice: Malice,
+    pub malice_reason: Option<String>,
+    pub raw: Value,
+    pub ttl: Duration,
+}
+
+/// Stores successful results (replacing older ones) and settles the leases of `release`, in one
+/// statement: a stored pair keeps its lease until the result expires (so a waiter that raced the
+/// store cannot take it and fetch again); a pair without a result gives its lease back. Returns
+/// the stored rows as cached results.
+pub async fn store_and_release(
+    client: &impl Cached,
+    results: &[NewResult],
+    release: &[(String, i64)],
+) -> Result<Vec<CachedResult>, DbError> {
+    let mut results: Vec<&NewResult> = results.iter().collect();
+    results.sort_by(|a, b| (a.indicator_id, &a.provider).cmp(&(b.indicator_id, &b.provider)));
+    let ids: Vec<i64> = results.iter().map(|r| r.indicator_id).collect();
+    let providers: Vec<&str> = results.iter().map(|r| r.provider.as_str()).collect();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| if r.found { "found" } else { "not_found" })
+        .collect();
+    let blocks: Vec<Value> = results.iter().map(|r| Value::Object(r.block.clone())).collect();
+    let verdicts: Vec<&str> = results.iter().map(|r| r.malice.as_str()).collect();
+    let reasons: Vec<Value> = results
+        .iter()
+        .map(|r| Value::Array(r.malice_reason.iter().map(|x| Value::String(x.clone())).collect()))
+        .collect();
+    let raws: Vec<&Value> = results.iter().map(|r| &r.raw).collect();
+    let ttls: Vec<f64> = results.iter().map(|r| r.ttl.as_secs_f64()).collect();
+    let rel_p: Vec<&str> = release.iter().map(|(p, _)| p.as_str()).collect();
+    let rel_i: Vec<i64> = release.iter().map(|(_, i)| *i).collect();
+    let rows = stmt::query(
         client,
-        "DELETE FROM enrichment_leases WHERE provider = $1 AND indicator_id = $2",
-        &[(&provider, Type::TEXT), (&indicator_id, Type::INT8)],
+        "WITH stored AS (
+            INSERT INTO enrichment_results (indicator_id, provider, status, block, verdict, reasons, raw, error,
+                                            fetched_at, expires_at)
+            SELECT t.i, t.p, t.s, t.b, t.v, t.r, t.raw, NULL, now(), now() + make_interval(secs => t.ttl)
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::jsonb[],
+                        $8::float8[]) AS t(i, p, s, b, v, r, raw, ttl)
+            ON CONFLICT (provider, indicator_id) DO UPDATE SET
+               status = EXCLUDED.status, block = EXCLUDED.block, verdict = EXCLUDED.verdict,
+               reasons = EXCLUDED.reasons, raw = EXCLUDED.raw, error = NULL,
+               fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at
+            RETURNING indicator_id, provider, fetched_at, expires_at),
+         held AS (
+            UPDATE enrichment_leases l SET lease_until = s.expires_at
+            FROM stored s WHERE l.provider = s.provider AND l.indicator_id = s.indicator_id),
+         released AS (
+            DELETE FROM enrichment_leases l USING unnest($9::text[], $10::bigint[]) AS x(p, i)
+            WHERE l.provider = x.p AND l.indicator_id = x.i
+              AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.provider = x.p AND s.indicator_id = x.i))
+         SELECT indicator_id, provider, fetched_at, expires_at FROM stored",
+        &[
+            (&ids, Type::INT8_ARRAY),
+            (&providers, Type::TEXT_ARRAY),
+            (&statuses, Type::TEXT_ARRAY),
+            (&blocks, Type::JSONB_ARRAY),
+            (&verdicts, Type::TEXT_ARRAY),
+            (&reasons, Type::JSONB_ARRAY),
+            (&raws, Type::JSONB_ARRAY),
+            (&ttls, Type::FLOAT8_ARRAY),
+            (&rel_p, Type::TEXT_ARRAY),
+            (&rel_i, Type::INT8_ARRAY),
+        ],
     )
     .await?;
-    Ok(())
-}
-
-/// One fresh result, if another instance has stored it meanwhile.
-pub async fn read_one(
-    client: &impl Cached,
-    provider: &str,
-    indicator_id: i64,
-) -> Result<Option<CachedResult>, DbError> {
-    let mut all = read_fresh(client, &[indicator_id]).await?;
-    Ok(all.remove(&(indicator_id, provider.to_string())))
+    let when: HashMap<(i64, String), (DateTime<Utc>, DateTime<Utc>)> = rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect();
+    Ok(results
+        .iter()
+        .map(|r| {
+            let (fetched_at, expires_at) = when
+                .get(&(r.indicator_id, r.provider.clone()))
+                .copied()
+                .unwrap_or_else(|| (Utc::now(), Utc::now()));
+            CachedResult {
+                indicator_id: r.indicator_id,
+                provider: r.provider.clone(),
+                found: r.found,
+                block: r.block.clone(),
+                malice: r.malice,
+                malice_reason: r.malice_reason.clone(),
+                fetched_at,
+                expires_at,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -37,8 +37,8 @@ use crate::db::DbError;
 use crate::domain::indicator::IndicatorType;
 use crate::domain::malice::Malice;
 use crate::queue::batch::{BatchRunner, HandlerError};
-use crate::queue::messages::{DispatchRequest, EnrichRequest};
-use crate::queue::outbox::{self, NewMessage, Outbox};
+use crate::queue::messages::EnrichRequest;
+use crate::queue::outbox::{NewMessage, Outbox};
 
 /// Tunables; the defaults follow providers spec §1.5.
 #[derive(Debug, Clone)]
@@ -257,6 +257,26 @@ enum Fetch {
     Defer(Duration, ProviderResult),
 }
 
+/// The answer of one provider call (before caching).
+enum Called {
+    Found(Lookup),
+    Final(Fetch),
+}
+
+/// A (indicator, provider) pair with no fresh cached result.
+struct Miss {
+    indicator_id: i64,
+    kind: IndicatorType,
+    value: String,
+    provider: Arc<dyn Provider>,
+}
+
+fn pairs(ms: &[Miss]) -> Vec<(String, i64)> {
+    ms.iter()
+        .map(|m| (m.provider.name().to_string(), m.indicator_id))
+        .collect()
+}
+
 /// The on-demand answer of `POST /v1/enrichments`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnDemand {
@@ -401,29 +421,36 @@ impl Engine {
     /// Processes enrich requests (with their receive counts). Database trouble fails the whole
     /// batch as retryable; per-message outcomes otherwise.
     pub async fn process(&self, items: &[(EnrichRequest, u32)]) -> Result<Vec<Result<(), HandlerError>>, DbError> {
-        // 1. Link states (one read).
+        // 1. Link states and the cache, in one pipelined round trip.
         let alert_ids: Vec<i64> = items.iter().map(|(r, _)| r.alert_id).collect();
         let ind_ids: Vec<i64> = items.iter().map(|(r, _)| r.indicator_id).collect();
-        let links: HashMap<(i64, i64), (String, Map<String, Value>)> = {
+        let mut distinct_ids = ind_ids.clone();
+        distinct_ids.sort_unstable();
+        distinct_ids.dedup();
+        let (link_rows, cached) = {
             let client = self.pool.get().await?;
-            let rows = stmt::query(
+            let params = [(&alert_ids as _, Type::INT8_ARRAY), (&ind_ids as _, Type::INT8_ARRAY)];
+            let links = stmt::query(
                 &*client,
                 "SELECT l.alert_id, l.indicator_id, l.enrichment_state, l.provider_status
                  FROM alert_indicators l
                  JOIN unnest($1::bigint[], $2::bigint[]) AS t(a, i) ON l.alert_id = t.a AND l.indicator_id = t.i",
-                &[(&alert_ids, Type::INT8_ARRAY), (&ind_ids, Type::INT8_ARRAY)],
-            )
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    let ps = match r.get::<_, Value>(3) {
-                        Value::Object(m) => m,
-                        _ => Map::new(),
-                    };
-                    ((r.get(0), r.get(1)), (r.get::<_, String>(2), ps))
-                })
-                .collect()
+                &params,
+            );
+            let cache = cache::read_fresh(&*client, &distinct_ids);
+            let (links, cache) = tokio::join!(links, cache);
+            (links?, cache?)
         };
+        let links: HashMap<(i64, i64), (String, Map<String, Value>)> = link_rows
+            .iter()
+            .map(|r| {
+                let ps = match r.get::<_, Value>(3) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
+                ((r.get(0), r.get(1)), (r.get::<_, String>(2), ps))
+            })
+            .collect();
 
         // 2. Which indicators need work, and what earlier deliveries already settled.
         let mut active: Vec<usize> = Vec::new();
@@ -457,26 +484,17 @@ impl Engine {
             return Ok(plans.into_iter().map(|_| Ok(())).collect());
         }
 
-        // 3. Never-send values and the cache (one read).
+        // 3. Never-send values; cache hits; one fetch per distinct (indicator, provider) miss.
         let blocked: HashMap<i64, &'static str> = indicators
             .iter()
             .filter_map(|(id, (kind, value))| self.policy.check(*kind, value).map(|r| (*id, r)))
             .collect();
-        let wanted: Vec<i64> = indicators
-            .keys()
-            .copied()
-            .filter(|id| !blocked.contains_key(id))
-            .collect();
-        let cached = {
-            let client = self.pool.get().await?;
-            cache::read_fresh(&*client, &wanted).await?
-        };
-
-        // 4. One fetch per distinct (indicator, provider) miss, all concurrently.
         let mut outcomes: HashMap<(i64, &'static str), Fetch> = HashMap::new();
-        let mut to_fetch: Vec<(i64, IndicatorType, String, Arc<dyn Provider>)> = Vec::new();
-        for id in &wanted {
-            let (kind, value) = &indicators[id];
+        let mut misses: Vec<Miss> = Vec::new();
+        for (id, (kind, value)) in &indicators {
+            if blocked.contains_key(id) {
+                continue;
+            }
             for p in self.providers.providers.iter().filter(|p| p.supports(*kind)) {
                 let key = (*id, p.name().to_string());
                 if let Some(c) = cached.get(&key) {
@@ -484,22 +502,19 @@ impl Engine {
                 } else if let Some(r) = settled.get(&key) {
                     outcomes.insert((*id, p.name()), Fetch::Done(r.clone()));
                 } else {
-                    to_fetch.push((*id, *kind, value.clone(), p.clone()));
+                    misses.push(Miss {
+                        indicator_id: *id,
+                        kind: *kind,
+                        value: value.clone(),
+                        provider: p.clone(),
+                    });
                 }
             }
         }
-        let fetched = join_all(
-            to_fetch
-                .iter()
-                .map(|(id, kind, value, p)| self.fetch(p, *kind, value, Some(*id))),
-        )
-        .await;
-        for ((id, _, _, p), f) in to_fetch.iter().zip(fetched) {
-            outcomes.insert((*id, p.name()), f?);
-        }
+        outcomes.extend(self.resolve(misses).await?);
 
-        // 5. Per message: finish, or come back later.
-        let mut malice_by_indicator: HashMap<i64, Malice> = HashMap::new();
+        // 4. Per message: finish, or come back later.
+        let mut malice_by_indicator: BTreeMap<i64, Malice> = BTreeMap::new();
         for &i in &active {
             let (req, receives) = &items[i];
             if let Some(reason) = blocked.get(&req.indicator_id) {
@@ -576,7 +591,7 @@ impl Engine {
             });
         }
 
-        // 6. One transaction: links, indicators, completed alerts and their dispatch messages.
+        // 5. One transaction: links, indicators, completed alerts and their dispatch messages.
         self.commit(items, &plans, &malice_by_indicator).await?;
 
         Ok(plans
@@ -599,7 +614,7 @@ impl Engine {
         &self,
         items: &[(EnrichRequest, u32)],
         plans: &[Option<Plan>],
-        malice: &HashMap<i64, Malice>,
+        malice: &BTreeMap<i64, Malice>,
     ) -> Result<(), DbError> {
         let mut fin_a = Vec::new();
         let mut fin_i = Vec::new();
@@ -627,80 +642,35 @@ impl Engine {
         if fin_a.is_empty() && def_a.is_empty() {
             return Ok(());
         }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let mut lock_ids: Vec<i64> = fin_a.iter().chain(&def_a).copied().collect();
-        lock_ids.sort_unstable();
-        lock_ids.dedup();
-        // Fan-in guard: completion is decided under the alert row locks, in id order.
-        stmt::query(
-            &tx,
-            "SELECT id FROM alerts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[(&lock_ids, Type::INT8_ARRAY)],
+        let mal_ids: Vec<i64> = malice.keys().copied().collect();
+        let mal_vs: Vec<&str> = malice.values().map(|m| m.as_str()).collect();
+        // One round trip: locks, links, verdicts and completion run inside the database
+        // (calseta_finish_enrichment, migration 0003), each statement seeing what earlier lock
+        // holders committed.
+        let client = self.pool.get().await?;
+        let rows = stmt::query(
+            &*client,
+            "SELECT alert_id, alert_uuid, outbox_id, body, attributes
+             FROM calseta_finish_enrichment($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                (&fin_a, Type::INT8_ARRAY),
+                (&fin_i, Type::INT8_ARRAY),
+                (&fin_s, Type::TEXT_ARRAY),
+                (&fin_ps, Type::JSONB_ARRAY),
+                (&def_a, Type::INT8_ARRAY),
+                (&def_i, Type::INT8_ARRAY),
+                (&def_ps, Type::JSONB_ARRAY),
+                (&mal_ids, Type::INT8_ARRAY),
+                (&mal_vs, Type::TEXT_ARRAY),
+            ],
         )
         .await?;
-        if !def_a.is_empty() {
-            stmt::execute(
-                &tx,
-                "UPDATE alert_indicators l SET provider_status = l.provider_status || t.ps, updated_at = now()
-                 FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS t(a, i, ps)
-                 WHERE l.alert_id = t.a AND l.indicator_id = t.i AND l.enrichment_state = 'pending'",
-                &[
-                    (&def_a, Type::INT8_ARRAY),
-                    (&def_i, Type::INT8_ARRAY),
-                    (&def_ps, Type::JSONB_ARRAY),
-                ],
-            )
-            .await?;
+        let completed = completions(&rows);
+        for (alert_id, uuid, _) in &completed {
+            tracing::info!(alert_id, alert_uuid = %uuid, "alert enrichment completed; dispatch queued");
         }
-        let mut completed: Vec<(i64, uuid::Uuid)> = Vec::new();
-        if !fin_a.is_empty() {
-            let changed = stmt::query(
-                &tx,
-                "UPDATE alert_indicators l SET enrichment_state = t.s, provider_status = t.ps, updated_at = now()
-                 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[]) AS t(a, i, s, ps)
-                 WHERE l.alert_id = t.a AND l.indicator_id = t.i AND l.enrichment_state = 'pending'
-                 RETURNING l.alert_id",
-                &[
-                    (&fin_a, Type::INT8_ARRAY),
-                    (&fin_i, Type::INT8_ARRAY),
-                    (&fin_s, Type::TEXT_ARRAY),
-                    (&fin_ps, Type::JSONB_ARRAY),
-                ],
-            )
-            .await?;
-            if !malice.is_empty() {
-                let ids: Vec<i64> = malice.keys().copied().collect();
-                let ms: Vec<&str> = ids.iter().map(|id| malice[id].as_str()).collect();
-                stmt::execute(
-                    &tx,
-                    "UPDATE indicators i SET
-                        malice = CASE WHEN i.malice_source = 'enrichment' THEN t.m ELSE i.malice END,
-                        is_enriched = true, enriched_at = now(), updated_at = now()
-                     FROM unnest($1::bigint[], $2::text[]) AS t(id, m) WHERE i.id = t.id",
-                    &[(&ids, Type::INT8_ARRAY), (&ms, Type::TEXT_ARRAY)],
-                )
-                .await?;
-            }
-            let mut touched: Vec<i64> = changed.iter().map(|r| r.get(0)).collect();
-            touched.sort_unstable();
-            touched.dedup();
-            if !touched.is_empty() {
-                completed = complete_alerts(&tx, &touched, "enrichment").await?;
-            }
-        }
-        let messages = dispatch_messages(&completed, "enriched");
-        let ids = if messages.is_empty() {
-            Vec::new()
-        } else {
-            outbox::enqueue(&*tx, &messages).await?
-        };
-        tx.commit().await?;
-        for (id, uuid) in &completed {
-            tracing::info!(alert_id = id, alert_uuid = %uuid, "alert enrichment completed; dispatch queued");
-        }
-        if !ids.is_empty() {
-            let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
+        let rows: Vec<(i64, NewMessage)> = completed.into_iter().map(|(_, _, m)| m).collect();
+        if !rows.is_empty() {
             // A failed send leaves the rows to the sweeper; the state is already committed.
             if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
                 tracing::warn!(error = %e, "outbox send after enrichment failed; sweeper will resend");
@@ -709,64 +679,148 @@ impl Engine {
         Ok(())
     }
 
-    /// One provider for one indicator: lease (single flight) → budget → call with retries →
-    /// cache. `indicator_id = None` is the on-demand path: no lease, nothing stored.
-    async fn fetch(
-        &self,
-        provider: &Arc<dyn Provider>,
-        kind: IndicatorType,
-        value: &str,
-        indicator_id: Option<i64>,
-    ) -> Result<Fetch, DbError> {
-        let name = provider.name();
-        if let Some(id) = indicator_id {
-            let deadline = tokio::time::Instant::now() + self.settings.lease_wait;
-            loop {
-                let client = self.pool.get().await?;
-                if cache::try_lease(&*client, name, id, self.settings.lease_hold).await? {
-                    // Someone may have stored it between our cache read and the lease.
-                    if let Some(c) = cache::read_one(&*client, name, id).await? {
-                        cache::release_lease(&*client, name, id).await?;
-                        return Ok(Fetch::Done(ProviderResult::from_cached(&c, true)));
-                    }
-                    break;
+    /// Resolves cache misses: takes the fetch leases it can (single flight across instances),
+    /// fetches those while waiting for the others' results to appear in the cache.
+    async fn resolve(&self, misses: Vec<Miss>) -> Result<HashMap<(i64, &'static str), Fetch>, DbError> {
+        if misses.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let taken: HashSet<(String, i64)> = {
+            let client = self.pool.get().await?;
+            cache::take_leases(&*client, &pairs(&misses), self.settings.lease_hold)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let (mine, others): (Vec<Miss>, Vec<Miss>) = misses
+            .into_iter()
+            .partition(|m| taken.contains(&(m.provider.name().to_string(), m.indicator_id)));
+        let (a, b) = tokio::join!(self.fetch_and_store(mine), self.await_others(others));
+        let mut out = a?;
+        out.extend(b?);
+        Ok(out)
+    }
+
+    /// Calls the providers for leased misses concurrently, then stores the successes and gives
+    /// the leases back in one statement.
+    async fn fetch_and_store(&self, mine: Vec<Miss>) -> Result<HashMap<(i64, &'static str), Fetch>, DbError> {
+        let mut out = HashMap::new();
+        if mine.is_empty() {
+            return Ok(out);
+        }
+        let called = join_all(mine.iter().map(|m| self.call(&m.provider, m.kind, &m.value))).await;
+        let mut to_store = Vec::new();
+        let mut first_err = None;
+        for (m, c) in mine.iter().zip(called) {
+            let name = m.provider.name();
+            match c {
+                Ok(Called::Found(lookup)) => {
+                    let (found_ttl, nf_ttl) = cache::ttl(name, m.kind);
+                    to_store.push(cache::NewResult {
+                        indicator_id: m.indicator_id,
+                        provider: name.to_string(),
+                        found: lookup.found,
+                        block: extracted(&lookup),
+                        malice: lookup.malice,
+                        malice_reason: lookup.malice_reason.clone(),
+                        raw: lookup.raw,
+                        ttl: if lookup.found { found_ttl } else { nf_ttl },
+                    });
                 }
-                drop(client);
-                if tokio::time::Instant::now() >= deadline {
-                    return Ok(Fetch::Defer(
-                        Duration::from_secs(5),
-                        ProviderResult::problem(
-                            name,
-                            ResultStatus::Failed,
-                            "timeout",
-                            "another instance's lookup did not finish in time",
-                            None,
-                        ),
-                    ));
+                Ok(Called::Final(f)) => {
+                    out.insert((m.indicator_id, name), f);
                 }
-                let jitter = rand::rng().random_range(20..60);
-                tokio::time::sleep(Duration::from_millis(jitter)).await;
-                let client = self.pool.get().await?;
-                if let Some(c) = cache::read_one(&*client, name, id).await? {
-                    return Ok(Fetch::Done(ProviderResult::from_cached(&c, true)));
+                Err(e) => {
+                    first_err.get_or_insert(e);
                 }
             }
         }
-        let result = self.fetch_leased(provider, kind, value, indicator_id).await;
-        if let Some(id) = indicator_id {
+        // Leases are given back whatever happened, so waiters are not held up.
+        let stored = {
             let client = self.pool.get().await?;
-            cache::release_lease(&*client, name, id).await?;
+            cache::store_and_release(&*client, &to_store, &pairs(&mine)).await?
+        };
+        if let Some(e) = first_err {
+            return Err(e);
         }
-        result
+        for c in stored {
+            if let Some(m) = mine
+                .iter()
+                .find(|m| m.provider.name() == c.provider && m.indicator_id == c.indicator_id)
+            {
+                out.insert(
+                    (m.indicator_id, m.provider.name()),
+                    Fetch::Done(ProviderResult::from_cached(&c, false)),
+                );
+            }
+        }
+        Ok(out)
     }
 
-    async fn fetch_leased(
-        &self,
-        provider: &Arc<dyn Provider>,
-        kind: IndicatorType,
-        value: &str,
-        indicator_id: Option<i64>,
-    ) -> Result<Fetch, DbError> {
+    /// Waits for misses another instance is fetching; takes over a lease its holder gave up
+    /// without a result; defers what is still missing after `lease_wait`.
+    async fn await_others(&self, mut waiting: Vec<Miss>) -> Result<HashMap<(i64, &'static str), Fetch>, DbError> {
+        let mut out = HashMap::new();
+        let deadline = tokio::time::Instant::now() + self.settings.lease_wait;
+        while !waiting.is_empty() {
+            let pause = rand::rng().random_range(10..30);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let ids: Vec<i64> = waiting.iter().map(|m| m.indicator_id).collect();
+            let (hits, taken) = {
+                let client = self.pool.get().await?;
+                let hits = cache::read_fresh(&*client, &ids).await?;
+                let rest: Vec<(String, i64)> = waiting
+                    .iter()
+                    .filter(|m| !hits.contains_key(&(m.indicator_id, m.provider.name().to_string())))
+                    .map(|m| (m.provider.name().to_string(), m.indicator_id))
+                    .collect();
+                let taken: HashSet<(String, i64)> = cache::take_leases(&*client, &rest, self.settings.lease_hold)
+                    .await?
+                    .into_iter()
+                    .collect();
+                (hits, taken)
+            };
+            let mut mine = Vec::new();
+            let mut still = Vec::new();
+            for m in waiting {
+                let name = m.provider.name();
+                if let Some(c) = hits.get(&(m.indicator_id, name.to_string())) {
+                    out.insert(
+                        (m.indicator_id, name),
+                        Fetch::Done(ProviderResult::from_cached(c, true)),
+                    );
+                } else if taken.contains(&(name.to_string(), m.indicator_id)) {
+                    mine.push(m);
+                } else {
+                    still.push(m);
+                }
+            }
+            out.extend(self.fetch_and_store(mine).await?);
+            waiting = still;
+            if !waiting.is_empty() && tokio::time::Instant::now() >= deadline {
+                for m in waiting.drain(..) {
+                    out.insert(
+                        (m.indicator_id, m.provider.name()),
+                        Fetch::Defer(
+                            Duration::from_secs(5),
+                            ProviderResult::problem(
+                                m.provider.name(),
+                                ResultStatus::Failed,
+                                "timeout",
+                                "another instance's lookup did not finish in time",
+                                None,
+                            ),
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One provider call through the governor, with retries for timeouts and 5xx. Nothing is
+    /// cached here.
+    async fn call(&self, provider: &Arc<dyn Provider>, kind: IndicatorType, value: &str) -> Result<Called, DbError> {
         let name = provider.name();
         let _slot = match self.slots.get(name) {
             Some(s) => Some(s.clone().acquire_owned().await),
@@ -784,84 +838,68 @@ impl Engine {
                 Admission::Wait(w) => {
                     let e = ProviderError::throttled(Some(w));
                     let r = ProviderResult::from_error(name, &e);
-                    return Ok(match e {
+                    return Ok(Called::Final(match e {
                         ProviderError::RateLimited { .. } => Fetch::Defer(w, r),
                         _ => Fetch::Done(r),
-                    });
+                    }));
                 }
                 Admission::Misconfigured => {
-                    return Ok(Fetch::Done(ProviderResult::problem(
+                    return Ok(Called::Final(Fetch::Done(ProviderResult::problem(
                         name,
                         ResultStatus::Failed,
                         "auth_failed",
                         "the provider rejected our credentials recently; not called",
                         None,
-                    )))
+                    ))))
                 }
                 Admission::CircuitOpen => {
-                    return Ok(Fetch::Done(ProviderResult::problem(
+                    return Ok(Called::Final(Fetch::Done(ProviderResult::problem(
                         name,
                         ResultStatus::Failed,
                         "upstream_error",
                         "circuit open after repeated upstream failures; not called",
                         None,
-                    )))
+                    ))))
                 }
             }
             let outcome = provider.lookup(kind, value).await;
-            let client = self.pool.get().await?;
             if let Some(pause) = provider.rate_limit_state().and_then(|s| s.pause_until) {
                 let wait = (pause - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if !wait.is_zero() {
+                    let client = self.pool.get().await?;
                     self.governor.rate_limited(&*client, name, wait).await?;
                 }
             }
             match outcome {
                 Ok(lookup) => {
+                    let client = self.pool.get().await?;
                     self.governor.succeeded(&*client, name).await?;
-                    let r = match indicator_id {
-                        Some(id) => {
-                            let (found_ttl, nf_ttl) = cache::ttl(name, kind);
-                            let c = cache::store(
-                                &*client,
-                                id,
-                                name,
-                                lookup.found,
-                                &extracted(&lookup),
-                                lookup.malice,
-                                lookup.malice_reason.as_deref(),
-                                &lookup.raw,
-                                if lookup.found { found_ttl } else { nf_ttl },
-                            )
-                            .await?;
-                            ProviderResult::from_cached(&c, false)
-                        }
-                        None => ProviderResult::from_lookup(name, &lookup, Utc::now()),
-                    };
-                    return Ok(Fetch::Done(r));
+                    return Ok(Called::Found(lookup));
                 }
                 Err(e @ ProviderError::RateLimited { .. }) => {
                     let wait = e.retry_after().unwrap_or(self.settings.default_retry_after);
+                    let client = self.pool.get().await?;
                     self.governor.rate_limited(&*client, name, wait).await?;
                     let e = ProviderError::throttled(Some(wait));
                     let r = ProviderResult::from_error(name, &e);
-                    return Ok(match e {
+                    return Ok(Called::Final(match e {
                         ProviderError::RateLimited { .. } => Fetch::Defer(wait, r),
                         _ => Fetch::Done(r),
-                    });
+                    }));
                 }
                 Err(e @ ProviderError::QuotaExhausted { .. }) => {
                     let wait = e.retry_after().unwrap_or(MAX_REQUEUE_DELAY);
+                    let client = self.pool.get().await?;
                     self.governor.rate_limited(&*client, name, wait).await?;
-                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                    return Ok(Called::Final(Fetch::Done(ProviderResult::from_error(name, &e))));
                 }
                 Err(e @ ProviderError::AuthFailed(_)) => {
                     tracing::error!(provider = name, error = %e, "provider rejected our credentials; marked misconfigured");
+                    let client = self.pool.get().await?;
                     self.governor.auth_failed(&*client, name, &e.to_string()).await?;
-                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                    return Ok(Called::Final(Fetch::Done(ProviderResult::from_error(name, &e))));
                 }
                 Err(e) if e.is_retryable() && attempt < self.settings.max_attempts => {
-                    drop(client);
                     // Full jitter: uniform in [0, base * 2^(attempt-1)].
                     let cap = self.settings.backoff_base.as_millis() as u64 * (1u64 << (attempt - 1).min(10));
                     let sleep = rand::rng().random_range(0..=cap.max(1));
@@ -870,10 +908,11 @@ impl Engine {
                 }
                 Err(e) => {
                     if e.is_retryable() {
+                        let client = self.pool.get().await?;
                         self.governor.transient_failure(&*client, name, &e.to_string()).await?;
                     }
                     tracing::warn!(provider = name, error = %e, "provider lookup failed");
-                    return Ok(Fetch::Done(ProviderResult::from_error(name, &e)));
+                    return Ok(Called::Final(Fetch::Done(ProviderResult::from_error(name, &e))));
                 }
             }
         }
@@ -932,10 +971,11 @@ impl Engine {
                 results.insert(p.name().to_string(), ProviderResult::from_cached(c, true));
             }
         }
-        let fetched = join_all(misses.iter().map(|p| self.fetch(p, kind, value, None))).await;
-        for (p, f) in misses.iter().zip(fetched) {
-            let r = match f? {
-                Fetch::Done(r) | Fetch::Defer(_, r) => r,
+        let called = join_all(misses.iter().map(|p| self.call(p, kind, value))).await;
+        for (p, c) in misses.iter().zip(called) {
+            let r = match c? {
+                Called::Found(lookup) => ProviderResult::from_lookup(p.name(), &lookup, Utc::now()),
+                Called::Final(Fetch::Done(r) | Fetch::Defer(_, r)) => r,
             };
             results.insert(p.name().to_string(), r);
         }
@@ -966,75 +1006,27 @@ fn parse_record(r: &SqsMessage) -> Result<(EnrichRequest, u32), HandlerError> {
     Ok((req, receives))
 }
 
-/// The alert's enrichment summary (`_metadata.enrichment`): per provider over all its links,
-/// `succeeded` if any link succeeded, else `failed` if any failed, else `skipped`.
-const SUMMARY_SQL: &str = "(SELECT jsonb_build_object(
-        'succeeded', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'success'), '[]'::jsonb),
-        'failed', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'failed'), '[]'::jsonb),
-        'skipped', COALESCE(jsonb_agg(x.p ORDER BY x.p) FILTER (WHERE x.s = 'skipped'), '[]'::jsonb))
-    FROM (SELECT e.key AS p,
-                 CASE WHEN bool_or(e.value->>'status' = 'success') THEN 'success'
-                      WHEN bool_or(e.value->>'status' = 'failed') THEN 'failed'
-                      ELSE 'skipped' END AS s
-          FROM alert_indicators l, jsonb_each(l.provider_status) e
-          WHERE l.alert_id = a.id AND left(e.key, 1) <> '_'
-          GROUP BY e.key) x)";
-
-/// Worst malice among the alert's indicators (analyst overrides included: they are the
-/// indicator's malice).
-const ALERT_MALICE_SQL: &str = "(SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
-        MAX(CASE i.malice WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
-    FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id WHERE l.alert_id = a.id)";
-
-/// Marks alerts `Enriched` when no link is pending (or, from the sweeper, whatever is pending),
-/// once: the `enrichment_status = 'Pending'` guard makes a second completion a no-op. Returns the
-/// alerts completed now. `by` is `enrichment` or `deadline`.
-async fn complete_alerts(
-    tx: &deadpool_postgres::Transaction<'_>,
-    ids: &[i64],
-    by: &str,
-) -> Result<Vec<(i64, uuid::Uuid)>, DbError> {
-    let sql = format!(
-        "UPDATE alerts a SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
-                enrichment_deadline_at = NULL, updated_at = now(),
-                malice = {ALERT_MALICE_SQL},
-                enrichment_summary = {SUMMARY_SQL} || jsonb_build_object(
-                    'completed_by', $2::text,
-                    'pending_indicators', (SELECT count(*) FROM alert_indicators p
-                                           WHERE p.alert_id = a.id AND p.enrichment_state = 'pending'))
-         WHERE a.id = ANY($1) AND a.enrichment_status = 'Pending'
-           AND ($2::text = 'deadline' OR NOT EXISTS (
-                SELECT 1 FROM alert_indicators p WHERE p.alert_id = a.id AND p.enrichment_state = 'pending'))
-         RETURNING a.id, a.uuid"
-    );
-    let rows = stmt::query(tx, &sql, &[(&ids, Type::INT8_ARRAY), (&by, Type::TEXT)]).await?;
-    let done: Vec<(i64, uuid::Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    if !done.is_empty() {
-        let ids: Vec<i64> = done.iter().map(|(id, _)| *id).collect();
-        stmt::execute(
-            tx,
-            "INSERT INTO activity_events (alert_id, event_type, actor_type, \"references\")
-             SELECT a.id, 'alert_enrichment_completed', 'system',
-                    jsonb_build_object('completed_by', $2::text, 'enrichment', a.enrichment_summary, 'malice', a.malice)
-             FROM alerts a WHERE a.id = ANY($1)",
-            &[(&ids, Type::INT8_ARRAY), (&by, Type::TEXT)],
-        )
-        .await?;
-    }
-    Ok(done)
-}
-
-fn dispatch_messages(completed: &[(i64, uuid::Uuid)], reason: &str) -> Vec<NewMessage> {
-    completed
-        .iter()
-        .map(|(id, uuid)| {
-            DispatchRequest {
-                v: 1,
-                alert_id: *id,
-                alert_uuid: *uuid,
-                reason: reason.to_string(),
-            }
-            .to_message()
+/// Rows of `calseta_complete_alerts` / `calseta_finish_enrichment` (alert id, uuid, outbox row)
+/// as the alerts completed now with the dispatch message to send.
+fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid, (i64, NewMessage))> {
+    rows.iter()
+        .map(|r| {
+            let attrs: Value = r.get(4);
+            let attributes = attrs
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let msg = NewMessage {
+                queue: crate::queue::QueueName::Dispatch,
+                body: r.get(3),
+                attributes,
+                delay_seconds: 0,
+            };
+            (r.get(0), r.get(1), (r.get(2), msg))
         })
         .collect()
 }
@@ -1058,24 +1050,25 @@ pub async fn complete_overdue(pool: &Pool, outbox: &Outbox, limit: i64) -> Resul
     if due.is_empty() {
         return Ok(0);
     }
-    let completed = complete_alerts(&tx, &due, "deadline").await?;
-    let messages = dispatch_messages(&completed, "deadline");
-    let ids = if messages.is_empty() {
-        Vec::new()
-    } else {
-        outbox::enqueue(&*tx, &messages).await?
-    };
+    let rows = stmt::query(
+        &tx,
+        "SELECT alert_id, alert_uuid, outbox_id, body, attributes FROM calseta_complete_alerts($1, 'deadline')",
+        &[(&due, Type::INT8_ARRAY)],
+    )
+    .await?;
+    let completed = completions(&rows);
     tx.commit().await?;
-    for (id, uuid) in &completed {
+    for (id, uuid, _) in &completed {
         tracing::warn!(alert_id = id, alert_uuid = %uuid, "enrichment deadline passed; dispatching with partial enrichment");
     }
-    if !ids.is_empty() {
-        let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
+    let n = completed.len();
+    let rows: Vec<(i64, NewMessage)> = completed.into_iter().map(|(_, _, m)| m).collect();
+    if !rows.is_empty() {
         if let Err(e) = outbox.send_committed(&*client, &rows).await {
             tracing::warn!(error = %e, "outbox send after deadline failed; sweeper will resend");
         }
     }
-    Ok(completed.len())
+    Ok(n)
 }
 
 /// Provider names of an alert's summary lists (tests, metrics).
