@@ -107,11 +107,13 @@ impl Credentials {
         Credentials(m)
     }
 
-    /// The JSON secret's fields, with the environment filling what the secret lacks.
+    /// The JSON secret's fields (`virustotal_api_key`, …, as docs/deploy.md names them; the
+    /// upper-case variable names are accepted too), with the environment filling what the
+    /// secret lacks.
     pub fn from_secret(secret: &JsonSecret) -> Self {
         let mut c = Self::from_env();
         for name in CREDENTIAL_NAMES {
-            if let Some(v) = secret.get(name) {
+            if let Some(v) = secret.get(&name.to_ascii_lowercase()).or_else(|| secret.get(name)) {
                 c.0.insert((*name).to_string(), v);
             }
         }
@@ -462,6 +464,28 @@ mod tests {
         assert_eq!(set.names(), vec!["virustotal"]);
         assert!(format!("{creds:?}").contains("VIRUSTOTAL_API_KEY"));
         assert!(!format!("{creds:?}").contains("\"k\""));
+    }
+
+    #[test]
+    fn secret_fields_use_the_documented_names() {
+        let secret = JsonSecret::parse(
+            "arn:aws:secretsmanager:eu-west-1:1:secret:app",
+            r#"{"key_hash_secret": "x", "virustotal_api_key": "vt", "ABUSEIPDB_API_KEY": "ab", "okta_domain": ""}"#,
+        )
+        .unwrap();
+        let c = Credentials::from_secret(&secret);
+        assert_eq!(
+            c.get("VIRUSTOTAL_API_KEY").map(|v| v.expose_secret().to_string()),
+            Some("vt".into())
+        );
+        assert_eq!(
+            c.get("ABUSEIPDB_API_KEY").map(|v| v.expose_secret().to_string()),
+            Some("ab".into())
+        );
+        assert!(
+            c.get("OKTA_DOMAIN").is_none(),
+            "blank values do not configure a provider"
+        );
     }
 
     #[test]
