@@ -990,3 +990,38 @@ async fn the_sample_lambda_event_is_handled_like_a_queue_delivery() {
     assert_eq!(rig.dispatches().len(), 1);
     assert_eq!(rig.up.total(), 3);
 }
+
+#[tokio::test]
+async fn an_analyst_verdict_survives_new_enrichment() {
+    let rig = rig().await;
+    // An analyst already judged this (known-bad to the providers) address benign.
+    {
+        let c = rig.app.db.pool.get().await.unwrap();
+        c.execute(
+            "INSERT INTO indicators (type, value, malice, malice_source, malice_overridden_at)
+             VALUES ('ip', '185.220.101.47', 'Benign', 'analyst', now())",
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    rig.ingest(json!({"title": "override", "source_alert_id": "o-1", "ip": "185.220.101.47", "domain": "evil-login-portal.com"}))
+        .await;
+    rig.drain().await;
+    // The results are stored and shown, the verdict stays the analyst's…
+    assert_eq!(
+        rig.result_block("ip", "185.220.101.47", "virustotal").await["malice"],
+        json!("Malicious")
+    );
+    let ind = rig
+        .one("SELECT jsonb_build_object('malice', malice, 'source', malice_source, 'enriched', is_enriched) FROM indicators WHERE value = '185.220.101.47'")
+        .await;
+    assert_eq!(ind, json!({"malice": "Benign", "source": "analyst", "enriched": true}));
+    // …while the domain's provider verdict counts: the alert is as bad as its worst indicator.
+    assert_eq!(
+        rig.one("SELECT to_jsonb(malice) FROM indicators WHERE value = 'evil-login-portal.com'")
+            .await,
+        json!("Malicious")
+    );
+    assert_eq!(rig.one("SELECT to_jsonb(malice) FROM alerts").await, json!("Malicious"));
+}
