@@ -5,7 +5,7 @@
 //! as failed, exactly like Lambda's SQS event source.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -60,7 +60,8 @@ struct Stored {
 
 #[derive(Debug, Default)]
 struct State {
-    messages: Vec<Stored>,
+    /// In send order; received messages are near the front, so deletes shift little.
+    messages: VecDeque<Stored>,
     dead: Vec<DeadLetter>,
 }
 
@@ -138,7 +139,7 @@ impl InProcessQueue {
                 continue;
             }
             if state.messages[i].receive_count >= settings.max_receives {
-                let m = state.messages.remove(i);
+                let Some(m) = state.messages.remove(i) else { break };
                 tracing::warn!(queue = %queue, message_id = %m.message_id, receives = m.receive_count, "message dead-lettered");
                 state.dead.push(DeadLetter {
                     message_id: m.message_id,
@@ -185,9 +186,14 @@ impl InProcessQueue {
     pub fn delete(&self, queue: QueueName, receipt_handle: &str) -> bool {
         let mut guard = self.lock();
         let state = guard.entry(queue).or_default();
-        let before = state.messages.len();
-        state.messages.retain(|m| m.receipt.as_deref() != Some(receipt_handle));
-        before != state.messages.len()
+        match state
+            .messages
+            .iter()
+            .position(|m| m.receipt.as_deref() == Some(receipt_handle))
+        {
+            Some(pos) => state.messages.remove(pos).is_some(),
+            None => false,
+        }
     }
 
     /// Messages that exhausted their receives, oldest first.
@@ -311,7 +317,7 @@ impl Queue for InProcessQueue {
             let mut guard = self.lock();
             let state = guard.entry(queue).or_default();
             for m in messages {
-                state.messages.push(Stored {
+                state.messages.push_back(Stored {
                     message_id: uuid::Uuid::new_v4().to_string(),
                     body: m.body.clone(),
                     attributes: m.attributes.clone(),
