@@ -142,3 +142,88 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
     assert!(!dir.join("pg").exists(), "throwaway cluster removed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same stack on a real SQS API (moto): the enrich consumers long-poll SQS as Lambda's event
+/// source would, and the alert still gets enriched.
+#[test]
+fn dev_on_sqs_enriches_through_the_queue() {
+    let endpoint = calseta::testing::moto_endpoint();
+    let dir = std::env::temp_dir().join(format!("calseta-dev-sqs-test-{}", std::process::id()));
+    let admin_key = "cai_SQSTESTSQSTESTSQSTESTSQSTESTSQSTESTSQSTESTX";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_calseta"))
+        .args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .env("SQS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn calseta dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("calseta dev ready") => break line,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no ready line: {e}");
+            }
+        }
+    };
+    assert!(ready.contains("queues sqs"), "{ready}");
+    let url = ready
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("api url")
+        .to_owned();
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{url}/v1/ingest/generic"))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({"title": "sqs smoke", "source_alert_id": "sqs-1", "domain": "evil-login-portal.com"}))
+        .send()
+        .expect("ingest");
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome = loop {
+        let body: serde_json::Value = http
+            .post(format!("{url}/v1/enrichments"))
+            .bearer_auth(admin_key)
+            .json(&serde_json::json!({"type": "domain", "value": "evil-login-portal.com"}))
+            .send()
+            .expect("enrich")
+            .json()
+            .expect("json");
+        if body["data"]["results"]["virustotal"]["cache_hit"] == true {
+            break Ok(());
+        }
+        if Instant::now() > deadline {
+            break Err(body);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > stopped {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(body) = outcome {
+        panic!("the alert was not enriched through SQS within 30 s: {body}");
+    }
+}
