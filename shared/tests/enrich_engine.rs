@@ -1025,3 +1025,221 @@ async fn an_analyst_verdict_survives_new_enrichment() {
     );
     assert_eq!(rig.one("SELECT to_jsonb(malice) FROM alerts").await, json!("Malicious"));
 }
+
+#[tokio::test]
+async fn the_agent_payload_has_every_block_and_past_alerts_sharing_an_account() {
+    use calseta::context::payload::{self, PayloadOptions};
+    let rig = rig().await;
+    let first = rig
+        .ingest(
+            json!({"title": "Impossible Travel Detected", "severity": "high", "source_alert_id": "pa-1",
+                       "occurred_at": "2025-01-10T08:00:00Z", "rule_id": "impossible-travel-v1",
+                       "rule_name": "Impossible Travel", "mitre_tactics": ["TA0001"], "mitre_techniques": ["T1078"],
+                       "user": "nick.hathaway@calseta.com", "ip": "45.155.205.233", "tags": ["identity"]}),
+        )
+        .await;
+    let second = rig
+        .ingest(
+            json!({"title": "Impossible Travel Detected", "severity": "high", "source_alert_id": "pa-2",
+                       "occurred_at": "2025-01-15T03:42:18Z", "rule_id": "impossible-travel-v1",
+                       "rule_name": "Impossible Travel", "mitre_tactics": ["TA0001"], "mitre_techniques": ["T1078"],
+                       "user": "nick.hathaway@calseta.com", "ip": "185.220.101.47", "tags": ["identity"]}),
+        )
+        .await;
+    rig.drain().await;
+    let c = rig.app.db.pool.get().await.unwrap();
+    c.batch_execute(&format!(
+        "UPDATE alerts SET status = 'Closed', close_classification = 'True Positive - Suspicious Activity',
+                closed_at = '2025-01-11T09:00:00Z' WHERE uuid = '{}';
+         INSERT INTO findings (alert_id, agent_name, summary)
+            SELECT id, 'analyst', 'Confirmed malicious. Sessions revoked. INC-2847.' FROM alerts WHERE uuid = '{}';
+         UPDATE detection_rules SET priority = 'High', goal = 'Detect credential compromise.',
+                documentation = '## Overview\nGeo-velocity.', false_positive_tags = '{{vpn}}', blind_spots = '{{proxies}}';
+         INSERT INTO context_documents (title, document_type, is_global, content) VALUES
+            ('Company IR Plan', 'ir_plan', true, '## IR plan ' || repeat('Contain the affected accounts. ', 200)),
+            ('Unscoped note', 'other', false, 'never attached'),
+            ('Account Compromise Runbook', 'runbook', false, '## Isolate the account');
+         UPDATE context_documents SET targeting_rules =
+            '{{\"match_all\": [{{\"field\": \"tags\", \"op\": \"contains\", \"value\": \"identity\"}},
+                              {{\"field\": \"severity\", \"op\": \"gte\", \"value\": \"Medium\"}}]}}'
+            WHERE title = 'Account Compromise Runbook';
+         INSERT INTO context_documents (title, document_type, is_global, content, targeting_rules) VALUES
+            ('Splunk SOP', 'sop', false, 'x', '{{\"match_any\": [{{\"field\": \"source_name\", \"op\": \"eq\", \"value\": \"splunk\"}}]}}');
+         INSERT INTO workflows (name, description, indicator_types, state, documentation) VALUES
+            ('Revoke User Sessions', 'Terminate all active sessions.', '{{account}}', 'active', 'Call revoke.'),
+            ('Quarantine File', 'Quarantine a file everywhere.', '{{hash_sha256}}', 'active', NULL),
+            ('Draft Playbook', 'Not ready.', '{{}}', 'draft', NULL);",
+        first[0], first[0]
+    ))
+    .await
+    .unwrap();
+    let id: i64 = c
+        .query_one("SELECT id FROM alerts WHERE uuid = $1::text::uuid", &[&second[0]])
+        .await
+        .unwrap()
+        .get(0);
+    let p = payload::build(&*c, id, &PayloadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p["event"], json!("alert.enriched"));
+    assert_eq!(p["alert"]["uuid"], json!(second[0]));
+    assert_eq!(p["alert"]["severity"], json!("High"));
+    assert_eq!(p["alert"]["source"], json!("generic"));
+    assert_eq!(p["alert"]["malice"], json!("Malicious"));
+    // Indicators: provider blocks, geo, first/last seen, verdict, provenance; no raw JSON.
+    let ip = p["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["value"] == "185.220.101.47")
+        .unwrap();
+    assert_eq!(ip["virustotal"]["malicious"], json!(14));
+    assert!(ip["abuseipdb"]["score"].is_u64());
+    assert!(ip["greynoise"]["classification"].is_string());
+    assert_eq!(ip["geo"]["country_code"], json!("DE"));
+    assert_eq!(ip["geo"]["country"], json!("Germany"));
+    assert_eq!(ip["malice"], json!("Malicious"));
+    assert!(ip["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(ip["enrichment"]["virustotal"]["status"], json!("success"));
+    assert!(ip["enrichment"]["virustotal"]["age_seconds"].is_i64());
+    let acct = p["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "account")
+        .unwrap();
+    assert_eq!(acct["okta"]["status"], json!("ACTIVE"), "{acct}");
+    assert!(acct["okta"]["mfa_factors"].is_array());
+    assert!(!p.to_string().contains("last_analysis_results"), "no raw vendor JSON");
+    assert!(!p.to_string().contains(":null"), "no nulls");
+    // Detection rule.
+    let r = &p["detection_rule"];
+    assert_eq!(r["name"], json!("Impossible Travel"));
+    assert_eq!(r["rule_id"], json!("impossible-travel-v1"));
+    assert_eq!(r["priority"], json!("High"));
+    assert_eq!(r["false_positive_tags"], json!(["vpn"]));
+    assert_eq!(r["blind_spots"], json!(["proxies"]));
+    assert_eq!(r["goal"], json!("Detect credential compromise."));
+    assert!(r["documentation"].as_str().unwrap().starts_with("## Overview"));
+    // Past alerts: the first alert, with its outcome and the shared account only.
+    let past = p["past_alerts"].as_array().unwrap();
+    assert_eq!(past.len(), 1);
+    assert_eq!(past[0]["uuid"], json!(first[0]));
+    assert_eq!(past[0]["status"], json!("Closed"));
+    assert_eq!(past[0]["classification"], json!("True Positive - Suspicious Activity"));
+    assert_eq!(past[0]["closed_at"], json!("2025-01-11T09:00:00.000Z"));
+    assert_eq!(past[0]["indicators"], json!(["nick.hathaway@calseta.com"]));
+    assert!(past[0]["analyst_notes"].as_str().unwrap().contains("INC-2847"));
+    // Context documents: global first, then targeted; nothing else.
+    let titles: Vec<&str> = p["context_documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, vec!["Company IR Plan", "Account Compromise Runbook"]);
+    assert_eq!(p["context_documents"][1]["type"], json!("runbook"));
+    // Workflows: active and relevant to the indicator types present.
+    let names: Vec<&str> = p["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["Revoke User Sessions"]);
+    // The first alert has no past alerts (the second one is later).
+    let first_id: i64 = c
+        .query_one("SELECT id FROM alerts WHERE uuid = $1::text::uuid", &[&first[0]])
+        .await
+        .unwrap()
+        .get(0);
+    let p1 = payload::build(&*c, first_id, &PayloadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p1.get("past_alerts").is_none());
+    // Deterministic.
+    let again = payload::build(&*c, id, &PayloadOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let strip = |mut v: Value| {
+        for i in v["indicators"].as_array_mut().unwrap() {
+            for (_, e) in i["enrichment"].as_object_mut().unwrap() {
+                e.as_object_mut().unwrap().remove("age_seconds");
+            }
+        }
+        v
+    };
+    assert_eq!(strip(again), strip(p.clone()));
+
+    // A byte budget trims bodies first and keeps ids and verdicts.
+    let full = p.to_string().len();
+    let small = payload::build(
+        &*c,
+        id,
+        &PayloadOptions {
+            max_bytes: Some(full / 2),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let trimmed: Vec<&str> = small["_trimmed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(trimmed.first(), Some(&"context_documents.content"), "{trimmed:?}");
+    assert_eq!(small["alert"]["uuid"], p["alert"]["uuid"]);
+    assert_eq!(
+        small["indicators"].as_array().unwrap().len(),
+        p["indicators"].as_array().unwrap().len()
+    );
+    assert_eq!(small["indicators"][0]["malice"], p["indicators"][0]["malice"]);
+    assert!(payload::build(&*c, 999_999, &PayloadOptions::default())
+        .await
+        .unwrap()
+        .is_none());
+
+    // The same payload through HTTP (not wrapped in the envelope), behind alerts:read.
+    let url = rig.app.url(&format!("/v1/alerts/{}/payload", second[0]));
+    let http = &rig.app.http;
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let enricher = rig.app.create_key("enricher", &["enrichments:read"], None, None).await;
+    assert_eq!(
+        http.get(&url).bearer_auth(&enricher).send().await.unwrap().status(),
+        403
+    );
+    let reader = rig.app.create_key("reader", &["alerts:read"], None, None).await;
+    let r = http.get(&url).bearer_auth(&reader).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let over_http: Value = r.json().await.unwrap();
+    assert_eq!(strip(over_http), strip(p.clone()));
+    let r = http
+        .get(format!("{url}?max_bytes={}", full / 2))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.json::<Value>().await.unwrap()["_trimmed"].is_array());
+    let r = http
+        .get(format!("{url}?max_bytes=ten"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let missing = rig.app.url(&format!("/v1/alerts/{}/payload", uuid::Uuid::new_v4()));
+    assert_eq!(
+        http.get(&missing).bearer_auth(&reader).send().await.unwrap().status(),
+        404
+    );
+    let garbage = rig.app.url("/v1/alerts/not-a-uuid/payload");
+    assert_eq!(
+        http.get(&garbage).bearer_auth(&reader).send().await.unwrap().status(),
+        404
+    );
+}

@@ -1,6 +1,7 @@
 //! HTTP: the axum router served by `calseta dev` (axum::serve), by the Lambdas
 //! (lambda_http::run) and by tests (tower oneshot / a random port).
 
+pub mod alerts;
 pub mod auth;
 pub mod enrichments;
 pub mod error;
@@ -111,7 +112,8 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route("/health", get(health::health))
             .merge(ingest::routes())
-            .merge(enrichments::routes()),
+            .merge(enrichments::routes())
+            .merge(alerts::routes()),
         state,
     )
 }

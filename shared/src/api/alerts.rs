@@ -1,0 +1,65 @@
+//! Alert routes served so far: `GET /v1/alerts/{uuid}/payload` (api spec §5.2, addition) — the
+//! exact payload an agent receives for the alert, built now, not wrapped in the envelope.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+
+use super::{auth, ApiError, AppState};
+use crate::context::payload::{self, PayloadOptions};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/alerts/{uuid}/payload", get(alert_payload))
+}
+
+#[derive(Debug, Deserialize)]
+struct PayloadQuery {
+    max_bytes: Option<String>,
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Alert not found")
+}
+
+async fn alert_payload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    Query(q): Query<PayloadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    auth::require_key(&state, &*client, &headers)
+        .await?
+        .require(&["alerts:read"])?;
+    let max_bytes = match q.max_bytes.as_deref() {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<usize>().ok().filter(|n| *n >= 256).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Request validation failed",
+            )
+            .with_details(json!({"errors": [{"field": "query.max_bytes", "message": "a whole number >= 256", "type": "int_parsing"}]}))
+        })?),
+    };
+    let Ok(uuid) = uuid::Uuid::parse_str(&uuid) else {
+        return Err(not_found());
+    };
+    let id: i64 = crate::db::stmt::query_opt(
+        &*client,
+        "SELECT id FROM alerts WHERE uuid = $1",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(crate::db::DbError::from)?
+    .map(|r| r.get(0))
+    .ok_or_else(not_found)?;
+    let p = payload::build(&*client, id, &PayloadOptions { max_bytes })
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(p))
+}
