@@ -9,6 +9,7 @@ pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod deploy;
+pub mod dispatch;
 pub mod domain;
 pub mod enrich;
 pub mod ingest;

@@ -81,7 +81,8 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
          GROUP BY p.id
          ORDER BY p.occurred_at DESC, p.id DESC
          LIMIT $2";
-    let docs_sql = "SELECT uuid, title, document_type, content, is_global, targeting_rules FROM context_documents";
+    // Bodies are fetched only for the documents that apply (they can be 1 MiB each).
+    let docs_sql = "SELECT id, uuid, title, document_type, is_global, targeting_rules FROM context_documents";
     let wf_sql = "SELECT uuid, name, description, workflow_type, indicator_types, risk_level, approval_mode,
                 documentation, targeting_rules
          FROM workflows WHERE state = 'active' ORDER BY created_at, id";
@@ -265,7 +266,7 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
         mitre_techniques: [ids_of("techniques"), ids_of("subtechniques")].concat(),
         indicator_types: types_present.clone(),
     };
-    let mut applicable: Vec<(bool, String, String, Value)> = Vec::new();
+    let mut applicable: Vec<(bool, String, String, i64, uuid::Uuid)> = Vec::new();
     for d in &docs {
         let is_global: bool = d.get(4);
         let rules = TargetingRules::from_stored(d.get::<_, Option<Value>>(5).as_ref());
@@ -274,16 +275,36 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
         if !(is_global || verdict == Verdict::Matched) {
             continue;
         }
-        let (title, kind): (String, String) = (d.get(1), d.get(2));
-        let mut m = Map::new();
-        put(&mut m, "uuid", d.get::<_, uuid::Uuid>(0).to_string());
-        put(&mut m, "title", title.clone());
-        put(&mut m, "type", kind.clone());
-        put(&mut m, "content", d.get::<_, String>(3));
-        applicable.push((!is_global, kind, title, Value::Object(m)));
+        applicable.push((!is_global, d.get(3), d.get(2), d.get(0), d.get(1)));
     }
     applicable.sort_by(|x, y| (x.0, &x.1, &x.2).cmp(&(y.0, &y.1, &y.2)));
-    let context_documents: Vec<Value> = applicable.into_iter().map(|x| x.3).collect();
+    let doc_ids: Vec<i64> = applicable.iter().map(|x| x.3).collect();
+    let bodies: HashMap<i64, String> = if doc_ids.is_empty() {
+        HashMap::new()
+    } else {
+        stmt::query(
+            client,
+            "SELECT id, content FROM context_documents WHERE id = ANY($1)",
+            &[(&doc_ids, Type::INT8_ARRAY)],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let context_documents: Vec<Value> = applicable
+        .into_iter()
+        .filter_map(|(_, kind, title, id, uuid)| {
+            // A document deleted between the two reads is left out.
+            let content = bodies.get(&id)?;
+            let mut m = Map::new();
+            put(&mut m, "uuid", uuid.to_string());
+            put(&mut m, "title", title);
+            put(&mut m, "type", kind);
+            put(&mut m, "content", content.clone());
+            Some(Value::Object(m))
+        })
+        .collect();
 
     let mut workflows = Vec::new();
     for w in &wfs {

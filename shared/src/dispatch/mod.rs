@@ -1,0 +1,3 @@
+//! Dispatch: agent matching, signing and delivery of the agent payload.
+
+pub mod signing;
