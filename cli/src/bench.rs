@@ -181,6 +181,36 @@ pub async fn database(name: &str) -> anyhow::Result<(String, Option<EmbeddedPost
     Ok((u, Some(pg)))
 }
 
+/// Serves the full router on a loopback port with an `alerts:write` key; returns the generic
+/// ingest URL and the key.
+pub async fn serve_ingest(
+    pool: &deadpool_postgres::Pool,
+    state: AppState,
+) -> anyhow::Result<(String, secrecy::SecretString)> {
+    let key = api::keys::generate();
+    let c = pool.get().await?;
+    api_keys::insert(
+        &**c,
+        &state.hasher,
+        &key,
+        &api_keys::NewApiKey {
+            name: "bench",
+            scopes: &["alerts:write"],
+            key_type: "agent",
+            allowed_sources: None,
+            expires_at: None,
+            is_system: false,
+            created_by: Some("bench"),
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/ingest/generic", listener.local_addr()?);
+    let router = api::router(state);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok((url, key))
+}
+
 pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = database("calseta_bench").await?;
     let mut cfg = DbConfig::from_url(url.clone());
@@ -196,29 +226,7 @@ pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::
     };
     let queue = InProcessQueue::new(Default::default());
     let state = AppState::new(pool.clone(), Arc::new(queue), &secrets, limits)?;
-    let key = api::keys::generate();
-    {
-        let c = pool.get().await?;
-        api_keys::insert(
-            &**c,
-            &state.hasher,
-            &key,
-            &api_keys::NewApiKey {
-                name: "bench",
-                scopes: &["alerts:write"],
-                key_type: "agent",
-                allowed_sources: None,
-                expires_at: None,
-                is_system: false,
-                created_by: Some("bench"),
-            },
-        )
-        .await?;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/v1/ingest/generic", listener.local_addr()?);
-    let router = api::router(state);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (base, key) = serve_ingest(&pool, state).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let auth = format!("Bearer {}", key.expose_secret());
 

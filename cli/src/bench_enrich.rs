@@ -20,9 +20,9 @@ use anyhow::Context;
 use axum::extract::Request;
 use axum::middleware::Next;
 use calseta::{
-    api::{self, AppState},
+    api::AppState,
     config::{AppSecrets, Limits},
-    db::{self, api_keys, migrate},
+    db::{self, migrate},
     domain::indicator::IndicatorType,
     enrich::{
         engine::Engine,
@@ -226,13 +226,7 @@ impl Bench {
     /// Runs `consumers` in-process consumers until `done` alerts with this id prefix are enriched.
     async fn drain(&self, prefix: &str, done: i64, consumers: usize) -> anyhow::Result<Duration> {
         let cancel = CancellationToken::new();
-        let handler = {
-            let (engine, runner) = (self.engine.clone(), self.runner.clone());
-            calseta::queue::handler(move |event| {
-                let (engine, runner) = (engine.clone(), runner.clone());
-                async move { engine.handle_event(&runner, event).await }
-            })
-        };
+        let handler = self.engine.handler(self.runner.clone());
         let started = Instant::now();
         let tasks = self
             .queue
@@ -306,29 +300,7 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
         Arc::new(PgParker(pool.clone())),
         10,
     );
-    let key = api::keys::generate();
-    {
-        let c = pool.get().await?;
-        api_keys::insert(
-            &**c,
-            &state.hasher,
-            &key,
-            &api_keys::NewApiKey {
-                name: "bench",
-                scopes: &["alerts:write"],
-                key_type: "agent",
-                allowed_sources: None,
-                expires_at: None,
-                is_system: false,
-                created_by: Some("bench"),
-            },
-        )
-        .await?;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let ingest_url = format!("http://{}/v1/ingest/generic", listener.local_addr()?);
-    let router = api::router(state);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (ingest_url, key) = crate::bench::serve_ingest(&pool, state).await?;
     let b = Bench {
         pool: pool.clone(),
         queue: queue.clone(),

@@ -4,7 +4,7 @@
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
@@ -29,48 +29,128 @@ fn data_dir_name(dir: &Path) -> String {
     dir.join("pg").to_string_lossy().into_owned()
 }
 
-#[test]
-fn dev_starts_serves_health_and_stops_its_postgres() {
-    let dir = std::env::temp_dir().join(format!("calseta-dev-test-{}", std::process::id()));
-    let admin_key = "cai_TESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTES";
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_calseta"))
-        .args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
-        .arg(&dir)
+/// A running `calseta dev`: the child, its ready line, API URL and the rest of its stdout.
+struct Dev {
+    child: Child,
+    ready: String,
+    url: String,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts `calseta dev` on a free port with a throwaway cluster in `dir`, and waits up to
+/// `wait` for its ready line.
+fn start_dev(dir: &Path, admin_key: &str, env: &[(&str, &str)], wait: Duration) -> Dev {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_calseta"));
+    cmd.args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
+        .arg(dir)
         .env_remove("DATABASE_URL")
         .env_remove("SQS_ENDPOINT_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn calseta dev");
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn calseta dev");
     let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
+    let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
     let ready = loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match lines.recv_timeout(wait) {
             Ok(line) if line.starts_with("calseta dev ready") => break line,
             Ok(_) => continue,
             Err(e) => {
                 let _ = child.kill();
-                panic!("no ready line within 30 s: {e}");
+                panic!("no ready line within {wait:?}: {e}");
             }
         }
     };
-    let ready_after = started.elapsed();
-    eprintln!("ready after {ready_after:?}: {ready}");
-    assert!(ready_after < Duration::from_secs(30));
-    // A supplied admin key is used, never echoed.
     let url = ready
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .expect("api url in ready line")
         .to_owned();
-    let health: serde_json::Value = reqwest::blocking::get(format!("{url}/health"))
+    Dev {
+        child,
+        ready,
+        url,
+        lines,
+    }
+}
+
+impl Dev {
+    /// Ingests a generic alert, then asks for `kind`/`value` on demand until the answer comes
+    /// from the cache the enrich consumers filled. Returns that answer, or the last one after
+    /// `within`.
+    fn ingest_until_cached(
+        &self,
+        admin_key: &str,
+        alert: serde_json::Value,
+        kind: &str,
+        value: &str,
+        within: Duration,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let http = reqwest::blocking::Client::new();
+        let r = http
+            .post(format!("{}/v1/ingest/generic", self.url))
+            .bearer_auth(admin_key)
+            .json(&alert)
+            .send()
+            .expect("ingest");
+        assert_eq!(r.status(), 202);
+        let deadline = Instant::now() + within;
+        loop {
+            let body: serde_json::Value = http
+                .post(format!("{}/v1/enrichments", self.url))
+                .bearer_auth(admin_key)
+                .json(&serde_json::json!({"type": kind, "value": value}))
+                .send()
+                .expect("enrich")
+                .json()
+                .expect("json");
+            if body["data"]["results"]["virustotal"]["cache_hit"] == true {
+                return Ok(body);
+            }
+            if Instant::now() > deadline {
+                return Err(body);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGINT, then up to 20 s for the exit; `None` (and a kill) if it did not stop.
+    fn stop(&mut self) -> Option<ExitStatus> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn dev_starts_serves_health_and_stops_its_postgres() {
+    let dir = std::env::temp_dir().join(format!("calseta-dev-test-{}", std::process::id()));
+    let admin_key = "cai_TESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTES";
+    let started = Instant::now();
+    let mut dev = start_dev(&dir, admin_key, &[], Duration::from_secs(30));
+    let ready_after = started.elapsed();
+    eprintln!("ready after {ready_after:?}: {}", dev.ready);
+    assert!(ready_after < Duration::from_secs(30));
+    // A supplied admin key is used, never echoed.
+    let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", dev.url))
         .expect("GET /health")
         .json()
         .expect("json");
@@ -78,62 +158,37 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
     assert_eq!(health["database"], "ok");
     assert_eq!(health["queue_backend"], "in-process");
     // With no API keys set, the provider simulator stands in for every provider.
-    assert!(ready.contains("providers simulated"), "{ready}");
+    assert!(dev.ready.contains("providers simulated"), "{}", dev.ready);
     for p in ["virustotal", "abuseipdb", "greynoise", "okta", "entra"] {
         assert_eq!(health["enrichment_providers"][p], "configured", "{health}");
     }
 
     // The pipeline runs: an ingested alert's indicator gets enriched by the enrich consumers,
     // after which an on-demand lookup of the same value is a cache hit.
-    let http = reqwest::blocking::Client::new();
-    let r = http
-        .post(format!("{url}/v1/ingest/generic"))
-        .bearer_auth(admin_key)
-        .json(&serde_json::json!({"title": "dev smoke", "source_alert_id": "dev-1", "ip": "185.220.101.47"}))
-        .send()
-        .expect("ingest");
-    assert_eq!(r.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body: serde_json::Value = http
-            .post(format!("{url}/v1/enrichments"))
-            .bearer_auth(admin_key)
-            .json(&serde_json::json!({"type": "ip", "value": "185.220.101.47"}))
-            .send()
-            .expect("enrich")
-            .json()
-            .expect("json");
-        let vt = &body["data"]["results"]["virustotal"];
-        if vt["cache_hit"] == true {
-            assert_eq!(vt["extracted"]["malice"], "Malicious", "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the alert was not enriched within 20 s: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let body = dev
+        .ingest_until_cached(
+            admin_key,
+            serde_json::json!({"title": "dev smoke", "source_alert_id": "dev-1", "ip": "185.220.101.47"}),
+            "ip",
+            "185.220.101.47",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|body| panic!("the alert was not enriched within 20 s: {body}"));
+    assert_eq!(
+        body["data"]["results"]["virustotal"]["extracted"]["malice"], "Malicious",
+        "{body}"
+    );
 
     let pg_pids = processes_mentioning(&data_dir_name(&dir));
     assert!(!pg_pids.is_empty(), "embedded postgres should be running");
 
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "calseta dev did not stop within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = dev.stop().expect("calseta dev did not stop within 20 s");
     assert!(status.success(), "exit status {status}");
-    let rest: Vec<String> = rx.try_iter().collect();
+    let rest: Vec<String> = dev.lines.try_iter().collect();
     assert!(rest.iter().any(|l| l == "calseta dev stopped"), "{rest:?}");
     assert!(!rest
         .iter()
-        .chain(std::iter::once(&ready))
+        .chain(std::iter::once(&dev.ready))
         .any(|l| l.contains(admin_key)));
     assert!(
         processes_mentioning(&data_dir_name(&dir)).is_empty(),
@@ -150,78 +205,26 @@ fn dev_on_sqs_enriches_through_the_queue() {
     let endpoint = calseta::testing::moto_endpoint();
     let dir = std::env::temp_dir().join(format!("calseta-dev-sqs-test-{}", std::process::id()));
     let admin_key = "cai_SQSTESTSQSTESTSQSTESTSQSTESTSQSTESTSQSTESTX";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_calseta"))
-        .args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL")
-        .env("SQS_ENDPOINT_URL", endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn calseta dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let ready = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("calseta dev ready") => break line,
-            Ok(_) => continue,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("no ready line: {e}");
-            }
-        }
-    };
-    assert!(ready.contains("queues sqs"), "{ready}");
-    let url = ready
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("api url")
-        .to_owned();
-    let http = reqwest::blocking::Client::new();
-    let r = http
-        .post(format!("{url}/v1/ingest/generic"))
-        .bearer_auth(admin_key)
-        .json(&serde_json::json!({"title": "sqs smoke", "source_alert_id": "sqs-1", "domain": "evil-login-portal.com"}))
-        .send()
-        .expect("ingest");
-    assert_eq!(r.status(), 202);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let outcome = loop {
-        let body: serde_json::Value = http
-            .post(format!("{url}/v1/enrichments"))
-            .bearer_auth(admin_key)
-            .json(&serde_json::json!({"type": "domain", "value": "evil-login-portal.com"}))
-            .send()
-            .expect("enrich")
-            .json()
-            .expect("json");
-        if body["data"]["results"]["virustotal"]["cache_hit"] == true {
-            break Ok(());
-        }
-        if Instant::now() > deadline {
-            break Err(body);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let stopped = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > stopped {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut dev = start_dev(
+        &dir,
+        admin_key,
+        &[
+            ("SQS_ENDPOINT_URL", endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(dev.ready.contains("queues sqs"), "{}", dev.ready);
+    let outcome = dev.ingest_until_cached(
+        admin_key,
+        serde_json::json!({"title": "sqs smoke", "source_alert_id": "sqs-1", "domain": "evil-login-portal.com"}),
+        "domain",
+        "evil-login-portal.com",
+        Duration::from_secs(30),
+    );
+    let _ = dev.stop();
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(body) = outcome {
         panic!("the alert was not enriched through SQS within 30 s: {body}");

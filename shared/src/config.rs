@@ -16,7 +16,8 @@ pub enum ConfigError {
     Secrets(#[from] SecretsError),
 }
 
-fn var(name: &'static str) -> Option<String> {
+/// A set, non-blank environment variable.
+pub(crate) fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

@@ -169,14 +169,7 @@ async fn serve(
         Arc::new(PgParker(pool.clone())),
         crate::queue::MAX_BATCH,
     );
-    let enrich_handler = {
-        let engine = engine.clone();
-        crate::queue::handler(move |event| {
-            let engine = engine.clone();
-            let runner = runner.clone();
-            async move { engine.handle_event(&runner, event).await }
-        })
-    };
+    let enrich_handler = engine.handler(runner);
     let mut consumers = Vec::new();
     if let Some(q) = &memory {
         consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));

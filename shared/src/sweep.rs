@@ -27,7 +27,7 @@ pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport,
     // Overdue alerts first: their dispatch rows are sent right away by the same pass.
     let mut overdue = 0;
     loop {
-        let n = crate::enrich::engine::complete_overdue(outbox.pool(), outbox, 200).await?;
+        let n = crate::enrich::engine::complete_overdue(outbox, 200).await?;
         overdue += n;
         if n < 200 {
             break;

@@ -227,6 +227,30 @@ impl Rig {
         rows[0].get(0)
     }
 
+    /// `POST /v1/enrichments` as the admin, answered body.
+    async fn enrich_now(&self, body: Value) -> Value {
+        self.app
+            .http
+            .post(self.app.url("/v1/enrichments"))
+            .bearer_auth(&self.app.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `provider_status` of the (single) link of the alert with this source id.
+    async fn link_status(&self, source_alert_id: &str) -> Value {
+        self.one(&format!(
+            "SELECT l.provider_status FROM alert_indicators l JOIN alerts a ON a.id = l.alert_id
+             WHERE a.source_alert_id = '{source_alert_id}'"
+        ))
+        .await
+    }
+
     async fn result_block(&self, kind: &str, value: &str, provider: &str) -> Value {
         let c = self.app.db.pool.get().await.unwrap();
         let row = c
@@ -393,9 +417,7 @@ async fn repeat_lookups_hit_the_cache_with_their_age() {
     .await;
     rig.drain().await;
     assert_eq!(rig.up.total(), first, "the second alert is served from the cache");
-    let ps = rig
-        .one("SELECT l.provider_status FROM alert_indicators l JOIN alerts a ON a.id = l.alert_id WHERE a.source_alert_id = 'c-2'")
-        .await;
+    let ps = rig.link_status("c-2").await;
     for p in ["virustotal", "abuseipdb", "greynoise"] {
         assert_eq!(ps[p]["status"], json!("success"), "{ps}");
         assert_eq!(ps[p]["cache_hit"], json!(true), "{ps}");
@@ -403,18 +425,7 @@ async fn repeat_lookups_hit_the_cache_with_their_age() {
     assert_eq!(rig.dispatches().len(), 2);
 
     // On demand: cache first, with provenance.
-    let r: Value = rig
-        .app
-        .http
-        .post(rig.app.url("/v1/enrichments"))
-        .bearer_auth(&rig.app.admin_key)
-        .json(&json!({"type": "ip", "value": "45.155.205.233"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = rig.enrich_now(json!({"type": "ip", "value": "45.155.205.233"})).await;
     let vt = &r["data"]["results"]["virustotal"];
     assert_eq!(vt["cache_hit"], json!(true), "{r}");
     assert!(vt["age_seconds"].as_i64().unwrap() >= 0);
@@ -497,18 +508,9 @@ async fn values_that_must_never_leave_make_no_upstream_call() {
     assert_eq!(ps["_validation"]["error_code"], json!("private_ip"));
 
     // On demand: only `_validation`.
-    let r: Value = rig
-        .app
-        .http
-        .post(rig.app.url("/v1/enrichments"))
-        .bearer_auth(&rig.app.admin_key)
-        .json(&json!({"indicator_type": "ip", "indicator_value": "192.168.0.1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = rig
+        .enrich_now(json!({"indicator_type": "ip", "indicator_value": "192.168.0.1"}))
+        .await;
     assert_eq!(keys(&r["data"]["results"]), vec!["_validation"]);
     assert_eq!(r["data"]["results"]["_validation"]["status"], json!("skipped"));
     assert_eq!(rig.up.total(), 0);
@@ -644,9 +646,7 @@ async fn a_provider_that_is_down_does_not_hold_alerts_back() {
         .await;
     assert_eq!(rig.drain().await, 0);
     assert_eq!(rig.up.count("virustotal"), 15, "circuit open: no call");
-    let ps = rig
-        .one("SELECT l.provider_status FROM alert_indicators l JOIN alerts a ON a.id = l.alert_id WHERE a.source_alert_id = 'd-after'")
-        .await;
+    let ps = rig.link_status("d-after").await;
     assert_eq!(ps["virustotal"]["status"], json!("failed"));
     assert!(
         ps["virustotal"]["error_message"].as_str().unwrap().contains("circuit"),

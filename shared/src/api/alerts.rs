@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 
 use super::{auth, ApiError, AppState};
@@ -37,14 +37,12 @@ async fn alert_payload(
         .require(&["alerts:read"])?;
     let max_bytes = match q.max_bytes.as_deref() {
         None | Some("") => None,
-        Some(v) => Some(v.parse::<usize>().ok().filter(|n| *n >= 256).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-                "Request validation failed",
-            )
-            .with_details(json!({"errors": [{"field": "query.max_bytes", "message": "a whole number >= 256", "type": "int_parsing"}]}))
-        })?),
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 256)
+                .ok_or_else(|| ApiError::validation("query.max_bytes", "a whole number >= 256", "int_parsing"))?,
+        ),
     };
     let Ok(uuid) = uuid::Uuid::parse_str(&uuid) else {
         return Err(not_found());

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -23,12 +23,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn validation(field: &str, message: &str, kind: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-        "Request validation failed",
-    )
-    .with_details(json!({"errors": [{"field": format!("body.{field}"), "message": message, "type": kind}]}))
+    ApiError::validation(&format!("body.{field}"), message, kind)
 }
 
 fn engine(state: &AppState) -> Result<&std::sync::Arc<crate::enrich::engine::Engine>, ApiError> {
@@ -51,13 +46,7 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .await?;
     }
     let engine = engine(&state)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_JSON",
-            "Request body is not valid JSON",
-        )
-    })?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
     let Value::Object(obj) = v else {
         return Err(validation("", "body must be an object", "dict_type"));
     };

@@ -35,6 +35,26 @@ impl ApiError {
         self
     }
 
+    /// 400 `INVALID_JSON`: the body is not valid JSON (api spec §1).
+    pub fn invalid_json() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+            "Request body is not valid JSON",
+        )
+    }
+
+    /// 422 `VALIDATION_ERROR` for one field (`field` as `body.x` / `query.x`; `kind` names the
+    /// rule that failed, e.g. `missing`, `string_type`).
+    pub fn validation(field: &str, message: &str, kind: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_ERROR",
+            "Request validation failed",
+        )
+        .with_details(json!({"errors": [{"field": field, "message": message, "type": kind}]}))
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found")
     }

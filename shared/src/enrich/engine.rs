@@ -368,13 +368,19 @@ impl Engine {
         &self.providers
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// The `enrich` Lambda's (and `calseta dev`'s) SQS handler.
     pub async fn handle_event(&self, runner: &BatchRunner, event: SqsEvent) -> SqsBatchResponse {
         runner.run_all(event, |records| self.handle_records(records)).await
+    }
+
+    /// The engine as a queue [`Handler`](crate::queue::Handler) for local consumers (the same
+    /// call the Lambda makes per event).
+    pub fn handler(self: &Arc<Self>, runner: BatchRunner) -> crate::queue::Handler {
+        let engine = self.clone();
+        crate::queue::handler(move |event| {
+            let (engine, runner) = (engine.clone(), runner.clone());
+            async move { engine.handle_event(&runner, event).await }
+        })
     }
 
     /// Handles one batch of records; one result per record, in order.
@@ -401,13 +407,7 @@ impl Engine {
                 Err(e) => {
                     let err = HandlerError::from(e);
                     for (i, _) in &valid {
-                        results[*i] = Some(Err(match &err {
-                            HandlerError::Retryable { reason, retry_after } => HandlerError::Retryable {
-                                reason: reason.clone(),
-                                retry_after: *retry_after,
-                            },
-                            HandlerError::Permanent(r) => HandlerError::Permanent(r.clone()),
-                        }));
+                        results[*i] = Some(Err(err.clone()));
                     }
                 }
             }
@@ -829,10 +829,7 @@ impl Engine {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let admission = {
-                let client = self.pool.get().await?;
-                self.governor.admit(&*client, name).await?
-            };
+            let admission = self.governor.admit(&self.pool, name).await?;
             match admission {
                 Admission::Granted => {}
                 Admission::Wait(w) => {
@@ -872,8 +869,7 @@ impl Engine {
             }
             match outcome {
                 Ok(lookup) => {
-                    let client = self.pool.get().await?;
-                    self.governor.succeeded(&*client, name).await?;
+                    self.governor.succeeded(&self.pool, name).await?;
                     return Ok(Called::Found(lookup));
                 }
                 Err(e @ ProviderError::RateLimited { .. }) => {
@@ -1034,8 +1030,8 @@ fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid, (i64, NewM
 /// The sweeper's duty: alerts past their enrichment deadline are completed with what they have
 /// and queued for dispatch (reason `deadline`). Late results still land on their links and in
 /// the cache; they never cause a second dispatch.
-pub async fn complete_overdue(pool: &Pool, outbox: &Outbox, limit: i64) -> Result<usize, DbError> {
-    let mut client = pool.get().await?;
+pub async fn complete_overdue(outbox: &Outbox, limit: i64) -> Result<usize, DbError> {
+    let mut client = outbox.pool().get().await?;
     let tx = client.transaction().await?;
     let due: Vec<i64> = stmt::query(
         &tx,
@@ -1069,16 +1065,4 @@ pub async fn complete_overdue(pool: &Pool, outbox: &Outbox, limit: i64) -> Resul
         }
     }
     Ok(n)
-}
-
-/// Provider names of an alert's summary lists (tests, metrics).
-pub fn summary_lists(summary: &Value) -> (HashSet<String>, HashSet<String>, HashSet<String>) {
-    let get = |k: &str| -> HashSet<String> {
-        summary
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
-    (get("succeeded"), get("failed"), get("skipped"))
 }

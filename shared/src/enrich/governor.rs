@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Pool;
 use tokio_postgres::types::Type;
 
 use crate::db::stmt::{self, Cached};
@@ -143,16 +144,18 @@ impl Governor {
     }
 
     /// Asks for one call. Limited providers always go to the database (the budget is shared);
-    /// unlimited ones only read their pause state, reused for half a second.
-    pub async fn admit(&self, client: &impl Cached, provider: &str) -> Result<Admission, DbError> {
+    /// unlimited ones only read their pause state, reused for half a second (no connection is
+    /// taken from the pool while it is fresh).
+    pub async fn admit(&self, pool: &Pool, provider: &str) -> Result<Admission, DbError> {
         let budget = self.budget(provider);
         if budget.is_unlimited() {
             let cached = self.snapshots().get(provider).copied();
             let snap = match cached {
                 Some(s) if s.at.elapsed() < SNAPSHOT_TTL => s,
                 _ => {
+                    let client = pool.get().await?;
                     let row = stmt::query_opt(
-                        client,
+                        &*client,
                         "SELECT EXTRACT(EPOCH FROM retry_after - clock_timestamp())::float8,
                                 misconfigured_at > clock_timestamp() - make_interval(secs => $2),
                                 circuit_open_until > clock_timestamp(),
@@ -200,8 +203,9 @@ impl Governor {
         }
         let per_minute = budget.per_minute.map(|n| n as i32);
         let per_day = budget.per_day.map(|n| n as i32);
+        let client = pool.get().await?;
         let row = stmt::query_opt(
-            client,
+            &*client,
             "SELECT wait_seconds, misconfigured, circuit_open FROM calseta_take_provider_token($1, $2, $3, $4)",
             &[
                 (&provider, Type::TEXT),
@@ -284,7 +288,7 @@ impl Governor {
 
     /// A successful answer clears failure counts and the misconfigured mark. Skips the write
     /// when this instance last saw the provider healthy.
-    pub async fn succeeded(&self, client: &impl Cached, provider: &str) -> Result<(), DbError> {
+    pub async fn succeeded(&self, pool: &Pool, provider: &str) -> Result<(), DbError> {
         let clean = self
             .snapshots()
             .get(provider)
@@ -292,8 +296,9 @@ impl Governor {
         if clean {
             return Ok(());
         }
+        let client = pool.get().await?;
         stmt::execute(
-            client,
+            &*client,
             "UPDATE provider_quotas SET consecutive_failures = 0, misconfigured_at = NULL, last_error = NULL,
                                         updated_at = now()
              WHERE provider = $1 AND (consecutive_failures <> 0 OR misconfigured_at IS NOT NULL)",

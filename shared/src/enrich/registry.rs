@@ -18,7 +18,7 @@ use super::providers::{
     AbuseIpDb, AbuseIpDbConfig, Entra, EntraConfig, GreyNoise, GreyNoiseConfig, Okta, OktaConfig, VirusTotal,
     VirusTotalConfig,
 };
-use crate::config::ConfigError;
+use crate::config::{var as env, ConfigError};
 use crate::domain::indicator::IndicatorType;
 use crate::net::ssrf::{self, OutboundPolicy};
 use crate::secrets::JsonSecret;
@@ -157,10 +157,6 @@ impl Default for ProviderSettings {
             concurrency: 16,
         }
     }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn env_url(name: &'static str) -> Result<Option<Url>, ConfigError> {

@@ -72,14 +72,6 @@ fn invalid_signature(r: Refusal) -> ApiError {
     .with_details(json!({ "reason": r.reason() }))
 }
 
-fn invalid_json() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "INVALID_JSON",
-        "Request body is not valid JSON",
-    )
-}
-
 fn source_allowed(p: &Principal, source: SourceName) -> Result<(), ApiError> {
     match &p.allowed_sources {
         Some(list) if !list.iter().any(|s| s == source.as_str()) => Err(ApiError::new(
@@ -196,7 +188,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
         }
     }
 
-    let text = std::str::from_utf8(req.body).map_err(|_| invalid_json())?;
+    let text = std::str::from_utf8(req.body).map_err(|_| ApiError::invalid_json())?;
     let archive = Archive {
         request_id: req.request_id,
         source,
@@ -231,34 +223,24 @@ pub async fn ingest_wrapped(
         state.limits.ingest_per_key_per_minute,
     )
     .await?;
-    let text = std::str::from_utf8(body).map_err(|_| invalid_json())?;
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid_json())?;
     #[derive(serde::Deserialize)]
     struct Wrapped<'a> {
         source_name: Option<Value>,
         #[serde(borrow)]
         payload: Option<&'a RawValue>,
     }
-    let w: Wrapped = serde_json::from_str(text).map_err(|_| invalid_json())?;
-    let missing = |field: &str| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-            "Request validation failed",
-        )
-        .with_details(
-            json!({"errors": [{"field": format!("body.{field}"), "message": "field required", "type": "missing"}]}),
-        )
-    };
+    let w: Wrapped = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    let missing = |field: &str| ApiError::validation(&format!("body.{field}"), "field required", "missing");
     let name = match &w.source_name {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "VALIDATION_ERROR",
-            "Request validation failed",
-        )
-        .with_details(
-            json!({"errors": [{"field": "body.source_name", "message": "must be a string", "type": "string_type"}]}),
-        )),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "body.source_name",
+                "must be a string",
+                "string_type",
+            ))
+        }
         None => return Err(missing("source_name")),
     };
     let payload = w.payload.ok_or_else(|| missing("payload"))?;
@@ -348,9 +330,9 @@ async fn process(
     archive: &Archive<'_>,
 ) -> Result<IngestResult, ApiError> {
     if text.trim().is_empty() {
-        return Err(invalid_json());
+        return Err(ApiError::invalid_json());
     }
-    let mut value: Value = serde_json::from_str(text).map_err(|_| invalid_json())?;
+    let mut value: Value = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
     let exact = !text.contains("\\u0000");
     if !exact {
         value = without_nul(value);

@@ -19,7 +19,7 @@ use super::{Queue, QueueName};
 use crate::db::DbError;
 
 /// What a record handler reports.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandlerError {
     #[error("{reason}")]
     Retryable {
