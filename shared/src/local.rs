@@ -15,6 +15,7 @@ use crate::{
         embedded::{EmbeddedOptions, EmbeddedPostgres},
         migrate,
     },
+    dispatch::{DispatchSettings, Dispatcher},
     enrich::{
         engine::Engine,
         registry::{self, Credentials, ProviderSet, ProviderSettings},
@@ -145,7 +146,14 @@ async fn serve(
                     ..QueueSettings::default()
                 },
             );
-            settings.insert(QueueName::Dispatch, QueueSettings::default());
+            // An agent may take up to 300 s to answer; a delivery must not reappear meanwhile.
+            settings.insert(
+                QueueName::Dispatch,
+                QueueSettings {
+                    visibility_timeout: Duration::from_secs(360),
+                    ..QueueSettings::default()
+                },
+            );
             let q = InProcessQueue::with_settings(settings);
             (Arc::new(q.clone()), None, Some(q))
         }
@@ -162,7 +170,19 @@ async fn serve(
         providers,
         state.never_send.clone(),
     ));
-    let state = state.with_enrichment(engine.clone());
+    // Agents on this machine are the common local case: loopback is allowed unless
+    // CALSETA_OUTBOUND_ALLOW_LOOPBACK says otherwise (a deployed stack refuses it).
+    let mut dispatch_settings = DispatchSettings::from_env().map_err(|e| DevError::Other(e.to_string()))?;
+    if crate::config::var("CALSETA_OUTBOUND_ALLOW_LOOPBACK").is_none() {
+        dispatch_settings.policy.allow_loopback = true;
+    }
+    let dispatcher = Arc::new(Dispatcher::new(
+        pool.clone(),
+        state.outbox.clone(),
+        state.sealer.clone(),
+        dispatch_settings,
+    ));
+    let state = state.with_enrichment(engine.clone()).with_dispatch(dispatcher.clone());
     let runner = BatchRunner::new(
         QueueName::Enrich,
         queue.clone(),
@@ -170,12 +190,20 @@ async fn serve(
         crate::queue::MAX_BATCH,
     );
     let enrich_handler = engine.handler(runner);
+    let dispatch_handler = dispatcher.handler(BatchRunner::new(
+        QueueName::Dispatch,
+        queue.clone(),
+        Arc::new(PgParker(pool.clone())),
+        crate::queue::MAX_BATCH,
+    ));
     let mut consumers = Vec::new();
     if let Some(q) = &memory {
         consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
+        consumers.extend(q.spawn_consumers(QueueName::Dispatch, dispatch_handler.clone(), 2, cancel.clone()));
     }
     if let Some(q) = &sqs {
         consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
+        consumers.extend(q.spawn_consumers(QueueName::Dispatch, dispatch_handler.clone(), 2, cancel.clone()));
     }
 
     let (admin_key, generated) = match &opts.admin_key {

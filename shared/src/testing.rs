@@ -270,6 +270,8 @@ pub struct TestApp {
     pub state: crate::api::AppState,
     pub admin_key: String,
     pub http: reqwest::Client,
+    /// Delivers to loopback agents (test receivers), retrying after 1 s.
+    pub dispatcher: std::sync::Arc<crate::dispatch::Dispatcher>,
 }
 
 impl TestApp {
@@ -331,6 +333,19 @@ impl TestApp {
         if let Some(e) = &engine {
             state = state.with_enrichment(e.clone());
         }
+        let dispatcher = std::sync::Arc::new(crate::dispatch::Dispatcher::new(
+            db.pool.clone(),
+            state.outbox.clone(),
+            state.sealer.clone(),
+            crate::dispatch::DispatchSettings {
+                policy: crate::net::ssrf::OutboundPolicy {
+                    allow_loopback: true,
+                    ..Default::default()
+                },
+                retry_base_seconds: 1,
+            },
+        ));
+        state = state.with_dispatch(dispatcher.clone());
         let key = crate::api::keys::generate();
         let app = Self {
             base: String::new(),
@@ -339,6 +354,7 @@ impl TestApp {
             state: state.clone(),
             admin_key: key.expose_secret().to_owned(),
             http: reqwest::Client::new(),
+            dispatcher,
         };
         app.insert_key(&key, "test-admin", &["admin"], None, None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -394,6 +410,35 @@ impl TestApp {
         )
         .await
         .expect("insert key");
+    }
+
+    /// Runs the queue consumers a deployed stack runs (enrich when `engine` is given, dispatch
+    /// always) until the returned token is cancelled.
+    pub fn spawn_consumers(
+        &self,
+        engine: Option<&std::sync::Arc<crate::enrich::engine::Engine>>,
+    ) -> tokio_util::sync::CancellationToken {
+        use crate::queue::{
+            batch::{BatchRunner, PgParker},
+            QueueName,
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let queue: std::sync::Arc<dyn crate::queue::Queue> = std::sync::Arc::new(self.queue.clone());
+        let parker = std::sync::Arc::new(PgParker(self.db.pool.clone()));
+        if let Some(engine) = engine {
+            let runner = BatchRunner::new(
+                QueueName::Enrich,
+                queue.clone(),
+                parker.clone(),
+                crate::queue::MAX_BATCH,
+            );
+            self.queue
+                .spawn_consumers(QueueName::Enrich, engine.handler(runner), 2, cancel.clone());
+        }
+        let runner = BatchRunner::new(QueueName::Dispatch, queue, parker, crate::queue::MAX_BATCH);
+        self.queue
+            .spawn_consumers(QueueName::Dispatch, self.dispatcher.handler(runner), 2, cancel.clone());
+        cancel
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,7 @@
 //! HTTP: the axum router served by `calseta dev` (axum::serve), by the Lambdas
 //! (lambda_http::run) and by tests (tower oneshot / a random port).
 
+pub mod agents;
 pub mod alerts;
 pub mod auth;
 pub mod enrichments;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod keys;
+pub mod page;
 pub mod rate_limit;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub never_send: Arc<NeverSendPolicy>,
     /// The enrichment engine, where this process serves `/v1/enrichments` (not the ingest Lambda).
     pub enrichment: Option<Arc<crate::enrich::engine::Engine>>,
+    /// The dispatcher, where this process serves agent tests and checks agent URLs.
+    pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
 }
 
 impl AppState {
@@ -58,12 +62,19 @@ impl AppState {
             limits,
             never_send: Arc::new(NeverSendPolicy::default()),
             enrichment: None,
+            dispatch: None,
         })
     }
 
     /// Replaces the never-send policy (deployment settings `INTERNAL_CIDRS`, `INTERNAL_DOMAIN_SUFFIXES`).
     pub fn with_never_send(mut self, policy: NeverSendPolicy) -> Self {
         self.never_send = Arc::new(policy);
+        self
+    }
+
+    /// Tests agent deliveries and checks agent URLs with this dispatcher.
+    pub fn with_dispatch(mut self, dispatcher: Arc<crate::dispatch::Dispatcher>) -> Self {
+        self.dispatch = Some(dispatcher);
         self
     }
 
@@ -113,7 +124,8 @@ pub fn router(state: AppState) -> Router {
             .route("/health", get(health::health))
             .merge(ingest::routes())
             .merge(enrichments::routes())
-            .merge(alerts::routes()),
+            .merge(alerts::routes())
+            .merge(agents::routes()),
         state,
     )
 }

@@ -3,9 +3,12 @@
 //! share an indicator, the context documents and workflows that apply, and the ids an agent needs
 //! to act through the API. No nulls, no raw vendor JSON, keys in a fixed (sorted) order.
 //!
-//! A byte budget trims in a fixed order and says what it trimmed (`_trimmed`): context document
-//! bodies, then past alerts (oldest first), then workflow documentation, then the detection
-//! rule's documentation. Ids and verdicts are never dropped.
+//! A byte budget trims in a fixed order, only as far as needed, and says what it trimmed
+//! (`_trimmed`): context document bodies shortened, past alerts (oldest first), workflow
+//! documentation, the detection rule's documentation shortened, context document bodies
+//! dropped, per-provider provenance reduced to status and verdict, provider blocks reduced to
+//! `found` and link, workflows reduced to name and approval. Ids and verdicts are never dropped,
+//! so a very small budget can still be exceeded.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -123,18 +126,7 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
     put(&mut alert, "deep_link", a.get::<_, Option<String>>(13));
     put(&mut alert, "source_alert_id", a.get::<_, String>(14));
     let mitre: Value = a.get(8);
-    let ids_of = |k: &str| -> Vec<String> {
-        mitre
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|xs| {
-                xs.iter()
-                    .filter_map(|x| x.get("id").and_then(Value::as_str).or_else(|| x.as_str()))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let ids_of = |k: &str| super::targeting::mitre_ids(&mitre, k);
 
     // ---- indicators ----
     let mut by_indicator: HashMap<i64, ProviderBlocks> = HashMap::new();
@@ -426,7 +418,79 @@ pub fn trim(payload: &mut Value, max: usize) {
             steps.push("detection_rule.documentation");
         }
     }
+    // 5. Context document bodies altogether (titles and ids stay).
+    if over(payload, &steps) {
+        if let Some(docs) = payload.get_mut("context_documents").and_then(Value::as_array_mut) {
+            for d in docs.iter_mut() {
+                if let Some(o) = d.as_object_mut() {
+                    o.remove("content");
+                }
+            }
+            steps.push("context_documents");
+        }
+    }
+    // 6. Per-provider provenance beyond status and verdict.
+    if over(payload, &steps) {
+        for_each_indicator(payload, |ind| {
+            if let Some(prov) = ind.get_mut("enrichment").and_then(Value::as_object_mut) {
+                for (_, p) in prov.iter_mut() {
+                    if let Some(p) = p.as_object_mut() {
+                        p.retain(|k, _| k == "status" || k == "malice");
+                    }
+                }
+            }
+        });
+        steps.push("indicators.enrichment");
+    }
+    // 7. Provider detail: each provider block keeps `found` and its link.
+    if over(payload, &steps) {
+        for_each_indicator(payload, |ind| {
+            for (k, v) in ind.iter_mut() {
+                if INDICATOR_KEYS.contains(&k.as_str()) {
+                    continue;
+                }
+                if let Some(block) = v.as_object_mut() {
+                    block.retain(|k, _| k == "found" || k == "link");
+                }
+            }
+        });
+        steps.push("indicators.providers");
+    }
+    // 8. Workflow descriptions (names and ids stay).
+    if over(payload, &steps) {
+        if let Some(wfs) = payload.get_mut("workflows").and_then(Value::as_array_mut) {
+            for w in wfs.iter_mut() {
+                if let Some(o) = w.as_object_mut() {
+                    o.retain(|k, _| matches!(k.as_str(), "uuid" | "name" | "approval_mode" | "risk_level"));
+                }
+            }
+            steps.push("workflows");
+        }
+    }
     if let Some(o) = payload.as_object_mut() {
         o.insert("_trimmed".into(), json!(steps));
+    }
+}
+
+/// Keys of an indicator that are not provider blocks.
+const INDICATOR_KEYS: &[&str] = &[
+    "uuid",
+    "type",
+    "value",
+    "malice",
+    "malice_source",
+    "first_seen",
+    "last_seen",
+    "geo",
+    "enrichment",
+];
+
+fn for_each_indicator(payload: &mut Value, mut f: impl FnMut(&mut Map<String, Value>)) {
+    if let Some(inds) = payload.get_mut("indicators").and_then(Value::as_array_mut) {
+        for i in inds.iter_mut() {
+            if let Some(o) = i.as_object_mut() {
+                f(o);
+            }
+        }
     }
 }

@@ -164,6 +164,51 @@ impl TargetingRules {
     }
 }
 
+/// MITRE ids listed under `key` (`tactics`, `techniques`, `subtechniques`) of an alert's `mitre`
+/// column; entries are objects with an `id` or bare id strings.
+pub fn mitre_ids(mitre: &Value, key: &str) -> Vec<String> {
+    mitre
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|xs| {
+            xs.iter()
+                .filter_map(|x| x.get("id").and_then(Value::as_str).or_else(|| x.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The facts of a stored alert, for matching agents; `None` when it does not exist.
+pub async fn facts_of(
+    client: &impl crate::db::stmt::Cached,
+    alert_id: i64,
+) -> Result<Option<AlertFacts>, tokio_postgres::Error> {
+    let row = crate::db::stmt::query_opt(
+        client,
+        "SELECT a.source_name, a.severity, a.tags, a.title, r.source_rule_id, r.name, a.mitre,
+                ARRAY(SELECT DISTINCT i.type FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id
+                      WHERE l.alert_id = a.id ORDER BY 1)
+         FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id WHERE a.id = $1",
+        &[(&alert_id, tokio_postgres::types::Type::INT8)],
+    )
+    .await?;
+    Ok(row.map(|r| {
+        let mitre: Value = r.get(6);
+        AlertFacts {
+            source_name: r.get(0),
+            severity: severity::from_label(Some(r.get::<_, &str>(1))),
+            tags: r.get(2),
+            title: r.get(3),
+            detection_rule_id: r.get(4),
+            detection_rule_name: r.get(5),
+            mitre_tactics: mitre_ids(&mitre, "tactics"),
+            mitre_techniques: [mitre_ids(&mitre, "techniques"), mitre_ids(&mitre, "subtechniques")].concat(),
+            indicator_types: r.get(7),
+        }
+    }))
+}
+
 /// Matches optional rules (`None` = no rules).
 pub fn evaluate(rules: Option<&TargetingRules>, facts: &AlertFacts) -> Verdict {
     rules.map_or(Verdict::NoRules, |r| r.evaluate(facts))

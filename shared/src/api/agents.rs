@@ -1,0 +1,677 @@
+//! Agent registry and deliveries (api spec §5.8): `GET/POST /v1/agents`,
+//! `GET/PATCH/DELETE /v1/agents/{uuid}`, `POST /v1/agents/{uuid}/test`,
+//! `GET /v1/agents/{uuid}/deliveries`, `POST /v1/deliveries/{uuid}/replay` and
+//! `POST /v1/alerts/{uuid}/trigger-agents`.
+//!
+//! Signing secrets are returned once (create, rotation); auth header values are write-only.
+//! Every endpoint URL passes the outbound URL check on create and PATCH (and again at delivery).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::page::{self, Page, PageQuery};
+use super::{auth, ApiError, AppState};
+use crate::context::targeting::{self, TargetingRules};
+use crate::db::{stmt, DbError};
+use crate::dispatch::{deliver, matching::Triggers, signing};
+use crate::domain::severity::Severity;
+use crate::enrich::providers::iso;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/agents", get(list_agents).post(create_agent))
+        .route(
+            "/v1/agents/{uuid}",
+            get(get_agent).patch(patch_agent).delete(delete_agent),
+        )
+        .route("/v1/agents/{uuid}/test", post(test_agent))
+        .route("/v1/agents/{uuid}/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/{uuid}/replay", post(replay_delivery))
+        .route("/v1/alerts/{uuid}/trigger-agents", post(trigger_agents))
+}
+
+const COLUMNS: &str = "uuid, name, description, endpoint_url, auth_header_name, trigger_on_sources,
+    trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes, is_active,
+    documentation, created_at, updated_at";
+
+/// Headers the delivery itself sets; an agent's auth header may not replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+fn agent_json(r: &tokio_postgres::Row) -> Value {
+    json!({
+        "uuid": r.get::<_, Uuid>(0),
+        "name": r.get::<_, String>(1),
+        "description": r.get::<_, Option<String>>(2),
+        "endpoint_url": r.get::<_, String>(3),
+        "auth_header_name": r.get::<_, Option<String>>(4),
+        "trigger_on_sources": r.get::<_, Vec<String>>(5),
+        "trigger_on_severities": r.get::<_, Vec<String>>(6),
+        "trigger_filter": r.get::<_, Option<Value>>(7),
+        "timeout_seconds": r.get::<_, i32>(8),
+        "retry_count": r.get::<_, i32>(9),
+        "max_payload_bytes": r.get::<_, Option<i32>>(10),
+        "is_active": r.get::<_, bool>(11),
+        "documentation": r.get::<_, Option<String>>(12),
+        "created_at": iso(r.get(13)),
+        "updated_at": iso(r.get(14)),
+    })
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+}
+
+fn parse_uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| not_found(what))
+}
+
+async fn authorize(state: &AppState, headers: &HeaderMap, scope: &str) -> Result<deadpool_postgres::Object, ApiError> {
+    let client = state.pool.get().await.map_err(DbError::from)?;
+    auth::require_key(state, &*client, headers).await?.require(&[scope])?;
+    Ok(client)
+}
+
+fn field_err(field: &str, message: &str, kind: &str) -> ApiError {
+    ApiError::validation(&format!("body.{field}"), message, kind)
+}
+
+/// The validated, writable fields of a create or PATCH body (absent = `None`; for nullable
+/// fields, `Some(None)` = set to null).
+#[derive(Default)]
+struct AgentInput {
+    name: Option<String>,
+    description: Option<Option<String>>,
+    endpoint_url: Option<String>,
+    auth: Option<Option<(String, String)>>,
+    trigger_on_sources: Option<Vec<String>>,
+    trigger_on_severities: Option<Vec<String>>,
+    trigger_filter: Option<Option<Value>>,
+    timeout_seconds: Option<i32>,
+    retry_count: Option<i32>,
+    max_payload_bytes: Option<Option<i32>>,
+    is_active: Option<bool>,
+    documentation: Option<Option<String>>,
+    rotate_signing_secret: bool,
+}
+
+fn text(obj: &Map<String, Value>, field: &str, max: usize, nullable: bool) -> Result<Option<Option<String>>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Null) if nullable => Ok(Some(None)),
+        Some(Value::Null) => Err(field_err(field, "may not be null", "string_type")),
+        Some(Value::String(s)) if s.chars().count() > max => Err(field_err(
+            field,
+            &format!("at most {max} characters"),
+            "string_too_long",
+        )),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(field_err(field, "must be a string", "string_type")),
+    }
+}
+
+fn int(
+    obj: &Map<String, Value>,
+    field: &str,
+    min: i64,
+    max: i64,
+    nullable: bool,
+) -> Result<Option<Option<i32>>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Null) if nullable => Ok(Some(None)),
+        Some(v) => match v.as_i64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(Some(n as i32))),
+            Some(_) => Err(field_err(field, &format!("must be from {min} to {max}"), "value_error")),
+            None => Err(field_err(field, "must be a whole number", "int_type")),
+        },
+    }
+}
+
+fn string_list(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match obj.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(Vec::new())),
+        Some(Value::Array(xs)) => {
+            let mut out = Vec::with_capacity(xs.len());
+            for x in xs {
+                match x {
+                    Value::String(s) if !s.is_empty() && s.len() <= 255 => out.push(s.clone()),
+                    _ => return Err(field_err(field, "must be a list of non-empty strings", "list_type")),
+                }
+            }
+            out.dedup();
+            Ok(Some(out))
+        }
+        Some(_) => Err(field_err(field, "must be a list of strings", "list_type")),
+    }
+}
+
+impl AgentInput {
+    fn parse(obj: &Map<String, Value>, creating: bool) -> Result<Self, ApiError> {
+        let mut a = AgentInput {
+            name: text(obj, "name", 255, false)?.flatten(),
+            description: text(obj, "description", 10_000, true)?,
+            endpoint_url: text(obj, "endpoint_url", 2048, false)?.flatten(),
+            trigger_on_sources: string_list(obj, "trigger_on_sources")?,
+            trigger_on_severities: string_list(obj, "trigger_on_severities")?,
+            timeout_seconds: int(obj, "timeout_seconds", 1, 300, false)?.flatten(),
+            retry_count: int(obj, "retry_count", 0, 10, false)?.flatten(),
+            max_payload_bytes: int(obj, "max_payload_bytes", 256, i64::from(i32::MAX), true)?,
+            documentation: text(obj, "documentation", 100_000, true)?,
+            ..Default::default()
+        };
+        if let Some(name) = &a.name {
+            if name.trim().is_empty() {
+                return Err(field_err("name", "must not be empty", "string_too_short"));
+            }
+        }
+        if creating && a.name.is_none() {
+            return Err(field_err("name", "field required", "missing"));
+        }
+        if creating && a.endpoint_url.is_none() {
+            return Err(field_err("endpoint_url", "field required", "missing"));
+        }
+        if let Some(sev) = &a.trigger_on_severities {
+            if let Some(bad) = sev
+                .iter()
+                .find(|s| !Severity::ALL.iter().any(|x| x.as_str() == s.as_str()))
+            {
+                return Err(field_err(
+                    "trigger_on_severities",
+                    &format!("{bad:?} is not a severity (Pending, Informational, Low, Medium, High, Critical)"),
+                    "enum",
+                ));
+            }
+        }
+        match obj.get("is_active") {
+            None => {}
+            Some(Value::Bool(b)) => a.is_active = Some(*b),
+            Some(_) => return Err(field_err("is_active", "must be true or false", "bool_type")),
+        }
+        match obj.get("rotate_signing_secret") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => a.rotate_signing_secret = true,
+            Some(_) => return Err(field_err("rotate_signing_secret", "must be true or false", "bool_type")),
+        }
+        if let Some(f) = obj.get("trigger_filter") {
+            let parsed = TargetingRules::parse(f).map_err(|e| {
+                ApiError::validation(
+                    &format!("body.{}", e.path.replacen("targeting_rules", "trigger_filter", 1)),
+                    &e.message,
+                    "value_error",
+                )
+            })?;
+            a.trigger_filter = Some(parsed.map(|_| f.clone()));
+        }
+        let name = text(obj, "auth_header_name", 255, true)?;
+        let value = text(obj, "auth_header_value", 8192, true)?;
+        a.auth = match (name, value) {
+            (None, None) => None,
+            (Some(None), None) | (Some(None), Some(None)) | (None, Some(None)) => Some(None),
+            (Some(Some(n)), Some(Some(v))) => {
+                let valid_name = axum::http::HeaderName::from_bytes(n.as_bytes()).is_ok();
+                if !valid_name || RESERVED_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
+                    return Err(field_err(
+                        "auth_header_name",
+                        "not a usable HTTP header name",
+                        "value_error",
+                    ));
+                }
+                if axum::http::HeaderValue::from_str(&v).is_err() || v.is_empty() {
+                    return Err(field_err(
+                        "auth_header_value",
+                        "not a valid HTTP header value",
+                        "value_error",
+                    ));
+                }
+                Some(Some((n, v)))
+            }
+            _ => {
+                return Err(field_err(
+                    "auth_header_value",
+                    "auth_header_name and auth_header_value are set together",
+                    "value_error",
+                ))
+            }
+        };
+        Ok(a)
+    }
+}
+
+async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+    let dispatcher = state
+        .dispatch
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("dispatch"))?;
+    dispatcher.check_endpoint(url).await.map(|_| ()).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ENDPOINT_URL",
+            format!("endpoint_url is not allowed: {e}"),
+        )
+    })
+}
+
+async fn list_agents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &headers, "agents:read").await?;
+    let page = Page::from_query(&q)?;
+    let sql =
+        format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
+    let rows = stmt::query(
+        &*client,
+        &sql,
+        &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let total = match rows.first() {
+        Some(r) => r.get::<_, i64>(15),
+        None => count(&*client, "SELECT count(*) FROM agents", &[]).await?,
+    };
+    Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
+}
+
+async fn count(client: &impl stmt::Cached, sql: &str, params: &[stmt::Param<'_>]) -> Result<i64, ApiError> {
+    let r = stmt::query(client, sql, params).await.map_err(DbError::from)?;
+    Ok(r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
+}
+
+async fn get_agent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &headers, "agents:read").await?;
+    let uuid = parse_uuid(&uuid, "Agent")?;
+    let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
+    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(|| not_found("Agent"))?;
+    Ok(Json(page::single(agent_json(&row))))
+}
+
+async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let client = authorize(&state, &headers, "agents:write").await?;
+    let input = AgentInput::parse(&page::object_body(&body)?, true)?;
+    let url = input.endpoint_url.clone().unwrap_or_default();
+    check_url(&state, &url).await?;
+    let secret = signing::generate_secret();
+    let sealed_secret = state.sealer.seal(secret.expose_secret());
+    let (auth_name, auth_value) = match input.auth.flatten() {
+        Some((n, v)) => (Some(n), Some(state.sealer.seal(&v))),
+        None => (None, None),
+    };
+    let filter = input.trigger_filter.flatten();
+    let sql = format!(
+        "INSERT INTO agents (name, description, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,
+             trigger_on_sources, trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes,
+             is_active, documentation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, 30), COALESCE($11, 3), $12, COALESCE($13, true), $14)
+         RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&input.name, Type::TEXT),
+            (&input.description.flatten(), Type::TEXT),
+            (&url, Type::TEXT),
+            (&auth_name, Type::TEXT),
+            (&auth_value, Type::BYTEA),
+            (&sealed_secret, Type::BYTEA),
+            (&input.trigger_on_sources.unwrap_or_default(), Type::TEXT_ARRAY),
+            (&input.trigger_on_severities.unwrap_or_default(), Type::TEXT_ARRAY),
+            (&filter, Type::JSONB),
+            (&input.timeout_seconds, Type::INT4),
+            (&input.retry_count, Type::INT4),
+            (&input.max_payload_bytes.flatten(), Type::INT4),
+            (&input.is_active, Type::BOOL),
+            (&input.documentation.flatten(), Type::TEXT),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(ApiError::internal)?;
+    let mut data = agent_json(&row);
+    data["signing_secret"] = Value::String(secret.expose_secret().to_owned());
+    tracing::info!(agent_uuid = %row.get::<_, Uuid>(0), "agent registered");
+    Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
+}
+
+async fn patch_agent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &headers, "agents:write").await?;
+    let uuid = parse_uuid(&uuid, "Agent")?;
+    let input = AgentInput::parse(&page::object_body(&body)?, false)?;
+    if let Some(url) = &input.endpoint_url {
+        check_url(&state, url).await?;
+    }
+    let secret = input.rotate_signing_secret.then(signing::generate_secret);
+    let sealed_secret = secret.as_ref().map(|s| state.sealer.seal(s.expose_secret()));
+    let (set_auth, auth_name, auth_value) = match &input.auth {
+        None => (false, None, None),
+        Some(None) => (true, None, None),
+        Some(Some((n, v))) => (true, Some(n.clone()), Some(state.sealer.seal(v))),
+    };
+    let (set_desc, desc) = split(input.description);
+    let (set_filter, filter) = split(input.trigger_filter);
+    let (set_max, max) = split(input.max_payload_bytes);
+    let (set_doc, doc) = split(input.documentation);
+    // The old secret stays valid for 24 h after a rotation (signatures carry both).
+    let sql = format!(
+        "UPDATE agents SET
+             name = COALESCE($2, name),
+             description = CASE WHEN $3 THEN $4 ELSE description END,
+             endpoint_url = COALESCE($5, endpoint_url),
+             auth_header_name = CASE WHEN $6 THEN $7 ELSE auth_header_name END,
+             auth_header_value_enc = CASE WHEN $6 THEN $8 ELSE auth_header_value_enc END,
+             trigger_on_sources = COALESCE($9, trigger_on_sources),
+             trigger_on_severities = COALESCE($10, trigger_on_severities),
+             trigger_filter = CASE WHEN $11 THEN $12 ELSE trigger_filter END,
+             timeout_seconds = COALESCE($13, timeout_seconds),
+             retry_count = COALESCE($14, retry_count),
+             max_payload_bytes = CASE WHEN $15 THEN $16 ELSE max_payload_bytes END,
+             is_active = COALESCE($17, is_active),
+             documentation = CASE WHEN $18 THEN $19 ELSE documentation END,
+             previous_signing_secret_enc = CASE WHEN $20::bytea IS NULL THEN previous_signing_secret_enc ELSE signing_secret_enc END,
+             previous_secret_expires_at = CASE WHEN $20::bytea IS NULL THEN previous_secret_expires_at ELSE now() + interval '24 hours' END,
+             signing_secret_enc = COALESCE($20, signing_secret_enc),
+             updated_at = now()
+         WHERE uuid = $1 RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&uuid, Type::UUID),
+            (&input.name, Type::TEXT),
+            (&set_desc, Type::BOOL),
+            (&desc, Type::TEXT),
+            (&input.endpoint_url, Type::TEXT),
+            (&set_auth, Type::BOOL),
+            (&auth_name, Type::TEXT),
+            (&auth_value, Type::BYTEA),
+            (&input.trigger_on_sources, Type::TEXT_ARRAY),
+            (&input.trigger_on_severities, Type::TEXT_ARRAY),
+            (&set_filter, Type::BOOL),
+            (&filter, Type::JSONB),
+            (&input.timeout_seconds, Type::INT4),
+            (&input.retry_count, Type::INT4),
+            (&set_max, Type::BOOL),
+            (&max, Type::INT4),
+            (&input.is_active, Type::BOOL),
+            (&set_doc, Type::BOOL),
+            (&doc, Type::TEXT),
+            (&sealed_secret, Type::BYTEA),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(|| not_found("Agent"))?;
+    let mut data = agent_json(&row);
+    if let Some(s) = secret {
+        data["signing_secret"] = Value::String(s.expose_secret().to_owned());
+    }
+    Ok(Json(page::single(data)))
+}
+
+fn split<T>(v: Option<Option<T>>) -> (bool, Option<T>) {
+    match v {
+        None => (false, None),
+        Some(x) => (true, x),
+    }
+}
+
+async fn delete_agent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let client = authorize(&state, &headers, "agents:write").await?;
+    let uuid = parse_uuid(&uuid, "Agent")?;
+    let gone = stmt::query_opt(
+        &*client,
+        "DELETE FROM agents WHERE uuid = $1 RETURNING id",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?;
+    gone.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| not_found("Agent"))
+}
+
+async fn test_agent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    drop(authorize(&state, &headers, "agents:write").await?);
+    let uuid = parse_uuid(&uuid, "Agent")?;
+    let dispatcher = state
+        .dispatch
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("dispatch"))?;
+    let result = dispatcher
+        .test_delivery(uuid)
+        .await?
+        .ok_or_else(|| not_found("Agent"))?;
+    Ok(Json(page::single(json!(result))))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeliveriesQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+    status: Option<String>,
+}
+
+const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    Query(q): Query<DeliveriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authorize(&state, &headers, "agents:read").await?;
+    let page = Page::from_query(&PageQuery {
+        page: q.page,
+        page_size: q.page_size,
+    })?;
+    let statuses: Vec<String> = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => DELIVERY_STATUSES.iter().map(|s| s.to_string()).collect(),
+        Some(s) => {
+            let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+            if let Some(bad) = list.iter().find(|x| !DELIVERY_STATUSES.contains(&x.as_str())) {
+                return Err(ApiError::validation(
+                    "query.status",
+                    &format!("{bad:?} is not one of pending, delivered, failed, dead"),
+                    "enum",
+                ));
+            }
+            list
+        }
+    };
+    let uuid = parse_uuid(&uuid, "Agent")?;
+    let agent = stmt::query_opt(
+        &*client,
+        "SELECT id FROM agents WHERE uuid = $1",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(|| not_found("Agent"))?;
+    let agent_id: i64 = agent.get(0);
+    let rows = stmt::query(
+        &*client,
+        "SELECT d.uuid, a.uuid, d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at,
+                d.delivered_at, d.created_at, d.payload_bytes, d.trigger, d.replays, count(*) OVER ()
+         FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+         WHERE d.agent_id = $1 AND d.status = ANY($2)
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4",
+        &[
+            (&agent_id, Type::INT8),
+            (&statuses, Type::TEXT_ARRAY),
+            (&page.page_size, Type::INT8),
+            (&page.offset(), Type::INT8),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let total = match rows.first() {
+        Some(r) => r.get::<_, i64>(12),
+        None => {
+            count(
+                &*client,
+                "SELECT count(*) FROM deliveries WHERE agent_id = $1 AND status = ANY($2)",
+                &[(&agent_id, Type::INT8), (&statuses, Type::TEXT_ARRAY)],
+            )
+            .await?
+        }
+    };
+    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(iso);
+    let data = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "uuid": r.get::<_, Uuid>(0),
+                "alert_uuid": r.get::<_, Uuid>(1),
+                "status": r.get::<_, String>(2),
+                "attempts": r.get::<_, i32>(3),
+                "last_status_code": r.get::<_, Option<i32>>(4),
+                "last_error": r.get::<_, Option<String>>(5),
+                "next_attempt_at": ts(r.get(6)),
+                "delivered_at": ts(r.get(7)),
+                "created_at": iso(r.get(8)),
+                "payload_bytes": r.get::<_, Option<i32>>(9),
+                "trigger": r.get::<_, String>(10),
+                "replays": r.get::<_, i32>(11),
+            })
+        })
+        .collect();
+    Ok(Json(page.envelope(data, total)))
+}
+
+async fn replay_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut client = authorize(&state, &headers, "agents:write").await?;
+    let uuid = parse_uuid(&uuid, "Delivery")?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    // Same row, same uuid (the webhook-id), a fresh attempt budget.
+    let row = stmt::query_opt(
+        &tx,
+        "UPDATE deliveries d SET status = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = now(),
+                updated_at = now()
+         FROM alerts a WHERE d.uuid = $1 AND a.id = d.alert_id
+         RETURNING d.id, d.uuid, a.uuid",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(|| not_found("Delivery"))?;
+    let rows = deliver::enqueue_attempts(&*tx, &[(row.get(0), row.get(1), row.get(2))]).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
+        tracing::warn!(error = %e, "replay message left for the sweeper");
+    }
+    tracing::info!(delivery_uuid = %uuid, "delivery replay queued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(page::single(json!({"uuid": uuid, "status": "pending"}))),
+    )
+        .into_response())
+}
+
+async fn trigger_agents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut client = authorize(&state, &headers, "agents:write").await?;
+    let uuid = parse_uuid(&uuid, "Alert")?;
+    let alert = stmt::query_opt(
+        &*client,
+        "SELECT id FROM alerts WHERE uuid = $1",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(|| not_found("Alert"))?;
+    let alert_id: i64 = alert.get(0);
+    let facts = targeting::facts_of(&*client, alert_id)
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(|| not_found("Alert"))?;
+    let agents = stmt::query(
+        &*client,
+        "SELECT id, name, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents
+         WHERE is_active ORDER BY name, id",
+        &[],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let matched: Vec<(i64, String)> = agents
+        .iter()
+        .filter(|r| Triggers::from_stored(r.get(2), r.get(3), r.get::<_, Option<Value>>(4).as_ref()).matches(&facts))
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let ids: Vec<i64> = matched.iter().map(|m| m.0).collect();
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    // A new delivery for every match: a fresh uuid (webhook-id), since this is a new send the
+    // agent should not de-duplicate away.
+    let rows = stmt::query(
+        &tx,
+        "INSERT INTO deliveries (alert_id, agent_id, trigger) SELECT $1, unnest($2::bigint[]), 'trigger'
+         ON CONFLICT (alert_id, agent_id) DO UPDATE SET uuid = gen_random_uuid(), status = 'pending', attempts = 0,
+             last_status_code = NULL, last_error = NULL, next_attempt_at = now(), delivered_at = NULL,
+             trigger = 'trigger', updated_at = now()
+         RETURNING id, uuid",
+        &[(&alert_id, Type::INT8), (&ids, Type::INT8_ARRAY)],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let items: Vec<(i64, Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1), uuid)).collect();
+    let outbox_rows = deliver::enqueue_attempts(&*tx, &items).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    if let Err(e) = state.outbox.send_committed(&*client, &outbox_rows).await {
+        tracing::warn!(error = %e, "trigger messages left for the sweeper");
+    }
+    tracing::info!(alert_id, alert_uuid = %uuid, agents = ids.len(), "agents triggered");
+    let names: Vec<String> = matched.into_iter().map(|m| m.1).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(page::single(
+            json!({"queued_agent_count": names.len(), "agent_names": names}),
+        )),
+    )
+        .into_response())
+}

@@ -1,0 +1,766 @@
+//! Delivery of the agent payload (DESIGN §5 "Agent delivery").
+//!
+//! The `dispatch` queue carries two messages:
+//! - [`DispatchRequest`] (an alert finished enrichment): match the active agents, create one
+//!   `deliveries` row per (alert, agent) — the idempotency key, so a re-enriched alert is not
+//!   delivered again — and make the first attempt of each new row right away.
+//! - [`DeliverRequest`] (a retry, a replay, or `trigger-agents`): one attempt of one delivery.
+//!
+//! An attempt first **claims** the row for its attempt number (`attempts = n`, no live claim),
+//! so a duplicate message never sends twice at once and a stale one (the attempt already made)
+//! does nothing. The outcome is recorded with the next attempt's message in one transaction:
+//! retries wait with exponential backoff and jitter as an SQS message delay, never by sleeping.
+//!
+//! Outcomes: 2xx → `delivered`; 408, 425, 429 (honouring `Retry-After`), 5xx, timeouts and
+//! connection errors → retried until the agent's `retry_count` is spent, then `dead`; any other
+//! status (4xx, or a redirect, which is never followed) → `dead` at once, since the same request
+//! will be refused again. A URL that fails the outbound check at delivery time is `dead` too.
+//! Dead deliveries are listed per agent and can be replayed with the same `webhook-id`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use deadpool_postgres::Pool;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{matching::Triggers, signing};
+use crate::context::payload::{self, PayloadOptions};
+use crate::context::targeting;
+use crate::crypto::Sealer;
+use crate::db::stmt;
+use crate::db::DbError;
+use crate::net::ssrf::{self, OutboundPolicy, Timeouts};
+use crate::queue::batch::{BatchRunner, HandlerError};
+use crate::queue::messages::DispatchRequest;
+use crate::queue::outbox::{self, NewMessage, Outbox};
+use crate::queue::{QueueName, MAX_DELAY_SECONDS};
+
+/// Longest stored error text.
+const MAX_ERROR_CHARS: usize = 300;
+/// Extra claim time beyond the agent's timeout (signing, payload, recording).
+const CLAIM_MARGIN_SECONDS: i32 = 30;
+
+/// One attempt of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliverRequest {
+    pub v: u8,
+    pub delivery_id: i64,
+    pub delivery_uuid: Uuid,
+    pub alert_uuid: Uuid,
+    /// The attempt number this message makes (0 = first); a message for an attempt already
+    /// made is stale and ignored.
+    pub attempt: i32,
+}
+
+impl DeliverRequest {
+    pub fn to_message(&self, delay_seconds: u32) -> NewMessage {
+        NewMessage::json(QueueName::Dispatch, self)
+            .unwrap_or_else(|_| unreachable!("DeliverRequest serializes"))
+            .with_attribute("alert_uuid", self.alert_uuid.to_string())
+            .with_attribute("delivery_uuid", self.delivery_uuid.to_string())
+            .with_delay(delay_seconds.min(MAX_DELAY_SECONDS))
+    }
+}
+
+/// Settings of delivery.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Where agent webhooks may go (`CALSETA_OUTBOUND_ALLOW_*`; `calseta dev` adds loopback).
+    pub policy: OutboundPolicy,
+    /// First retry delay; doubles per attempt, capped at SQS's 900 s
+    /// (`CALSETA_DELIVERY_RETRY_BASE_SECONDS`, default 10).
+    pub retry_base_seconds: u32,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            policy: OutboundPolicy::strict(),
+            retry_base_seconds: 10,
+        }
+    }
+}
+
+impl DispatchSettings {
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            policy: crate::enrich::registry::outbound_policy_from_env()?,
+            retry_base_seconds: crate::config::parse_var("CALSETA_DELIVERY_RETRY_BASE_SECONDS", 10u32)?.max(1),
+        })
+    }
+}
+
+/// The delay before retry number `n` (1 = first retry): `base · 2^(n-1)` capped at 900 s, of
+/// which the upper half is random ("equal jitter": never immediate, never in lock-step).
+pub fn backoff_seconds(base: u32, n: u32) -> u32 {
+    let full = (base as u64)
+        .saturating_mul(1u64 << n.saturating_sub(1).min(20))
+        .min(MAX_DELAY_SECONDS as u64) as u32;
+    let half = full / 2;
+    (full - half + rand::random_range(0..=half)).max(1)
+}
+
+/// What one HTTP attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Worth trying again (after `after` if the agent said so).
+    Retry {
+        after: Option<u32>,
+    },
+    /// Will be refused again; do not retry.
+    Reject,
+}
+
+/// Classifies an HTTP status (the caller handles transport errors as `Retry`).
+pub fn classify(status: u16, retry_after: Option<u32>) -> Verdict {
+    match status {
+        200..=299 => Verdict::Delivered,
+        408 | 425 | 429 => Verdict::Retry { after: retry_after },
+        500..=599 => Verdict::Retry { after: retry_after },
+        _ => Verdict::Reject,
+    }
+}
+
+/// The outcome of one attempt, as recorded.
+#[derive(Debug, Clone)]
+struct Attempt {
+    verdict: Verdict,
+    status_code: Option<i32>,
+    error: Option<String>,
+    payload_bytes: Option<i32>,
+    duration: Duration,
+}
+
+impl Attempt {
+    fn refused(error: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Reject,
+            status_code: None,
+            error: Some(clip(&error.into())),
+            payload_bytes: None,
+            duration: Duration::ZERO,
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().filter(|c| !c.is_control()).take(MAX_ERROR_CHARS).collect();
+    if s.chars().count() > MAX_ERROR_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// The agent a claimed delivery goes to (secrets still sealed).
+struct Target {
+    delivery_uuid: Uuid,
+    alert_id: i64,
+    alert_uuid: Uuid,
+    agent_uuid: Uuid,
+    agent_name: String,
+    endpoint_url: String,
+    auth_header_name: Option<String>,
+    auth_header_value: Option<Vec<u8>>,
+    signing_secret: Vec<u8>,
+    previous_secret: Option<Vec<u8>>,
+    timeout_seconds: i32,
+    retry_count: i32,
+    max_payload_bytes: Option<i32>,
+    is_active: bool,
+}
+
+/// What a test delivery reports (api spec §5.8).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub delivered: bool,
+    pub status_code: Option<i32>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// The dispatch step; built once per process.
+pub struct Dispatcher {
+    pool: Pool,
+    outbox: Outbox,
+    sealer: Sealer,
+    http: reqwest::Client,
+    settings: DispatchSettings,
+}
+
+impl Dispatcher {
+    pub fn new(pool: Pool, outbox: Outbox, sealer: Sealer, settings: DispatchSettings) -> Self {
+        let http = ssrf::guarded_client(
+            settings.policy.clone(),
+            Timeouts {
+                connect: Duration::from_secs(5),
+                total: Duration::from_secs(300),
+            },
+        );
+        Self {
+            pool,
+            outbox,
+            sealer,
+            http,
+            settings,
+        }
+    }
+
+    pub fn policy(&self) -> &OutboundPolicy {
+        &self.settings.policy
+    }
+
+    /// Checks an agent endpoint URL as deliveries will (api spec §5.8 outbound URL check).
+    pub async fn check_endpoint(&self, url: &str) -> Result<url::Url, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+        self.settings
+            .policy
+            .check_url(&parsed)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(parsed)
+    }
+
+    /// The Lambda entry point: one SQS batch.
+    pub async fn handle_event(&self, runner: &BatchRunner, event: SqsEvent) -> SqsBatchResponse {
+        runner.run(event, |m| self.handle_record(m)).await
+    }
+
+    /// As a queue handler for local consumers.
+    pub fn handler(self: &Arc<Self>, runner: BatchRunner) -> crate::queue::Handler {
+        let me = self.clone();
+        crate::queue::handler(move |event| {
+            let (me, runner) = (me.clone(), runner.clone());
+            async move { me.handle_event(&runner, event).await }
+        })
+    }
+
+    pub async fn handle_record(&self, record: SqsMessage) -> Result<(), HandlerError> {
+        let body = record.body.as_deref().unwrap_or("");
+        let v: Value =
+            serde_json::from_str(body).map_err(|e| HandlerError::permanent(format!("message is not JSON: {e}")))?;
+        if v.get("delivery_id").is_some() {
+            let req: DeliverRequest = serde_json::from_value(v)
+                .map_err(|e| HandlerError::permanent(format!("not a deliver message: {e}")))?;
+            let cell = tokio::sync::OnceCell::new();
+            self.attempt(req.delivery_id, req.attempt, &cell).await
+        } else {
+            let req: DispatchRequest = serde_json::from_value(v)
+                .map_err(|e| HandlerError::permanent(format!("not a dispatch message: {e}")))?;
+            self.dispatch_alert(&req).await
+        }
+    }
+
+    /// Matches agents, creates the deliveries and makes their first attempts.
+    pub async fn dispatch_alert(&self, req: &DispatchRequest) -> Result<(), HandlerError> {
+        let ids = {
+            let client = self.pool.get().await.map_err(DbError::from)?;
+            let (facts, agents) = tokio::join!(
+                targeting::facts_of(&*client, req.alert_id),
+                stmt::query(
+                    &*client,
+                    "SELECT id, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents WHERE is_active",
+                    &[],
+                )
+            );
+            let Some(facts) = facts.map_err(DbError::from)? else {
+                tracing::info!(alert_id = req.alert_id, "alert no longer exists; nothing to dispatch");
+                return Ok(());
+            };
+            let matched: Vec<i64> = agents
+                .map_err(DbError::from)?
+                .iter()
+                .filter(|r| {
+                    Triggers::from_stored(r.get(1), r.get(2), r.get::<_, Option<Value>>(3).as_ref()).matches(&facts)
+                })
+                .map(|r| r.get(0))
+                .collect();
+            if matched.is_empty() {
+                tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "no agent matches this alert");
+                return Ok(());
+            }
+            // New rows, plus first attempts a crashed earlier run left behind.
+            let rows = stmt::query(
+                &*client,
+                "WITH ins AS (
+                     INSERT INTO deliveries (alert_id, agent_id, trigger)
+                     SELECT $1, unnest($2::bigint[]), $3
+                     ON CONFLICT (alert_id, agent_id) DO NOTHING RETURNING id)
+                 SELECT id FROM ins
+                 UNION SELECT id FROM deliveries
+                 WHERE alert_id = $1 AND agent_id = ANY($2) AND status = 'pending' AND attempts = 0",
+                &[
+                    (&req.alert_id, Type::INT8),
+                    (&matched, Type::INT8_ARRAY),
+                    (&req.reason, Type::TEXT),
+                ],
+            )
+            .await
+            .map_err(DbError::from)?;
+            rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+        };
+        if ids.is_empty() {
+            tracing::info!(alert_id = req.alert_id, "already dispatched; not delivered again");
+            return Ok(());
+        }
+        let cell = tokio::sync::OnceCell::new();
+        let results = futures::future::join_all(ids.iter().map(|id| self.attempt(*id, 0, &cell))).await;
+        // Any retryable error retries the whole message; attempts already made are not repeated.
+        results.into_iter().collect()
+    }
+
+    /// One attempt of delivery `id`, if it is still due as attempt `n`.
+    async fn attempt(
+        &self,
+        id: i64,
+        n: i32,
+        payload_cell: &tokio::sync::OnceCell<Option<Value>>,
+    ) -> Result<(), HandlerError> {
+        let client = self.pool.get().await.map_err(DbError::from)?;
+        let claimed = stmt::query_opt(
+            &*client,
+            "UPDATE deliveries d SET claimed_until = now() + make_interval(secs => a.timeout_seconds + $3),
+                    updated_at = now()
+             FROM agents a, alerts al
+             WHERE d.id = $1 AND d.attempts = $2 AND d.status IN ('pending', 'failed')
+               AND (d.claimed_until IS NULL OR d.claimed_until < now())
+               AND a.id = d.agent_id AND al.id = d.alert_id
+             RETURNING d.uuid, d.alert_id, al.uuid, a.uuid, a.name, a.endpoint_url, a.auth_header_name,
+                       a.auth_header_value_enc, a.signing_secret_enc,
+                       CASE WHEN a.previous_secret_expires_at > now() THEN a.previous_signing_secret_enc END,
+                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active",
+            &[(&id, Type::INT8), (&n, Type::INT4), (&CLAIM_MARGIN_SECONDS, Type::INT4)],
+        )
+        .await
+        .map_err(DbError::from)?;
+        let Some(r) = claimed else {
+            // Done, superseded, deleted — or someone else holds it right now.
+            let row = stmt::query_opt(
+                &*client,
+                "SELECT attempts, status, EXTRACT(EPOCH FROM claimed_until - now())::float8 FROM deliveries WHERE id = $1",
+                &[(&id, Type::INT8)],
+            )
+            .await
+            .map_err(DbError::from)?;
+            if let Some(row) = row {
+                let (attempts, status, left): (i32, &str, Option<f64>) = (row.get(0), row.get(1), row.get(2));
+                if attempts == n && matches!(status, "pending" | "failed") {
+                    if let Some(left) = left.filter(|l| *l > 0.0) {
+                        return Err(HandlerError::retry_after(
+                            "delivery is being attempted by another consumer",
+                            Duration::from_secs_f64(left + 1.0),
+                        ));
+                    }
+                }
+            }
+            return Ok(());
+        };
+        let t = Target {
+            delivery_uuid: r.get(0),
+            alert_id: r.get(1),
+            alert_uuid: r.get(2),
+            agent_uuid: r.get(3),
+            agent_name: r.get(4),
+            endpoint_url: r.get(5),
+            auth_header_name: r.get(6),
+            auth_header_value: r.get(7),
+            signing_secret: r.get(8),
+            previous_secret: r.get(9),
+            timeout_seconds: r.get(10),
+            retry_count: r.get(11),
+            max_payload_bytes: r.get(12),
+            is_active: r.get(13),
+        };
+        let payload = payload_cell
+            .get_or_try_init(|| async { payload::build(&*client, t.alert_id, &PayloadOptions::default()).await })
+            .await?;
+        drop(client);
+        let Some(payload) = payload else {
+            return Ok(()); // the alert was deleted (its deliveries with it)
+        };
+        let outcome = if t.is_active {
+            self.send(&t, payload).await
+        } else {
+            Attempt::refused("agent is inactive")
+        };
+        self.record(id, n, &t, outcome).await
+    }
+
+    /// Signs and posts the payload once.
+    async fn send(&self, t: &Target, payload: &Value) -> Attempt {
+        let mut body_value = payload.clone();
+        if let Some(max) = t.max_payload_bytes {
+            payload::trim(&mut body_value, max as usize);
+        }
+        let body = match serde_json::to_vec(&body_value) {
+            Ok(b) => b,
+            Err(e) => return Attempt::refused(format!("payload could not be serialized: {e}")),
+        };
+        let bytes = i32::try_from(body.len()).ok();
+        let mut attempt = self
+            .post(
+                &t.endpoint_url,
+                &t.delivery_uuid.to_string(),
+                &t.signing_secret,
+                t.previous_secret.as_deref(),
+                t.auth_header_name.as_deref(),
+                t.auth_header_value.as_deref(),
+                t.timeout_seconds,
+                body,
+            )
+            .await;
+        attempt.payload_bytes = bytes;
+        attempt
+    }
+
+    /// One signed POST; never follows redirects; the URL is checked first (IP literals skip
+    /// the guarded resolver). Errors name no secret and no URL (it may carry a token).
+    #[allow(clippy::too_many_arguments)]
+    async fn post(
+        &self,
+        endpoint: &str,
+        webhook_id: &str,
+        signing_secret: &[u8],
+        previous_secret: Option<&[u8]>,
+        auth_name: Option<&str>,
+        auth_value: Option<&[u8]>,
+        timeout_seconds: i32,
+        body: Vec<u8>,
+    ) -> Attempt {
+        let url = match self.check_endpoint(endpoint).await {
+            Ok(u) => u,
+            Err(e) => return Attempt::refused(format!("endpoint refused by the outbound URL check: {e}")),
+        };
+        let mut secrets: Vec<SecretString> = Vec::with_capacity(2);
+        match self.sealer.open(signing_secret) {
+            Ok(s) => secrets.push(s),
+            Err(_) => return Attempt::refused("signing secret cannot be decrypted (encryption key changed?)"),
+        }
+        if let Some(Ok(prev)) = previous_secret.map(|p| self.sealer.open(p)) {
+            secrets.push(prev);
+        }
+        let refs: Vec<&SecretString> = secrets.iter().collect();
+        let now = chrono::Utc::now().timestamp();
+        let headers = match signing::headers(&refs, webhook_id, now, &body) {
+            Ok(h) => h,
+            Err(e) => return Attempt::refused(format!("cannot sign: {e}")),
+        };
+        let mut req = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(timeout_seconds.clamp(1, 300) as u64))
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let (Some(name), Some(sealed)) = (auth_name, auth_value) {
+            match self.sealer.open(sealed) {
+                Ok(v) => req = req.header(name, v.expose_secret()),
+                Err(_) => return Attempt::refused("auth header value cannot be decrypted"),
+            }
+        }
+        let started = Instant::now();
+        let result = req.body(body).send().await;
+        let duration = started.elapsed();
+        match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u32>().ok());
+                let verdict = classify(status, retry_after);
+                let error = if verdict == Verdict::Delivered {
+                    None
+                } else {
+                    let snippet = read_snippet(resp).await;
+                    Some(clip(&if snippet.is_empty() {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {snippet}")
+                    }))
+                };
+                Attempt {
+                    verdict,
+                    status_code: Some(status as i32),
+                    error,
+                    payload_bytes: None,
+                    duration,
+                }
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                Attempt {
+                    verdict: Verdict::Retry { after: None },
+                    status_code: None,
+                    error: Some(clip(&format!("{kind}: {}", e.without_url()))),
+                    payload_bytes: None,
+                    duration,
+                }
+            }
+        }
+    }
+
+    /// Records attempt `n` and, when it is to be retried, the next attempt's message — together.
+    async fn record(&self, id: i64, n: i32, t: &Target, a: Attempt) -> Result<(), HandlerError> {
+        let mut client = self.pool.get().await.map_err(DbError::from)?;
+        let made = n + 1;
+        let retry_delay = match a.verdict {
+            Verdict::Retry { after } if made <= t.retry_count => Some(
+                after
+                    .unwrap_or_else(|| backoff_seconds(self.settings.retry_base_seconds, made as u32))
+                    .clamp(1, MAX_DELAY_SECONDS),
+            ),
+            _ => None,
+        };
+        let span_fields = (t.alert_id, t.alert_uuid, t.delivery_uuid, &t.agent_name);
+        match (&a.verdict, retry_delay) {
+            (Verdict::Delivered, _) => {
+                let refs = json!({
+                    "agent_uuid": t.agent_uuid,
+                    "agent_name": t.agent_name,
+                    "delivery_uuid": t.delivery_uuid,
+                    "status_code": a.status_code,
+                    "attempt": made,
+                    "duration_ms": a.duration.as_millis() as u64,
+                });
+                stmt::execute(
+                    &*client,
+                    "WITH d AS (
+                         UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_status_code = $3,
+                                last_error = NULL, payload_bytes = $4, delivered_at = now(), next_attempt_at = NULL,
+                                claimed_until = NULL, updated_at = now()
+                         WHERE id = $1 AND attempts = $2 RETURNING alert_id)
+                     INSERT INTO activity_events (alert_id, event_type, actor_type, \"references\")
+                     SELECT alert_id, 'agent_webhook_dispatched', 'system', $5 FROM d",
+                    &[
+                        (&id, Type::INT8),
+                        (&n, Type::INT4),
+                        (&a.status_code, Type::INT4),
+                        (&a.payload_bytes, Type::INT4),
+                        (&refs, Type::JSONB),
+                    ],
+                )
+                .await
+                .map_err(DbError::from)?;
+                tracing::info!(
+                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
+                    agent = %span_fields.3, status = ?a.status_code, attempt = made,
+                    duration_ms = a.duration.as_millis() as u64, "agent webhook delivered"
+                );
+            }
+            (_, Some(delay)) => {
+                let tx = client.transaction().await.map_err(DbError::from)?;
+                let updated = stmt::query_opt(
+                    &tx,
+                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_status_code = $3,
+                            last_error = $4, payload_bytes = COALESCE($5, payload_bytes),
+                            next_attempt_at = now() + make_interval(secs => $6), claimed_until = NULL, updated_at = now()
+                     WHERE id = $1 AND attempts = $2 RETURNING id",
+                    &[
+                        (&id, Type::INT8),
+                        (&n, Type::INT4),
+                        (&a.status_code, Type::INT4),
+                        (&a.error, Type::TEXT),
+                        (&a.payload_bytes, Type::INT4),
+                        (&(delay as i32), Type::INT4),
+                    ],
+                )
+                .await
+                .map_err(DbError::from)?;
+                if updated.is_none() {
+                    return Ok(()); // replayed meanwhile: the replay's message takes over
+                }
+                let msg = DeliverRequest {
+                    v: 1,
+                    delivery_id: id,
+                    delivery_uuid: t.delivery_uuid,
+                    alert_uuid: t.alert_uuid,
+                    attempt: made,
+                }
+                .to_message(delay);
+                let ids = outbox::enqueue(&*tx, std::slice::from_ref(&msg)).await?;
+                tx.commit().await.map_err(DbError::from)?;
+                tracing::warn!(
+                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
+                    agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                    attempt = made, retry_in_seconds = delay, "agent webhook failed; will retry"
+                );
+                let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip([msg]).collect();
+                if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
+                    tracing::warn!(error = %e, "retry message left for the sweeper");
+                }
+            }
+            (_, None) => {
+                stmt::execute(
+                    &*client,
+                    "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_status_code = $3,
+                            last_error = $4, payload_bytes = COALESCE($5, payload_bytes), next_attempt_at = NULL,
+                            claimed_until = NULL, updated_at = now()
+                     WHERE id = $1 AND attempts = $2",
+                    &[
+                        (&id, Type::INT8),
+                        (&n, Type::INT4),
+                        (&a.status_code, Type::INT4),
+                        (&a.error, Type::TEXT),
+                        (&a.payload_bytes, Type::INT4),
+                    ],
+                )
+                .await
+                .map_err(DbError::from)?;
+                tracing::error!(
+                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
+                    agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                    attempts = made, "agent webhook dead-lettered; replay with POST /v1/deliveries/{{uuid}}/replay"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/agents/{uuid}/test`: one synthetic payload (`test: true`), no retries, nothing
+    /// stored. `None` when the agent does not exist.
+    pub async fn test_delivery(&self, agent_uuid: Uuid) -> Result<Option<TestResult>, DbError> {
+        let client = self.pool.get().await?;
+        let row = stmt::query_opt(
+            &*client,
+            "SELECT uuid, name, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,
+                    CASE WHEN previous_secret_expires_at > now() THEN previous_signing_secret_enc END, timeout_seconds
+             FROM agents WHERE uuid = $1",
+            &[(&agent_uuid, Type::UUID)],
+        )
+        .await?;
+        drop(client);
+        let Some(r) = row else { return Ok(None) };
+        let name: String = r.get(1);
+        let body = json!({
+            "event": "alert.enriched",
+            "test": true,
+            "alert": {
+                "uuid": Uuid::nil(),
+                "title": "Calseta test delivery",
+                "severity": "Low",
+                "source": "calseta",
+                "status": "Open",
+                "created_at": crate::enrich::providers::iso(chrono::Utc::now()),
+            },
+            "agent": {"uuid": agent_uuid, "name": name},
+        });
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let sealed_auth: Option<Vec<u8>> = r.get(4);
+        let previous: Option<Vec<u8>> = r.get(6);
+        let a = self
+            .post(
+                &r.get::<_, String>(2),
+                &format!("test_{}", Uuid::new_v4()),
+                &r.get::<_, Vec<u8>>(5),
+                previous.as_deref(),
+                r.get::<_, Option<&str>>(3),
+                sealed_auth.as_deref(),
+                r.get(7),
+                body,
+            )
+            .await;
+        Ok(Some(TestResult {
+            delivered: a.verdict == Verdict::Delivered,
+            status_code: a.status_code,
+            duration_ms: a.duration.as_millis() as u64,
+            error: a.error,
+        }))
+    }
+}
+
+/// The first bytes of an error response, for `last_error` (agents often say why they refused).
+async fn read_snippet(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < 512 {
+        match tokio::time::timeout(Duration::from_secs(2), resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    buf.truncate(512);
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Queues attempt 0 of the given deliveries (replay, trigger-agents) in the caller's
+/// transaction; returns the outbox rows to send after the commit.
+pub async fn enqueue_attempts(
+    tx: &impl tokio_postgres::GenericClient,
+    deliveries: &[(i64, Uuid, Uuid)],
+) -> Result<Vec<(i64, NewMessage)>, DbError> {
+    let msgs: Vec<NewMessage> = deliveries
+        .iter()
+        .map(|(id, uuid, alert_uuid)| {
+            DeliverRequest {
+                v: 1,
+                delivery_id: *id,
+                delivery_uuid: *uuid,
+                alert_uuid: *alert_uuid,
+                attempt: 0,
+            }
+            .to_message(0)
+        })
+        .collect();
+    let ids = outbox::enqueue(tx, &msgs).await?;
+    Ok(ids.into_iter().zip(msgs).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_split_into_delivered_retry_and_reject() {
+        assert_eq!(classify(200, None), Verdict::Delivered);
+        assert_eq!(classify(204, None), Verdict::Delivered);
+        for s in [500, 502, 503, 504] {
+            assert_eq!(classify(s, None), Verdict::Retry { after: None }, "{s}");
+        }
+        assert_eq!(classify(429, Some(7)), Verdict::Retry { after: Some(7) });
+        assert_eq!(classify(408, None), Verdict::Retry { after: None });
+        for s in [301, 302, 400, 401, 403, 404, 410, 413, 422] {
+            assert_eq!(classify(s, None), Verdict::Reject, "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for n in 1..=12u32 {
+            let full = (10u64 << (n - 1)).min(900) as u32;
+            for _ in 0..50 {
+                let d = backoff_seconds(10, n);
+                assert!(
+                    d >= full - full / 2 && d <= full,
+                    "retry {n}: {d} outside [{}, {full}]",
+                    full - full / 2
+                );
+            }
+        }
+        assert!(backoff_seconds(1, 1) >= 1);
+        assert!(backoff_seconds(u32::MAX, 40) <= 900);
+    }
+
+    #[test]
+    fn stored_errors_are_clipped_and_single_line() {
+        let long = "x".repeat(1000) + "\nsecond line";
+        let c = clip(&long);
+        assert!(c.chars().count() <= MAX_ERROR_CHARS + 1);
+        assert!(!c.contains('\n'));
+    }
+}
