@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_enrich;
+mod demo;
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -45,6 +46,25 @@ enum Command {
         /// State folder (the throwaway cluster lives in <data-dir>/pg).
         #[arg(long, env = "CALSETA_DATA_DIR", default_value = ".calseta")]
         data_dir: PathBuf,
+        /// Do not load the demo library (detection rules, documents, workflows marked "(demo)").
+        #[arg(long, env = "CALSETA_NO_DEMO")]
+        no_demo: bool,
+    },
+    /// Against a running `calseta dev`: ingest the sample alerts from events/, receive their
+    /// payloads as a demo agent (signed webhooks) and write them to files.
+    Demo {
+        /// The API of `calseta dev`.
+        #[arg(long, env = "CALSETA_URL", default_value = "http://127.0.0.1:8000")]
+        url: String,
+        /// An admin key (the one `calseta dev` printed, or its --admin-key).
+        #[arg(long, env = "CALSETA_ADMIN_KEY", hide_env_values = true)]
+        admin_key: String,
+        /// Where the payloads are written.
+        #[arg(long, default_value = ".calseta/demo")]
+        out: PathBuf,
+        /// How long to wait for every payload, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
     },
     /// Apply pending migrations to DATABASE_URL.
     Migrate,
@@ -127,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             mcp_port,
             admin_key,
             data_dir,
+            no_demo,
         } => {
             let opts = local::DevOptions {
                 host,
@@ -137,8 +158,17 @@ async fn main() -> anyhow::Result<()> {
                 database_url: database_url(),
                 sqs_endpoint_url: std::env::var("SQS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()),
                 sweep_interval: Duration::from_secs(5),
+                demo: !no_demo,
             };
             local::run(opts, shutdown_signal()).await?;
+        }
+        Command::Demo {
+            url,
+            admin_key,
+            out,
+            wait,
+        } => {
+            demo::run(&url, &admin_key, &out, Duration::from_secs(wait)).await?;
         }
         Command::Migrate => {
             let cfg = DbConfig::from_env(None).await.context("DATABASE_URL is required")?;

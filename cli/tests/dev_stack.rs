@@ -122,6 +122,37 @@ impl Dev {
         }
     }
 
+    /// Runs `calseta demo` against this stack; returns its stdout and the payloads it wrote.
+    fn demo(&self, admin_key: &str, out: &Path) -> (String, Vec<serde_json::Value>) {
+        let output = Command::new(env!("CARGO_BIN_EXE_calseta"))
+            .args([
+                "demo",
+                "--url",
+                &self.url,
+                "--admin-key",
+                admin_key,
+                "--wait",
+                "60",
+                "--out",
+            ])
+            .arg(out)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run calseta demo");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "calseta demo failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let payloads = std::fs::read_dir(out)
+            .expect("demo output folder")
+            .flatten()
+            .map(|e| serde_json::from_slice(&std::fs::read(e.path()).expect("read")).expect("payload json"))
+            .collect();
+        (stdout, payloads)
+    }
+
     /// SIGINT, then up to 20 s for the exit; `None` (and a kill) if it did not stop.
     fn stop(&mut self) -> Option<ExitStatus> {
         // SAFETY: signalling our own child.
@@ -179,6 +210,40 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
         "{body}"
     );
 
+    // The demo: the sample alerts reach a (demo) agent as signed webhooks with the demo library.
+    assert!(dev.ready.contains("calseta dev ready"));
+    let (stdout, payloads) = dev.demo(admin_key, &dir.join("demo"));
+    assert!(stdout.contains("5 alerts from 4 sample SIEM payloads"), "{stdout}");
+    assert!(stdout.contains("signatures verified"), "{stdout}");
+    assert_eq!(payloads.len(), 5);
+    for p in &payloads {
+        assert_eq!(p["event"], "alert.enriched");
+        let docs: Vec<&str> = p["context_documents"]
+            .as_array()
+            .expect("documents")
+            .iter()
+            .filter_map(|d| d["title"].as_str())
+            .collect();
+        assert!(docs.contains(&"Company Incident Response Plan (demo)"), "{docs:?}");
+        assert!(
+            p["detection_rule"]["documentation"]
+                .as_str()
+                .is_some_and(|d| d.contains("(demo)")),
+            "{p}"
+        );
+        assert!(p["detection_rule"]["false_positive_tags"].is_array());
+        assert!(!p["workflows"].as_array().expect("workflows").is_empty());
+    }
+    let identity = payloads
+        .iter()
+        .find(|p| p["alert"]["source"] == "generic")
+        .expect("generic sample");
+    assert!(identity["context_documents"]
+        .as_array()
+        .expect("documents")
+        .iter()
+        .any(|d| d["title"] == "Account Compromise Runbook (demo)"));
+
     let pg_pids = processes_mentioning(&data_dir_name(&dir));
     assert!(!pg_pids.is_empty(), "embedded postgres should be running");
 
@@ -224,9 +289,13 @@ fn dev_on_sqs_enriches_through_the_queue() {
         "evil-login-portal.com",
         Duration::from_secs(30),
     );
+    // Dispatch runs through SQS as well: the demo's payloads arrive.
+    let demo = outcome.is_ok().then(|| dev.demo(admin_key, &dir.join("demo")));
     let _ = dev.stop();
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(body) = outcome {
         panic!("the alert was not enriched through SQS within 30 s: {body}");
     }
+    let (_, payloads) = demo.expect("demo ran");
+    assert_eq!(payloads.len(), 5);
 }

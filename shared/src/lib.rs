@@ -8,6 +8,7 @@ pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod db;
+pub mod demo;
 pub mod deploy;
 pub mod dispatch;
 pub mod domain;

@@ -42,6 +42,8 @@ pub struct DevOptions {
     pub database_url: Option<SecretString>,
     pub sqs_endpoint_url: Option<String>,
     pub sweep_interval: Duration,
+    /// Load the demo library (`calseta::demo`) into the database.
+    pub demo: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +228,18 @@ async fn serve(
         },
     )
     .await?;
-    drop(client);
+    let demo_note = if opts.demo {
+        let mut client = client;
+        let seeded = crate::demo::seed(&mut client).await?;
+        format!(
+            "demo library loaded ({} detection rules, {} context documents, {} workflows; marked \"(demo)\"); \
+             ingest the sample alerts with: calseta demo --url http://{{api}} --admin-key <key>",
+            seeded.detection_rules, seeded.context_documents, seeded.workflows
+        )
+    } else {
+        drop(client);
+        String::new()
+    };
 
     let sweeper = {
         let outbox: Outbox = state.outbox.clone();
@@ -266,6 +279,9 @@ async fn serve(
     );
     if generated {
         println!("bootstrap admin key (shown once): {}", admin_key.expose_secret());
+    }
+    if !demo_note.is_empty() {
+        println!("{}", demo_note.replace("{api}", &local.to_string()));
     }
 
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);

@@ -62,7 +62,7 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
     let alert_sql = "SELECT a.uuid, a.title, a.severity, a.source_name, a.status, a.created_at, a.occurred_at,
                 a.tags, a.mitre, COALESCE(a.malice_override, a.malice), a.enrichment_status, a.enrichment_summary,
                 a.description, a.deep_link, a.source_alert_id,
-                r.uuid, r.name, r.source_rule_id, r.severity, r.priority, r.mitre_tactics, r.mitre_techniques,
+                r.uuid, r.name, r.source_rule_id, r.severity, r.priority, r.mitre_tactics, r.mitre_techniques || r.mitre_subtechniques,
                 r.false_positive_tags, r.blind_spots, r.goal, r.documentation
          FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id WHERE a.id = $1";
     let ind_sql = "SELECT i.id, i.uuid, i.type, i.value, i.first_seen, i.last_seen, i.malice, i.malice_source,
