@@ -1,5 +1,5 @@
 //! `calseta demo`: against a running `calseta dev`, registers a demo agent whose webhook is a
-//! receiver in this process, ingests the sample SIEM alerts from `events/`, waits for the signed
+//! receiver in this process, ingests the demo SIEM alerts from `events/demo/`, waits for the signed
 //! payloads, verifies their signatures, writes them to files and says where to read them. The
 //! demo agent is removed at the end.
 
@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use calseta::demo::{sample_body, SAMPLE_EVENTS};
+use calseta::demo::DEMO_ALERTS;
 use calseta::dispatch::signing;
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -141,19 +141,18 @@ async fn ingest_and_collect(
     // alert uuid -> (source, raw bytes of its request)
     let mut alerts: BTreeMap<String, (&str, usize)> = BTreeMap::new();
     let mut order = Vec::new();
-    for (source, event) in SAMPLE_EVENTS {
-        let body = sample_body(event).context("sample event without a body")?;
+    for (source, file, body) in DEMO_ALERTS {
         let raw = body.len();
         let (status, v) = call(
             http,
             reqwest::Method::POST,
             format!("{base}/v1/ingest/{source}"),
             key,
-            Some(body),
+            Some(body.to_string()),
         )
         .await?;
         if status != 202 {
-            bail!("ingest of the {source} sample answered {status}: {v}");
+            bail!("ingest of {file} answered {status}: {v}");
         }
         let items = v["data"]["items"].as_array().cloned().unwrap_or_default();
         let n = items.len().max(1);
@@ -188,10 +187,10 @@ async fn ingest_and_collect(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let payloads = inbox.payloads.lock().map(|p| p.clone()).unwrap_or_default();
     println!(
-        "calseta demo: {} alerts from {} sample SIEM payloads (events/) were enriched and delivered to a demo agent \
+        "calseta demo: {} alerts from {} demo SIEM payloads (events/demo/) were enriched and delivered to a demo agent \
          as signed webhooks (signatures verified) in {} ms.\n",
         alerts.len(),
-        SAMPLE_EVENTS.len(),
+        DEMO_ALERTS.len(),
         elapsed.as_millis()
     );
     for uuid in &order {

@@ -12,6 +12,7 @@ use calseta::{
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_e2e;
 mod bench_enrich;
 mod demo;
 use secrecy::SecretString;
@@ -50,7 +51,7 @@ enum Command {
         #[arg(long, env = "CALSETA_NO_DEMO")]
         no_demo: bool,
     },
-    /// Against a running `calseta dev`: ingest the sample alerts from events/, receive their
+    /// Against a running `calseta dev`: ingest the demo alerts from events/demo/, receive their
     /// payloads as a demo agent (signed webhooks) and write them to files.
     Demo {
         /// The API of `calseta dev`.
@@ -106,6 +107,17 @@ enum BenchWhat {
         /// Concurrent consumers draining the backlog (Lambda instances).
         #[arg(long, default_value_t = 8)]
         consumers: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole pipeline: ingest POST -> enrichment (simulator, instant) -> signed webhook at a
+    /// local agent, p50/p99; and payload bytes vs raw alert + raw provider responses for the
+    /// demo alerts (DATABASE_URL or an embedded cluster).
+    E2e {
+        /// Alerts timed (after 20 warm-up alerts).
+        #[arg(long, default_value_t = 300)]
+        alerts: usize,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -198,6 +210,11 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             bench_enrich::enrich(backlog, consumers, json).await?;
+        }
+        Command::Bench {
+            what: BenchWhat::E2e { alerts, json },
+        } => {
+            bench_e2e::e2e(alerts, json).await?;
         }
         Command::Parked { queue, limit } => {
             let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;

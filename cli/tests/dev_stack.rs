@@ -210,10 +210,10 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
         "{body}"
     );
 
-    // The demo: the sample alerts reach a (demo) agent as signed webhooks with the demo library.
+    // The demo: the demo alerts reach a (demo) agent as signed webhooks with the demo library.
     assert!(dev.ready.contains("calseta dev ready"));
     let (stdout, payloads) = dev.demo(admin_key, &dir.join("demo"));
-    assert!(stdout.contains("5 alerts from 4 sample SIEM payloads"), "{stdout}");
+    assert!(stdout.contains("5 alerts from 4 demo SIEM payloads"), "{stdout}");
     assert!(stdout.contains("signatures verified"), "{stdout}");
     assert_eq!(payloads.len(), 5);
     for p in &payloads {
@@ -234,15 +234,24 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
         assert!(p["detection_rule"]["false_positive_tags"].is_array());
         assert!(!p["workflows"].as_array().expect("workflows").is_empty());
     }
-    let identity = payloads
+    // The later impossible-travel alert lists the earlier one (same account) in past_alerts.
+    let later = payloads
         .iter()
-        .find(|p| p["alert"]["source"] == "generic")
-        .expect("generic sample");
-    assert!(identity["context_documents"]
+        .find(|p| p["alert"]["source_alert_id"] == "c7a9e4d2-3b6f-4a10-8e25-9f1d0b2c4e17")
+        .expect("the later elastic demo alert");
+    assert!(later["context_documents"]
         .as_array()
         .expect("documents")
         .iter()
         .any(|d| d["title"] == "Account Compromise Runbook (demo)"));
+    let past = later["past_alerts"].as_array().expect("past alerts");
+    assert_eq!(past.len(), 1, "{past:?}");
+    assert!(past[0]["indicators"]
+        .as_array()
+        .expect("shared")
+        .iter()
+        .any(|i| i == "nick.hathaway@calseta.com"));
+    assert_eq!(later["alert"]["malice"], "Malicious", "the TOR exit node");
 
     let pg_pids = processes_mentioning(&data_dir_name(&dir));
     assert!(!pg_pids.is_empty(), "embedded postgres should be running");

@@ -1,5 +1,5 @@
 //! The demo library `calseta dev` loads (never a deployed stack: only the local stack calls
-//! [`seed`]): detection rules for the sample alerts in `events/` with MITRE lists,
+//! [`seed`]): detection rules for the demo alerts in `events/demo/` with MITRE lists,
 //! documentation, false-positive tags and blind spots; an IR plan, a runbook, an SOP and a
 //! detection guide with targeting rules; a handful of workflows. Everything is marked as demo
 //! data (`(demo)` in titles, the `demo` tag, `created_by = 'calseta demo'`). Seeding is
@@ -9,20 +9,32 @@ use serde_json::{json, Value};
 
 use crate::db::DbError;
 
-/// The sample alerts `calseta demo` ingests: (source, request body), the bodies of the sample
-/// Lambda events in `events/`.
-pub const SAMPLE_EVENTS: [(&str, &str); 4] = [
-    ("sentinel", include_str!("../../events/ingest-sentinel.json")),
-    ("elastic", include_str!("../../events/ingest-elastic.json")),
-    ("splunk", include_str!("../../events/ingest-splunk.json")),
-    ("generic", include_str!("../../events/ingest-generic.json")),
+/// The demo alerts `calseta demo` ingests, as each SIEM sends them: (source, file, body). They
+/// use the indicators the provider simulator knows (a TOR exit node, a phishing URL, the EICAR
+/// test file, an Okta/Entra user), and two of them share an account and an IP, so one lists the
+/// other in `past_alerts`.
+pub const DEMO_ALERTS: [(&str, &str, &str); 4] = [
+    (
+        "elastic",
+        "events/demo/elastic-impossible-travel.json",
+        include_str!("../../events/demo/elastic-impossible-travel.json"),
+    ),
+    (
+        "sentinel",
+        "events/demo/sentinel-bec-incident.json",
+        include_str!("../../events/demo/sentinel-bec-incident.json"),
+    ),
+    (
+        "splunk",
+        "events/demo/splunk-brute-force.json",
+        include_str!("../../events/demo/splunk-brute-force.json"),
+    ),
+    (
+        "generic",
+        "events/demo/generic-edr-malware.json",
+        include_str!("../../events/demo/generic-edr-malware.json"),
+    ),
 ];
-
-/// The request body of a sample API Gateway event.
-pub fn sample_body(event: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(event).ok()?;
-    v.get("body").and_then(Value::as_str).map(str::to_owned)
-}
 
 /// What [`seed`] added.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,16 +59,17 @@ fn rules() -> Value {
             "documentation": "## Unfamiliar sign-in followed by inbox rule (demo)\n\n**What fires it:** an Entra ID sign-in flagged unfamiliar, then `New-InboxRule` or `Set-InboxRule` from the same account within 60 minutes.\n\n**Triage:**\n1. Was the sign-in location expected (travel, VPN)? Check the account's recent sign-ins.\n2. Does the rule forward externally, delete, or move to RSS/Archive? Those are the BEC patterns.\n3. Any MFA registration changes in the same window?\n\n**Escalate when** the rule forwards outside the organisation or the sign-in came from an anonymising network."
         },
         {
-            "source_name": "elastic", "source_rule_id": "r-dns-uuid",
-            "name": "Unusual DNS Volume", "severity": "Low", "priority": "Medium",
-            "mitre_tactics": ["TA0011 - Command and Control", "TA0010 - Exfiltration"],
-            "mitre_techniques": ["T1071 - Application Layer Protocol", "T1048 - Exfiltration Over Alternative Protocol"],
-            "mitre_subtechniques": ["T1071.004 - DNS"],
-            "data_sources": ["Packetbeat DNS", "Elastic ML job dns_tunneling"],
-            "goal": "Spot DNS tunnelling: many unique subdomains of one parent domain from one host.",
-            "false_positive_tags": ["cdn", "security-scanner", "telemetry-beacons"],
-            "blind_spots": ["DNS over HTTPS to public resolvers", "Hosts that use an upstream resolver we do not log"],
-            "documentation": "## Unusual DNS Volume (demo)\n\nAn ML job scores query volume and subdomain entropy per parent domain.\n\n**Triage:** look at the parent domain's age and registrar, the querying host's process, and whether other hosts query it."
+            "source_name": "elastic", "source_rule_id": "impossible-travel-v1",
+            "name": "Impossible Travel", "severity": "High",
+            "priority": "High — likely credential compromise or session hijacking",
+            "mitre_tactics": ["TA0001 - Initial Access", "TA0005 - Defense Evasion", "TA0006 - Credential Access"],
+            "mitre_techniques": ["T1078 - Valid Accounts"],
+            "mitre_subtechniques": ["T1078.004 - Cloud Accounts"],
+            "data_sources": ["Okta system log", "Entra ID sign-in logs"],
+            "goal": "Detect credential compromise or session hijacking via geo-velocity analysis.",
+            "false_positive_tags": ["vpn", "corporate_proxy", "executive_travel"],
+            "blind_spots": ["same-region cross-state travel", "VPN or proxy exit nodes"],
+            "documentation": "## Impossible Travel (demo)\n\nCorrelates sign-in timestamps and geolocation to flag logins from two countries within a short window — physically impossible without credential theft or session hijacking.\n\n## Responses\n1. Confirm travel or VPN activity with the user\n2. Force sign-out and reset credentials\n3. Review concurrent risky sign-in alerts\n4. Notify the SOC team of a potential compromise"
         },
         {
             "source_name": "splunk", "source_rule_id": "Brute Force Login Attempt",
@@ -71,16 +84,16 @@ fn rules() -> Value {
             "documentation": "## Brute Force Login Attempt (demo)\n\n**Triage:** is the source an approved scanner? Did any attempt succeed afterwards (same source, same user)? Is the targeted account privileged?"
         },
         {
-            "source_name": "generic", "source_rule_id": "casb-impossible-travel",
-            "name": "Impossible Travel", "severity": "High", "priority": "High",
-            "mitre_tactics": ["TA0001 - Initial Access"],
-            "mitre_techniques": ["T1078 - Valid Accounts"],
-            "mitre_subtechniques": ["T1078.004 - Cloud Accounts"],
-            "data_sources": ["CASB sign-in events"],
-            "goal": "Detect credential compromise through sign-ins from two locations too far apart for the time between them.",
-            "false_positive_tags": ["vpn", "corporate-proxy", "mobile-carrier-nat"],
-            "blind_spots": ["Attackers proxying through the victim's country", "Sessions hijacked without a new sign-in"],
-            "documentation": "## Impossible Travel (demo)\n\nGeo-velocity between consecutive successful sign-ins above 900 km/h.\n\n**Triage:** check both IPs' reputation and ASN (VPN/hosting?), the device ids, and MFA method used for the second sign-in."
+            "source_name": "generic", "source_rule_id": "edr-known-malware-exec",
+            "name": "Known Malware Execution", "severity": "Critical", "priority": "Critical",
+            "mitre_tactics": ["TA0002 - Execution"],
+            "mitre_techniques": ["T1204 - User Execution"],
+            "mitre_subtechniques": ["T1204.002 - Malicious File"],
+            "data_sources": ["EDR process events"],
+            "goal": "Stop and scope execution of files with a known-malicious hash.",
+            "false_positive_tags": ["security-testing", "av-test-file"],
+            "blind_spots": ["Unknown or repacked malware (new hashes)", "Hosts without the EDR agent"],
+            "documentation": "## Known Malware Execution (demo)\n\nThe EDR matched a file hash to threat intelligence at execution time.\n\n**Triage:** where did the file come from (browser download, email attachment, USB)? Did it run before the block? Which other hosts have it?"
         }
     ])
 }
@@ -116,10 +129,16 @@ fn documents() -> Value {
             "content": "# SSH Brute Force SOP (demo)\n\n- Approved scanners (10.20.0.0/24) → close as Benign Positive.\n- External source, no success → block the IP for 24 h, close as True Positive - Suspicious Activity.\n- Any successful login from the source → escalate as SEV2 and follow the Account Compromise Runbook."
         },
         {
-            "title": "DNS Tunnelling Detection Guide (demo)", "document_type": "detection_guide", "is_global": false,
-            "description": "How to tell tunnelling from noisy telemetry.",
-            "targeting_rules": {"match_any": [{"field": "mitre_tactic", "op": "in", "value": ["TA0011", "TA0010"]}]},
-            "content": "# DNS Tunnelling Detection Guide (demo)\n\nTunnelling: long random labels, TXT/NULL records, one parent domain, steady cadence. Telemetry beacons: vendor domains, short labels, published by the vendor."
+            "title": "Malware Containment SOP (demo)", "document_type": "sop", "is_global": false,
+            "description": "Containment steps when malware runs or is blocked on an endpoint.",
+            "targeting_rules": {
+                "match_any": [
+                    {"field": "mitre_tactic", "op": "contains", "value": "TA0002"},
+                    {"field": "indicator_type", "op": "in", "value": ["hash_md5", "hash_sha1", "hash_sha256"]}
+                ],
+                "match_all": [{"field": "severity", "op": "gte", "value": "High"}]
+            },
+            "content": "# Malware Containment SOP (demo)\n\n1. Isolate the host from the network (EDR network containment) if the file ran.\n2. Quarantine the hash everywhere (workflow: Quarantine File by Hash).\n3. Block the download URL and domain at the proxy.\n4. Collect the file and the process tree for analysis.\n5. Reimage when persistence is found."
         }
     ])
 }
@@ -237,14 +256,13 @@ mod tests {
                 == crate::context::targeting::Verdict::Matched
         };
         assert!(applies("Account Compromise Runbook (demo)"));
-        assert!(!applies("DNS Tunnelling Detection Guide (demo)"));
+        assert!(!applies("Malware Containment SOP (demo)"));
         assert!(!applies("SSH Brute Force SOP (demo)"));
         for w in workflows().as_array().unwrap() {
             assert!(w["name"].as_str().unwrap().ends_with("(demo)"));
         }
-        for (source, event) in SAMPLE_EVENTS {
-            let body = sample_body(event).unwrap_or_else(|| panic!("{source}: no body"));
-            assert!(serde_json::from_str::<Value>(&body).is_ok(), "{source}");
+        for (source, file, body) in DEMO_ALERTS {
+            assert!(serde_json::from_str::<Value>(body).is_ok(), "{source}: {file}");
         }
     }
 }

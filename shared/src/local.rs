@@ -233,7 +233,7 @@ async fn serve(
         let seeded = crate::demo::seed(&mut client).await?;
         format!(
             "demo library loaded ({} detection rules, {} context documents, {} workflows; marked \"(demo)\"); \
-             ingest the sample alerts with: calseta demo --url http://{{api}} --admin-key <key>",
+             ingest the demo alerts with: calseta demo --url http://{{api}} --admin-key <key>",
             seeded.detection_rules, seeded.context_documents, seeded.workflows
         )
     } else {

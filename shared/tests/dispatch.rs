@@ -725,3 +725,37 @@ async fn a_deployed_dispatcher_refuses_loopback_agents_at_delivery() {
     assert!(d[0]["last_error"].as_str().unwrap().contains("outbound URL check"));
     assert!(rx.hits("local").is_empty(), "nothing reached the loopback address");
 }
+
+#[tokio::test]
+async fn the_sample_lambda_event_is_handled_like_a_queue_delivery() {
+    // events/dispatch-sqs.json: a dispatch request and a delivery retry whose rows do not exist
+    // here — both are acknowledged (nothing to do), nothing is parked.
+    let s = stack().await;
+    s.cancel.cancel();
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(include_str!("../../events/dispatch-sqs.json")).unwrap();
+    assert_eq!(event.records.len(), 2);
+    let runner = calseta::queue::batch::BatchRunner::new(
+        calseta::queue::QueueName::Dispatch,
+        Arc::new(s.app.queue.clone()),
+        Arc::new(calseta::queue::batch::PgParker(s.app.db.pool.clone())),
+        10,
+    );
+    let resp = s.app.dispatcher.handle_event(&runner, event).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(s.app.scalar_i64("SELECT count(*) FROM parked_messages").await, 0);
+    // An unreadable body is parked, not retried.
+    let mut bad = aws_lambda_events::event::sqs::SqsEvent::default();
+    let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+    m.message_id = Some("bad-1".into());
+    m.body = Some("{not json".into());
+    bad.records = vec![m];
+    let resp = s.app.dispatcher.handle_event(&runner, bad).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(
+        s.app
+            .scalar_i64("SELECT count(*) FROM parked_messages WHERE queue = 'dispatch'")
+            .await,
+        1
+    );
+}

@@ -167,15 +167,18 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
             // Provider verdicts live in the provenance map; the indicator carries the verdict.
             b.remove("malice");
             m.insert(provider.clone(), Value::Object(b));
-            enrichment.insert(
-                provider.clone(),
-                json!({
-                    "status": "success",
-                    "enriched_at": iso(*fetched_at),
-                    "age_seconds": (now - *fetched_at).num_seconds().max(0),
-                    "malice": block.get("malice").cloned().unwrap_or(json!("Pending")),
-                }),
+            // Success is implied by the provider block; the age only when it is not fresh.
+            let mut e = Map::new();
+            e.insert(
+                "malice".into(),
+                block.get("malice").cloned().unwrap_or(json!("Pending")),
             );
+            e.insert("enriched_at".into(), json!(iso(*fetched_at)));
+            let age = (now - *fetched_at).num_seconds();
+            if age > 0 {
+                e.insert("age_seconds".into(), json!(age));
+            }
+            enrichment.insert(provider.clone(), Value::Object(e));
         }
         // Failures and skips recorded for this alert (and providers still pending at a deadline).
         if let Some(obj) = ps.as_object() {
@@ -333,13 +336,13 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
     put(&mut p, "past_alerts", Value::Array(past_alerts));
     put(&mut p, "context_documents", Value::Array(context_documents));
     put(&mut p, "workflows", Value::Array(workflows));
+    // Where an agent acts: update the alert (status, classification) and post findings. The
+    // indicators and this payload are already in hand.
     p.insert(
         "links".into(),
         json!({
             "alert": format!("/v1/alerts/{u}"),
             "findings": format!("/v1/alerts/{u}/findings"),
-            "indicators": format!("/v1/alerts/{u}/indicators"),
-            "payload": format!("/v1/alerts/{u}/payload"),
         }),
     );
     let mut payload = Value::Object(p);
