@@ -1,5 +1,7 @@
-//! Alert routes served so far: `GET /v1/alerts/{uuid}/payload` (api spec §5.2, addition) — the
-//! exact payload an agent receives for the alert, built now, not wrapped in the envelope.
+//! Alerts (api spec §5.2): list with filters, sorting and pagination; detail with `_metadata`;
+//! PATCH with the lifecycle rules (closing needs a classification; acknowledged/triaged/closed
+//! stamps are write-once; analyst malice override); DELETE; and `GET /v1/alerts/{uuid}/payload`
+//! (addition) — the exact payload an agent receives, built now, not wrapped in the envelope.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,7 +15,21 @@ use super::{auth, ApiError, AppState};
 use crate::context::payload::{self, PayloadOptions};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/alerts/{uuid}/payload", get(alert_payload))
+    Router::new()
+        .route("/v1/alerts", get(super::alerts_manage::list))
+        .route(
+            "/v1/alerts/{uuid}",
+            get(super::alerts_manage::detail)
+                .patch(super::alerts_manage::patch)
+                .delete(super::alerts_manage::delete),
+        )
+        .route("/v1/alerts/{uuid}/payload", get(alert_payload))
+        .route(
+            "/v1/alerts/{uuid}/findings",
+            get(super::findings::list).post(super::findings::create),
+        )
+        .route("/v1/alerts/{uuid}/activity", get(super::findings::activity))
+        .route("/v1/alerts/{uuid}/indicators", get(super::findings::indicators))
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,9 +3,11 @@
 
 pub mod agents;
 pub mod alerts;
+pub mod alerts_manage;
 pub mod auth;
 pub mod enrichments;
 pub mod error;
+pub mod findings;
 pub mod health;
 pub mod ingest;
 pub mod keys;
@@ -100,6 +102,10 @@ impl AppState {
     /// Everything an HTTP Lambda needs, from its environment; called once in `main`.
     /// The database secret and the app secret are fetched concurrently to keep init short.
     pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        Ok(Self::from_env_with_secrets(sdk).await?.0)
+    }
+
+    async fn from_env_with_secrets(sdk: &aws_config::SdkConfig) -> Result<(Self, AppSecrets), InitError> {
         use crate::{config, queue::sqs::SqsQueue, secrets::SecretsClient};
         let secrets = SecretsClient::new(sdk);
         let (db, app) = tokio::try_join!(
@@ -108,10 +114,35 @@ impl AppState {
         )?;
         let pool = crate::db::build_pool(&db)?;
         let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
-        Ok(
-            Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
-                .with_never_send(config::never_send_from_env()?),
-        )
+        let state = Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
+            .with_never_send(config::never_send_from_env()?);
+        Ok((state, app))
+    }
+}
+
+impl AppState {
+    /// What the `api` Lambda serves with: [`AppState::from_env`] plus the dispatcher (agent URL
+    /// checks, test deliveries) and the enrichment engine (on-demand lookups). Secrets are
+    /// fetched concurrently; clients are built once.
+    pub async fn api_from_env(sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
+        use crate::{crypto::Sealer, enrich::registry, secrets::SecretsClient};
+        let secrets = SecretsClient::new(sdk);
+        let ((state, app), providers) = tokio::try_join!(Self::from_env_with_secrets(sdk), async {
+            Ok::<_, InitError>(registry::providers_from_env(Some(&secrets)).await?)
+        },)?;
+        let dispatcher = Arc::new(crate::dispatch::Dispatcher::new(
+            state.pool.clone(),
+            state.outbox.clone(),
+            Sealer::from_hex(&app.encryption_key)?,
+            crate::dispatch::DispatchSettings::from_env()?,
+        ));
+        let engine = Arc::new(crate::enrich::engine::Engine::new(
+            state.pool.clone(),
+            state.outbox.clone(),
+            providers,
+            state.never_send.clone(),
+        ));
+        Ok(state.with_dispatch(dispatcher).with_enrichment(engine))
     }
 }
 

@@ -1,0 +1,380 @@
+//! The alert surface agents act through, black-box over HTTP: list (filters, sort, pagination),
+//! detail with `_metadata`, PATCH lifecycle rules, findings, activity, indicators, DELETE — and
+//! the agent payload reflecting what analysts and agents wrote back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use calseta::enrich::engine::EngineSettings;
+use calseta::enrich::registry::ProviderSet;
+use calseta::enrich::simulator;
+use calseta::testing::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+struct Stack {
+    app: TestApp,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn stack() -> Stack {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    let sim = simulator::router_with(simulator::SimulatorOptions {
+        rate_limit_every: None,
+        retry_after_secs: 20,
+    });
+    tokio::spawn(async move { axum::serve(listener, sim).await });
+    let providers = ProviderSet::simulated(&base, HashMap::new(), 16);
+    let (app, engine) = TestApp::with_enrichment(providers, EngineSettings::default()).await;
+    let cancel = app.spawn_consumers(Some(&engine));
+    Stack { app, cancel }
+}
+
+impl Stack {
+    async fn call_with(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.app.http.request(method, self.app.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let key = self.app.admin_key.clone();
+        self.call_with(&key, method, path, body).await
+    }
+
+    async fn ingest(&self, alert: Value) -> String {
+        let (s, v) = self.call(Method::POST, "/v1/ingest/generic", Some(alert)).await;
+        assert_eq!(s, 202, "{v}");
+        v["data"]["alert_uuid"].as_str().unwrap().to_string()
+    }
+
+    async fn until_enriched(&self, uuid: &str) -> Value {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (s, v) = self.call(Method::GET, &format!("/v1/alerts/{uuid}"), None).await;
+            assert_eq!(s, 200, "{v}");
+            if v["data"]["enrichment_status"] == "Enriched" {
+                return v;
+            }
+            assert!(Instant::now() < until, "never enriched: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn closing_needs_a_classification_and_the_next_payload_shows_the_outcome_and_notes() {
+    let s = stack().await;
+    let first = s
+        .ingest(json!({"title": "Impossible Travel Detected", "severity": "High", "source_alert_id": "lc-1",
+                       "occurred_at": "2025-01-10T08:00:00Z", "user": "nick.hathaway@calseta.com", "ip": "45.155.205.233"}))
+        .await;
+    s.until_enriched(&first).await;
+    let path = format!("/v1/alerts/{first}");
+
+    // Closing without a classification is refused, with the field named.
+    let (st, v) = s.call(Method::PATCH, &path, Some(json!({"status": "Closed"}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(
+        v["error"]["details"]["errors"][0]["field"],
+        json!("body.close_classification")
+    );
+    // A classification alone is refused while the alert is open.
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"close_classification": "Undetermined"})),
+        )
+        .await;
+    assert_eq!(st, 422);
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"status": "Triaging", "severity": "Critical"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let triaged = v["data"]["triaged_at"].clone();
+    assert!(triaged.is_string() && v["data"]["acknowledged_at"].is_string());
+    assert_eq!(v["data"]["severity"], json!("Critical"));
+    assert_eq!(v["data"]["severity_original"], json!("High"), "the original stays");
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(
+                json!({"status": "Closed", "close_classification": "True Positive - Suspicious Activity",
+                        "malice_override": "Malicious"}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let closed_at = v["data"]["closed_at"].clone();
+    assert!(closed_at.is_string());
+    assert_eq!(v["data"]["malice"], json!("Malicious"));
+    assert_eq!(v["data"]["malice_override_source"], json!("analyst"));
+    // Re-opening keeps the write-once stamps and the classification.
+    let (_, v) = s.call(Method::PATCH, &path, Some(json!({"status": "Open"}))).await;
+    assert_eq!(v["data"]["closed_at"], closed_at);
+    assert_eq!(v["data"]["triaged_at"], triaged);
+    assert_eq!(
+        v["data"]["close_classification"],
+        json!("True Positive - Suspicious Activity")
+    );
+    let (_, v) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(
+                json!({"status": "Closed", "close_classification": "True Positive - Suspicious Activity",
+                        "reset_malice_override": true}),
+            ),
+        )
+        .await;
+    assert_eq!(v["data"]["closed_at"], closed_at, "write-once");
+    assert!(v["data"]["malice_override"].is_null());
+
+    // An agent writes back a finding.
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/alerts/{first}/findings"),
+            Some(
+                json!({"agent_name": "triage-agent", "summary": "Confirmed malicious. Sessions revoked. INC-2847.",
+                        "confidence": "high", "evidence": {"sessions_revoked": 3}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["data"]["confidence"], json!("high"));
+    for bad in [
+        json!({"summary": "x"}),
+        json!({"agent_name": "a", "summary": ""}),
+        json!({"agent_name": "a", "summary": "x", "confidence": "certain"}),
+        json!({"agent_name": "a", "summary": "x", "evidence": [1]}),
+    ] {
+        let (st, v) = s
+            .call(Method::POST, &format!("/v1/alerts/{first}/findings"), Some(bad))
+            .await;
+        assert_eq!(st, 422, "{v}");
+    }
+    let (_, v) = s.call(Method::GET, &format!("/v1/alerts/{first}/findings"), None).await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+
+    // A later alert sharing the account: its payload lists the first with outcome and notes.
+    let second = s
+        .ingest(json!({"title": "Impossible Travel Detected", "severity": "High", "source_alert_id": "lc-2",
+                       "occurred_at": "2025-01-15T03:42:18Z", "user": "nick.hathaway@calseta.com", "ip": "185.220.101.47"}))
+        .await;
+    s.until_enriched(&second).await;
+    let (st, p) = s.call(Method::GET, &format!("/v1/alerts/{second}/payload"), None).await;
+    assert_eq!(st, 200);
+    let past = &p["past_alerts"][0];
+    assert_eq!(past["uuid"], json!(first));
+    assert_eq!(past["status"], json!("Closed"));
+    assert_eq!(past["classification"], json!("True Positive - Suspicious Activity"));
+    assert_eq!(past["closed_at"], closed_at);
+    assert_eq!(past["indicators"], json!(["nick.hathaway@calseta.com"]));
+    assert_eq!(
+        past["analyst_notes"],
+        json!("Confirmed malicious. Sessions revoked. INC-2847.")
+    );
+
+    // The activity log, latest first, names the key that acted (prefix only).
+    let (_, v) = s.call(Method::GET, &format!("/v1/alerts/{first}/activity"), None).await;
+    let types: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "alert_ingested",
+        "alert_status_updated",
+        "alert_severity_updated",
+        "alert_closed",
+        "alert_malice_updated",
+        "alert_finding_added",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    assert_eq!(types[0], "alert_finding_added");
+    let prefix = &s.app.admin_key[..8];
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_type"] == "api")
+        .all(|e| e["actor_key_prefix"] == json!(prefix)));
+    assert!(!v.to_string().contains(&s.app.admin_key));
+}
+
+#[tokio::test]
+async fn the_list_filters_sorts_and_pages_and_the_detail_carries_metadata() {
+    let s = stack().await;
+    let mut uuids = Vec::new();
+    for (i, sev) in ["Low", "High", "Critical", "Medium", "High"].iter().enumerate() {
+        uuids.push(
+            s.ingest(json!({"title": format!("alert {i}"), "severity": sev, "source_alert_id": format!("ls-{i}"),
+                            "occurred_at": format!("2025-01-1{i}T00:00:00Z"), "tags": if i % 2 == 0 { json!(["a", "b"]) } else { json!(["a"]) },
+                            "ip": "185.220.101.47"}))
+                .await,
+        );
+    }
+    for u in &uuids {
+        s.until_enriched(u).await;
+    }
+    let (st, v) = s.call(Method::GET, "/v1/alerts?severity=High,Critical", None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["meta"]["total"], json!(3));
+    let (_, v) = s
+        .call(
+            Method::GET,
+            "/v1/alerts?sort_by=severity&sort_order=asc&page_size=2",
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["meta"],
+        json!({"total": 5, "page": 1, "page_size": 2, "total_pages": 3})
+    );
+    assert_eq!(v["data"][0]["severity"], json!("Low"));
+    assert_eq!(v["data"][1]["severity"], json!("Medium"));
+    let (_, v) = s.call(Method::GET, "/v1/alerts?page=9&page_size=2", None).await;
+    assert_eq!(v["data"], json!([]));
+    assert_eq!(v["meta"]["total"], json!(5));
+    // Default: occurred_at desc.
+    let (_, v) = s.call(Method::GET, "/v1/alerts", None).await;
+    assert_eq!(v["data"][0]["uuid"], json!(uuids[4]));
+    let (_, v) = s.call(Method::GET, "/v1/alerts?tags=a&tags=b", None).await;
+    assert_eq!(v["meta"]["total"], json!(3), "tags means has all of them");
+    let (_, v) = s
+        .call(
+            Method::GET,
+            "/v1/alerts?from_time=2025-01-11T00:00:00Z&to_time=2025-01-13T00:00:00Z&status=open",
+            None,
+        )
+        .await;
+    assert_eq!(v["meta"]["total"], json!(3), "both bounds inclusive: {v}");
+    let (st, v) = s.call(Method::GET, "/v1/alerts?sort_by=bogus", None).await;
+    assert_eq!((st, v["error"]["code"].clone()), (400, json!("VALIDATION_ERROR")));
+    for bad in [
+        "severity=Huge",
+        "page_size=501",
+        "page=0",
+        "from_time=yesterday",
+        "is_enriched=maybe",
+    ] {
+        let (st, v) = s.call(Method::GET, &format!("/v1/alerts?{bad}"), None).await;
+        assert_eq!(st, 422, "{bad}: {v}");
+    }
+
+    let (st, v) = s.call(Method::GET, &format!("/v1/alerts/{}", uuids[1]), None).await;
+    assert_eq!(st, 200);
+    let d = &v["data"];
+    assert_eq!(d["raw_payload"]["source_alert_id"], json!("ls-1"));
+    assert_eq!(d["indicators"][0]["value"], json!("185.220.101.47"));
+    assert_eq!(d["malice"], json!("Malicious"));
+    let m = &v["meta"]["_metadata"];
+    assert_eq!(m["alert_source"], json!("generic"));
+    assert_eq!(m["indicator_count"], json!(1));
+    assert!(m["enrichment"]["succeeded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "virustotal"));
+    let (_, v) = s
+        .call(Method::GET, &format!("/v1/alerts/{}/indicators", uuids[1]), None)
+        .await;
+    let results = &v["data"][0]["enrichment_results"];
+    assert_eq!(results["virustotal"]["status"], json!("found"));
+    assert_eq!(results["virustotal"]["extracted"]["malicious"], json!(14));
+    assert!(
+        !v.to_string().contains("last_analysis_results"),
+        "no raw responses here"
+    );
+
+    // Delete frees the idempotency key.
+    let (st, _) = s.call(Method::DELETE, &format!("/v1/alerts/{}", uuids[0]), None).await;
+    assert_eq!(st, 204);
+    let (st, v) = s.call(Method::GET, &format!("/v1/alerts/{}", uuids[0]), None).await;
+    assert_eq!((st, v["error"]["code"].clone()), (404, json!("NOT_FOUND")));
+    let again = s
+        .ingest(json!({"title": "alert 0", "severity": "Low", "source_alert_id": "ls-0"}))
+        .await;
+    assert_ne!(again, uuids[0]);
+    let (st, _) = s.call(Method::GET, "/v1/alerts/not-a-uuid", None).await;
+    assert_eq!(st, 404);
+}
+
+#[tokio::test]
+async fn scopes_gate_every_alert_route() {
+    let s = stack().await;
+    let a = s.ingest(json!({"title": "scoped", "source_alert_id": "sc-1"})).await;
+    let reader = s.app.create_key("reader", &["alerts:read"], None, None).await;
+    let writer = s.app.create_key("writer", &["alerts:write"], None, None).await;
+    let agents = s.app.create_key("agents", &["agents:read"], None, None).await;
+    let routes: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, "/v1/alerts".into(), None, "alerts:read"),
+        (Method::GET, format!("/v1/alerts/{a}"), None, "alerts:read"),
+        (Method::GET, format!("/v1/alerts/{a}/findings"), None, "alerts:read"),
+        (Method::GET, format!("/v1/alerts/{a}/activity"), None, "alerts:read"),
+        (Method::GET, format!("/v1/alerts/{a}/indicators"), None, "alerts:read"),
+        (Method::GET, format!("/v1/alerts/{a}/payload"), None, "alerts:read"),
+        (
+            Method::PATCH,
+            format!("/v1/alerts/{a}"),
+            Some(json!({"tags": ["x"]})),
+            "alerts:write",
+        ),
+        (
+            Method::POST,
+            format!("/v1/alerts/{a}/findings"),
+            Some(json!({"agent_name": "a", "summary": "s"})),
+            "alerts:write",
+        ),
+        (
+            Method::POST,
+            format!("/v1/alerts/{a}/trigger-agents"),
+            None,
+            "agents:write",
+        ),
+    ];
+    for (method, path, body, scope) in &routes {
+        let (st, _) = s.call_with("", method.clone(), path, body.clone()).await;
+        assert_eq!(st, 401, "{method} {path} without a key");
+        for (key, holds) in [
+            (&reader, "alerts:read"),
+            (&writer, "alerts:write"),
+            (&agents, "agents:read"),
+        ] {
+            let (st, v) = s.call_with(key, method.clone(), path, body.clone()).await;
+            if holds == *scope {
+                assert!(st < 300, "{method} {path} with {holds}: {st} {v}");
+            } else {
+                assert_eq!(st, 403, "{method} {path} with {holds}: {v}");
+                assert_eq!(v["error"]["details"]["required_scopes"], json!([scope]));
+            }
+        }
+        let (st, v) = s.call(method.clone(), path, body.clone()).await;
+        assert!(st < 300, "admin passes {method} {path}: {st} {v}");
+    }
+    let (st, _) = s
+        .call_with(&writer, Method::DELETE, &format!("/v1/alerts/{a}"), None)
+        .await;
+    assert_eq!(st, 204);
+}
