@@ -74,12 +74,36 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// Manage API keys directly in the database (the bootstrap of the first admin key).
+    ApiKey {
+        #[command(subcommand)]
+        what: ApiKeyWhat,
+    },
     /// List queue messages that were parked because they can never succeed.
     Parked {
         #[arg(long, default_value = "enrich")]
         queue: String,
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyWhat {
+    /// Create a key in DATABASE_URL (or DATABASE_SECRET_ARN) hashed with the deployment's secret
+    /// (CALSETA_SECRETS_ARN or CALSETA_KEY_HASH_SECRET); prints the key once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, e.g. `admin` or `alerts:read,alerts:write`.
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        scopes: Vec<String>,
+        /// `human` or `agent`.
+        #[arg(long, default_value = "human")]
+        key_type: String,
+        /// RFC 3339 expiry.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
 }
 
@@ -146,6 +170,59 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     eprintln!("shutting down");
+}
+
+/// `calseta api-key create`: the way to the first admin key without an open door.
+async fn api_key_create(name: &str, scopes: &[String], key_type: &str, expires_at: Option<&str>) -> anyhow::Result<()> {
+    use calseta::api::api_keys::{INERT_SCOPES, SCOPES};
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| !SCOPES.contains(&s.as_str()) && !INERT_SCOPES.contains(&s.as_str()))
+    {
+        anyhow::bail!("unknown scope {bad:?}; known: {}", SCOPES.join(", "));
+    }
+    anyhow::ensure!(key_type == "human" || key_type == "agent", "key type is human or agent");
+    let expires_at = expires_at
+        .map(|e| chrono::DateTime::parse_from_rfc3339(e).map(|d| d.with_timezone(&chrono::Utc)))
+        .transpose()
+        .context("--expires-at is an RFC 3339 timestamp")?;
+    let aws = std::env::var("CALSETA_SECRETS_ARN").is_ok() || std::env::var("DATABASE_SECRET_ARN").is_ok();
+    let sm = if aws {
+        Some(calseta::secrets::SecretsClient::new(
+            &calseta::config::aws_sdk_config().await,
+        ))
+    } else {
+        None
+    };
+    let cfg = DbConfig::from_env(sm.as_ref())
+        .await
+        .context("DATABASE_URL or DATABASE_SECRET_ARN is required")?;
+    let secrets = calseta::config::AppSecrets::from_env(sm.as_ref())
+        .await
+        .context("the key hashing secret: CALSETA_SECRETS_ARN or CALSETA_KEY_HASH_SECRET")?;
+    let pool = db::build_pool(&cfg)?;
+    let client = pool.get().await?;
+    let key = calseta::api::keys::generate();
+    let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    db::api_keys::insert(
+        &**client,
+        &calseta::api::keys::KeyHasher::new(secrets.key_hash_secret.clone()),
+        &key,
+        &db::api_keys::NewApiKey {
+            name,
+            scopes: &scope_refs,
+            key_type,
+            allowed_sources: None,
+            expires_at,
+            is_system: false,
+            created_by: Some("calseta api-key create"),
+        },
+    )
+    .await?;
+    use secrecy::ExposeSecret;
+    println!("{}", key.expose_secret());
+    eprintln!("API key {name:?} created with scopes {scopes:?}; it is shown once, store it now.");
+    Ok(())
 }
 
 #[tokio::main]
@@ -215,6 +292,17 @@ async fn main() -> anyhow::Result<()> {
             what: BenchWhat::E2e { alerts, json },
         } => {
             bench_e2e::e2e(alerts, json).await?;
+        }
+        Command::ApiKey {
+            what:
+                ApiKeyWhat::Create {
+                    name,
+                    scopes,
+                    key_type,
+                    expires_at,
+                },
+        } => {
+            api_key_create(&name, &scopes, &key_type, expires_at.as_deref()).await?;
         }
         Command::Parked { queue, limit } => {
             let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;

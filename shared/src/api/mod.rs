@@ -4,9 +4,11 @@
 pub mod agents;
 pub mod alerts;
 pub mod alerts_manage;
+pub mod api_keys;
 pub mod auth;
 pub mod enrichments;
 pub mod error;
+pub mod fields;
 pub mod findings;
 pub mod health;
 pub mod ingest;
@@ -156,7 +158,8 @@ pub fn router(state: AppState) -> Router {
             .merge(ingest::routes())
             .merge(enrichments::routes())
             .merge(alerts::routes())
-            .merge(agents::routes()),
+            .merge(agents::routes())
+            .merge(api_keys::routes()),
         state,
     )
 }

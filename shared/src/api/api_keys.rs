@@ -1,0 +1,236 @@
+//! API keys (api spec §5.10, admin only): list, create (the key is shown once), get, PATCH,
+//! DELETE (soft: the key stops working at once). Keys are `cai_` + 256 random bits, stored as a
+//! keyed SHA-256; only the 8-character prefix is ever shown again.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::alerts_manage::{authorize, SOURCES};
+use super::fields::{self, err};
+use super::page::{self, Page, PageQuery};
+use super::{keys, ApiError, AppState};
+use crate::db::{api_keys, stmt, DbError};
+
+/// Scopes that grant something.
+pub const SCOPES: [&str; 8] = [
+    "alerts:read",
+    "alerts:write",
+    "enrichments:read",
+    "workflows:read",
+    "workflows:write",
+    "agents:read",
+    "agents:write",
+    "admin",
+];
+/// Accepted for compatibility with the reference; they grant nothing here.
+pub const INERT_SCOPES: [&str; 2] = ["workflows:execute", "approvals:write"];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/api-keys", get(list).post(create))
+        .route("/v1/api-keys/{uuid}", get(detail).patch(patch).delete(delete))
+}
+
+const COLUMNS: &str = "uuid, name, key_prefix, scopes, key_type, allowed_sources, expires_at, is_active,
+    last_used_at, is_system, created_at";
+
+fn key_json(r: &tokio_postgres::Row) -> Value {
+    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(crate::enrich::providers::iso);
+    json!({
+        "uuid": r.get::<_, Uuid>(0),
+        "name": r.get::<_, String>(1),
+        "key_prefix": r.get::<_, String>(2),
+        "scopes": r.get::<_, Vec<String>>(3),
+        "key_type": r.get::<_, String>(4),
+        "allowed_sources": r.get::<_, Option<Vec<String>>>(5),
+        "expires_at": ts(r.get(6)),
+        "is_active": r.get::<_, bool>(7),
+        "last_used_at": ts(r.get(8)),
+        "is_system": r.get::<_, bool>(9),
+        "created_at": ts(r.get(10)),
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "API key not found")
+}
+
+fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, ApiError> {
+    let all: Vec<&str> = SCOPES.iter().chain(INERT_SCOPES.iter()).copied().collect();
+    let list = fields::strings_of(obj, "scopes", &all)?;
+    match &list {
+        None if creating => Err(err("scopes", "field required", "missing")),
+        Some(l) if l.is_empty() => Err(err("scopes", "at least one scope", "too_short")),
+        _ => Ok(list),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+    let page = Page::from_query(&q)?;
+    let sql = format!(
+        "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE is_active ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+    );
+    let rows = stmt::query(
+        &*client,
+        &sql,
+        &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let total = match rows.first() {
+        Some(r) => r.get::<_, i64>(11),
+        None => stmt::query(&*client, "SELECT count(*) FROM api_keys WHERE is_active", &[])
+            .await
+            .map_err(DbError::from)?
+            .first()
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0),
+    };
+    Ok(Json(page.envelope(rows.iter().map(key_json).collect(), total)))
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+    let obj = page::object_body(&body)?;
+    let name = fields::required_text(&obj, "name", 255, true)?.unwrap_or_default();
+    let scopes = scopes(&obj, true)?.unwrap_or_default();
+    let key_type = fields::one_of(&obj, "key_type", &["human", "agent"])?
+        .flatten()
+        .unwrap_or_else(|| "human".into());
+    let allowed = fields::strings_of(&obj, "allowed_sources", &SOURCES)?;
+    let expires_at = fields::timestamp(&obj, "expires_at")?.flatten();
+    if expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
+        return Err(err("expires_at", "must be in the future", "value_error"));
+    }
+    let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    let allowed_refs: Option<Vec<&str>> = allowed.as_ref().map(|a| a.iter().map(String::as_str).collect());
+    // The prefix is unique; a collision (1 in 16M per pair) just draws again.
+    let mut attempt = 0;
+    let (key, uuid) = loop {
+        let key = keys::generate();
+        let r = api_keys::insert(
+            &**client,
+            &state.hasher,
+            &key,
+            &api_keys::NewApiKey {
+                name: &name,
+                scopes: &scope_refs,
+                key_type: &key_type,
+                allowed_sources: allowed_refs.as_deref(),
+                expires_at,
+                is_system: false,
+                created_by: Some(&principal.key_prefix),
+            },
+        )
+        .await;
+        match r {
+            Ok(uuid) => break (key, uuid),
+            Err(DbError::Query(e))
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) && attempt < 3 =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
+    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(ApiError::internal)?;
+    let mut data = key_json(&row);
+    data["key"] = Value::String(key.expose_secret().to_owned());
+    data["show_once"] = Value::Bool(true);
+    tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, "API key created");
+    Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
+    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(not_found)?;
+    Ok(Json(page::single(key_json(&row))))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+    let obj = page::object_body(&body)?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let name = fields::required_text(&obj, "name", 255, false)?;
+    let scopes = scopes(&obj, false)?;
+    let (set_allowed, allowed) = if obj.contains_key("allowed_sources") && obj["allowed_sources"].is_null() {
+        (true, None)
+    } else {
+        let a = fields::strings_of(&obj, "allowed_sources", &SOURCES)?;
+        (a.is_some(), a)
+    };
+    let (set_expiry, expires_at) = fields::split(fields::timestamp(&obj, "expires_at")?);
+    let sql = format!(
+        "UPDATE api_keys SET name = COALESCE($2, name), scopes = COALESCE($3, scopes),
+             allowed_sources = CASE WHEN $4 THEN $5 ELSE allowed_sources END,
+             expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END, updated_at = now()
+         WHERE uuid = $1 AND is_active RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&uuid, Type::UUID),
+            (&name, Type::TEXT),
+            (&scopes, Type::TEXT_ARRAY),
+            (&set_allowed, Type::BOOL),
+            (&allowed, Type::TEXT_ARRAY),
+            (&set_expiry, Type::BOOL),
+            (&expires_at, Type::TIMESTAMPTZ),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(not_found)?;
+    Ok(Json(page::single(key_json(&row))))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let row = stmt::query_opt(
+        &*client,
+        "UPDATE api_keys SET is_active = false, updated_at = now() WHERE uuid = $1 AND is_active RETURNING key_prefix",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(not_found)?;
+    tracing::info!(key_prefix = %row.get::<_, String>(0), by = %principal.key_prefix, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
