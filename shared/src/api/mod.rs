@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod alerts_manage;
 pub mod api_keys;
 pub mod auth;
+pub mod context_documents;
+pub mod detection_rules;
 pub mod enrichments;
 pub mod error;
 pub mod fields;
@@ -13,8 +15,10 @@ pub mod findings;
 pub mod health;
 pub mod ingest;
 pub mod keys;
+pub mod list_query;
 pub mod page;
 pub mod rate_limit;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -159,7 +163,10 @@ pub fn router(state: AppState) -> Router {
             .merge(enrichments::routes())
             .merge(alerts::routes())
             .merge(agents::routes())
-            .merge(api_keys::routes()),
+            .merge(api_keys::routes())
+            .merge(context_documents::routes())
+            .merge(workflows::routes())
+            .merge(detection_rules::routes()),
         state,
     )
 }

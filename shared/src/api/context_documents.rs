@@ -1,0 +1,278 @@
+//! Context documents (api spec §5.6): runbooks, IR plans, SOPs … attached to alerts' payloads by
+//! targeting rules. GET needs `alerts:read`; POST/PATCH/DELETE need `alerts:write`. JSON bodies.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::alerts_manage::authorize;
+use super::fields::{self, err};
+use super::list_query::ListQuery;
+use super::page;
+use super::{ApiError, AppState};
+use crate::db::{stmt, DbError};
+use crate::enrich::providers::iso;
+
+pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
+/// Largest document body (1 MiB).
+pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/context-documents", get(list).post(create))
+        .route("/v1/context-documents/{uuid}", get(detail).patch(patch).delete(delete))
+        .route("/v1/alerts/{uuid}/context", get(for_alert))
+}
+
+const COLUMNS: &str = "uuid, title, document_type, is_global, description, tags, version, is_system, created_at,
+    updated_at, content, targeting_rules";
+
+fn doc_json(r: &tokio_postgres::Row, full: bool) -> Value {
+    let mut v = json!({
+        "uuid": r.get::<_, Uuid>(0),
+        "title": r.get::<_, String>(1),
+        "document_type": r.get::<_, String>(2),
+        "is_global": r.get::<_, bool>(3),
+        "description": r.get::<_, Option<String>>(4),
+        "tags": r.get::<_, Vec<String>>(5),
+        "version": r.get::<_, i32>(6),
+        "is_system": r.get::<_, bool>(7),
+        "created_at": iso(r.get(8)),
+        "updated_at": iso(r.get(9)),
+    });
+    if full {
+        v["content"] = json!(r.get::<_, String>(10));
+        v["targeting_rules"] = r.get::<_, Option<Value>>(11).unwrap_or(Value::Null);
+    }
+    v
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Context document not found")
+}
+
+fn content(obj: &fields::Body, creating: bool) -> Result<Option<String>, ApiError> {
+    let c = match obj.get("content") {
+        None if creating => return Err(err("content", "field required", "missing")),
+        None => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(err("content", "must not be empty", "string_too_short"))
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(err("content", "must be a string", "string_type")),
+    };
+    if c.len() > MAX_CONTENT_BYTES {
+        return Err(err("content", "at most 1 MiB", "string_too_long"));
+    }
+    Ok(Some(c))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    let q = ListQuery::parse(q.as_deref())?;
+    let page = q.page()?;
+    let types = q.list("document_type", &DOCUMENT_TYPES)?;
+    let is_global = q.boolean("is_global")?;
+    let sort = q.sort(
+        &[
+            ("title", "title"),
+            ("document_type", "document_type"),
+            ("updated_at", "updated_at"),
+            ("created_at", "created_at"),
+        ],
+        "created_at",
+    )?;
+    let sql = format!(
+        "SELECT {COLUMNS}, count(*) OVER () FROM context_documents
+         WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)
+         ORDER BY {sort}, id LIMIT $3 OFFSET $4"
+    );
+    let rows = stmt::query(
+        &*client,
+        &sql,
+        &[
+            (&types, Type::TEXT_ARRAY),
+            (&is_global, Type::BOOL),
+            (&page.page_size, Type::INT8),
+            (&page.offset(), Type::INT8),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let total = match rows.first() {
+        Some(r) => r.get::<_, i64>(12),
+        None => stmt::query(
+            &*client,
+            "SELECT count(*) FROM context_documents WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)",
+            &[(&types, Type::TEXT_ARRAY), (&is_global, Type::BOOL)],
+        )
+        .await
+        .map_err(DbError::from)?
+        .first()
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0),
+    };
+    Ok(Json(
+        page.envelope(rows.iter().map(|r| doc_json(r, false)).collect(), total),
+    ))
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
+    let obj = page::object_body(&body)?;
+    let title = fields::required_text(&obj, "title", 500, true)?;
+    let kind = fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
+        .flatten()
+        .ok_or_else(|| err("document_type", "field required", "missing"))?;
+    let content = content(&obj, true)?;
+    let is_global = fields::boolean(&obj, "is_global")?.unwrap_or(false);
+    let description = fields::text(&obj, "description", 10_000)?.flatten();
+    let tags = fields::strings(&obj, "tags")?.unwrap_or_default();
+    let rules = fields::targeting(&obj, "targeting_rules")?.flatten();
+    let sql = format!(
+        "INSERT INTO context_documents (title, document_type, is_global, description, content, tags, targeting_rules)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&title, Type::TEXT),
+            (&kind, Type::TEXT),
+            (&is_global, Type::BOOL),
+            (&description, Type::TEXT),
+            (&content, Type::TEXT),
+            (&tags, Type::TEXT_ARRAY),
+            (&rules, Type::JSONB),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(page::single(doc_json(&row, true)))).into_response())
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let sql = format!("SELECT {COLUMNS} FROM context_documents WHERE uuid = $1");
+    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+        .await
+        .map_err(DbError::from)?
+        .ok_or_else(not_found)?;
+    Ok(Json(page::single(doc_json(&row, true))))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
+    let obj = page::object_body(&body)?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let title = fields::required_text(&obj, "title", 500, false)?;
+    let kind = match fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)? {
+        Some(None) => return Err(err("document_type", "may not be null", "enum")),
+        other => other.flatten(),
+    };
+    let content = content(&obj, false)?;
+    let is_global = fields::boolean(&obj, "is_global")?;
+    // Explicit null clears description and targeting_rules (api spec §5.6 deviation).
+    let (set_desc, description) = fields::split(fields::text(&obj, "description", 10_000)?);
+    let tags = fields::strings(&obj, "tags")?;
+    let (set_rules, rules) = fields::split(fields::targeting(&obj, "targeting_rules")?);
+    let sql = format!(
+        "UPDATE context_documents SET
+             title = COALESCE($2, title), document_type = COALESCE($3, document_type),
+             version = CASE WHEN $4::text IS NOT NULL AND $4 <> content THEN version + 1 ELSE version END,
+             content = COALESCE($4, content), is_global = COALESCE($5, is_global),
+             description = CASE WHEN $6 THEN $7 ELSE description END, tags = COALESCE($8, tags),
+             targeting_rules = CASE WHEN $9 THEN $10 ELSE targeting_rules END, updated_at = now()
+         WHERE uuid = $1 RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&uuid, Type::UUID),
+            (&title, Type::TEXT),
+            (&kind, Type::TEXT),
+            (&content, Type::TEXT),
+            (&is_global, Type::BOOL),
+            (&set_desc, Type::BOOL),
+            (&description, Type::TEXT),
+            (&tags, Type::TEXT_ARRAY),
+            (&set_rules, Type::BOOL),
+            (&rules, Type::JSONB),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(not_found)?;
+    Ok(Json(page::single(doc_json(&row, true))))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    stmt::query_opt(
+        &*client,
+        "DELETE FROM context_documents WHERE uuid = $1 RETURNING id",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .map(|_| StatusCode::NO_CONTENT)
+    .ok_or_else(not_found)
+}
+
+/// `GET /v1/alerts/{uuid}/context`: the documents that apply to the alert, in payload order,
+/// with `content` and `targeting_rules`.
+async fn for_alert(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    let (id, _) = super::alerts_manage::alert_id(&*client, &uuid).await?;
+    let payload = crate::context::payload::build(&*client, id, &Default::default())
+        .await?
+        .ok_or_else(super::alerts_manage::not_found)?;
+    let uuids: Vec<Uuid> = payload["context_documents"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|d| d["uuid"].as_str().and_then(|u| Uuid::parse_str(u).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM context_documents d JOIN unnest($1::uuid[]) WITH ORDINALITY AS o(u, n) ON o.u = d.uuid ORDER BY o.n"
+    );
+    let rows = stmt::query(&*client, &sql, &[(&uuids, Type::UUID_ARRAY)])
+        .await
+        .map_err(DbError::from)?;
+    Ok(Json(
+        json!({"data": rows.iter().map(|r| doc_json(r, true)).collect::<Vec<_>>(), "meta": {}}),
+    ))
+}

@@ -1,0 +1,305 @@
+//! Detection rules (api spec §5.5): reading needs `alerts:read`; writing is `admin`. Ingest
+//! auto-creates stub rules; here their documentation, MITRE mapping, false-positive tags and
+//! blind spots are filled in — the payload's `detection_rule` block.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::alerts_manage::{authorize, SOURCES};
+use super::fields::{self, err};
+use super::list_query::ListQuery;
+use super::page;
+use super::{ApiError, AppState};
+use crate::db::{stmt, DbError};
+use crate::domain::severity::Severity;
+use crate::enrich::providers::iso;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/detection-rules", get(list).post(create))
+        .route("/v1/detection-rules/{uuid}", get(detail).patch(patch).delete(delete))
+}
+
+const COLUMNS: &str = "uuid, name, source_rule_id, source_name, severity, is_active, mitre_tactics, mitre_techniques,
+    mitre_subtechniques, data_sources, run_frequency, created_by, documentation, goal, priority, false_positive_tags,
+    blind_spots, is_system, created_at, updated_at";
+
+const LISTS: [&str; 6] = [
+    "mitre_tactics",
+    "mitre_techniques",
+    "mitre_subtechniques",
+    "data_sources",
+    "false_positive_tags",
+    "blind_spots",
+];
+
+fn rule_json(r: &tokio_postgres::Row) -> Value {
+    json!({
+        "uuid": r.get::<_, Uuid>(0),
+        "name": r.get::<_, String>(1),
+        "source_rule_id": r.get::<_, Option<String>>(2),
+        "source_name": r.get::<_, Option<String>>(3),
+        "severity": r.get::<_, Option<String>>(4),
+        "is_active": r.get::<_, bool>(5),
+        "mitre_tactics": r.get::<_, Vec<String>>(6),
+        "mitre_techniques": r.get::<_, Vec<String>>(7),
+        "mitre_subtechniques": r.get::<_, Vec<String>>(8),
+        "data_sources": r.get::<_, Vec<String>>(9),
+        "run_frequency": r.get::<_, Option<String>>(10),
+        "created_by": r.get::<_, Option<String>>(11),
+        "documentation": r.get::<_, Option<String>>(12),
+        "goal": r.get::<_, Option<String>>(13),
+        "priority": r.get::<_, Option<String>>(14),
+        "false_positive_tags": r.get::<_, Vec<String>>(15),
+        "blind_spots": r.get::<_, Vec<String>>(16),
+        "is_system": r.get::<_, bool>(17),
+        "created_at": iso(r.get(18)),
+        "updated_at": iso(r.get(19)),
+    })
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Detection rule not found")
+}
+
+fn severities() -> Vec<&'static str> {
+    Severity::ALL.iter().map(|s| s.as_str()).collect()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    let q = ListQuery::parse(q.as_deref())?;
+    let page = q.page()?;
+    let sources = q.list("source_name", &SOURCES)?;
+    let sev = q.list("severity", &severities())?;
+    let active = q.boolean("is_active")?;
+    let sort = q.sort(
+        &[
+            ("name", "name"),
+            ("source_name", "source_name"),
+            ("severity", "CASE severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END"),
+            ("created_at", "created_at"),
+        ],
+        "created_at",
+    )?;
+    let filter = "($1::text[] IS NULL OR source_name = ANY($1)) AND ($2::text[] IS NULL OR severity = ANY($2))
+         AND ($3::bool IS NULL OR is_active = $3)";
+    let sql = format!(
+        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules WHERE {filter} ORDER BY {sort}, id LIMIT $4 OFFSET $5"
+    );
+    let params: [stmt::Param<'_>; 5] = [
+        (&sources, Type::TEXT_ARRAY),
+        (&sev, Type::TEXT_ARRAY),
+        (&active, Type::BOOL),
+        (&page.page_size, Type::INT8),
+        (&page.offset(), Type::INT8),
+    ];
+    let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
+    let total = match rows.first() {
+        Some(r) => r.get::<_, i64>(20),
+        None => stmt::query(
+            &*client,
+            &format!("SELECT count(*) FROM detection_rules WHERE {filter}"),
+            &params[..3],
+        )
+        .await
+        .map_err(DbError::from)?
+        .first()
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0),
+    };
+    Ok(Json(page.envelope(rows.iter().map(rule_json).collect(), total)))
+}
+
+struct Input {
+    name: Option<String>,
+    severity: Option<Option<String>>,
+    is_active: Option<bool>,
+    lists: Vec<Option<Vec<String>>>,
+    texts: Vec<Option<Option<String>>>,
+}
+
+const TEXTS: [(&str, usize); 4] = [
+    ("run_frequency", 255),
+    ("documentation", 100_000),
+    ("goal", 10_000),
+    ("priority", 255),
+];
+
+impl Input {
+    fn parse(obj: &fields::Body, creating: bool) -> Result<Self, ApiError> {
+        Ok(Self {
+            name: fields::required_text(obj, "name", 500, creating)?,
+            severity: fields::one_of(obj, "severity", &severities())?,
+            is_active: fields::boolean(obj, "is_active")?,
+            lists: LISTS
+                .iter()
+                .map(|f| fields::strings(obj, f))
+                .collect::<Result<_, _>>()?,
+            texts: TEXTS
+                .iter()
+                .map(|(f, max)| fields::text(obj, f, *max))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+    let obj = page::object_body(&body)?;
+    let i = Input::parse(&obj, true)?;
+    let source = fields::one_of(&obj, "source_name", &SOURCES)?.flatten();
+    let source_rule_id = fields::text(&obj, "source_rule_id", 500)?.flatten();
+    let created_by = fields::text(&obj, "created_by", 255)?
+        .flatten()
+        .unwrap_or_else(|| principal.key_prefix.clone());
+    let list = |k: usize| i.lists[k].clone().unwrap_or_default();
+    let text = |k: usize| i.texts[k].clone().flatten();
+    let sql = format!(
+        "INSERT INTO detection_rules (name, source_name, source_rule_id, severity, is_active, mitre_tactics, mitre_techniques,
+             mitre_subtechniques, data_sources, false_positive_tags, blind_spots, run_frequency, documentation, goal,
+             priority, created_by)
+         VALUES ($1, $2, $3, $4, COALESCE($5, true), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (source_name, source_rule_id) DO NOTHING RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&i.name, Type::TEXT),
+            (&source, Type::TEXT),
+            (&source_rule_id, Type::TEXT),
+            (&i.severity.clone().flatten(), Type::TEXT),
+            (&i.is_active, Type::BOOL),
+            (&list(0), Type::TEXT_ARRAY),
+            (&list(1), Type::TEXT_ARRAY),
+            (&list(2), Type::TEXT_ARRAY),
+            (&list(3), Type::TEXT_ARRAY),
+            (&list(4), Type::TEXT_ARRAY),
+            (&list(5), Type::TEXT_ARRAY),
+            (&text(0), Type::TEXT),
+            (&text(1), Type::TEXT),
+            (&text(2), Type::TEXT),
+            (&text(3), Type::TEXT),
+            (&created_by, Type::TEXT),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "A detection rule with this source_name and source_rule_id exists",
+        )
+    })?;
+    Ok((StatusCode::CREATED, Json(page::single(rule_json(&row)))).into_response())
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let row = stmt::query_opt(
+        &*client,
+        &format!("SELECT {COLUMNS} FROM detection_rules WHERE uuid = $1"),
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(not_found)?;
+    Ok(Json(page::single(rule_json(&row))))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+    let obj = page::object_body(&body)?;
+    for fixed in ["source_name", "source_rule_id", "created_by"] {
+        if obj.contains_key(fixed) {
+            return Err(err(fixed, "cannot be changed", "value_error"));
+        }
+    }
+    let i = Input::parse(&obj, false)?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let (set_sev, sev) = fields::split(i.severity);
+    let t: Vec<(bool, Option<String>)> = i.texts.into_iter().map(fields::split).collect();
+    let sql = format!(
+        "UPDATE detection_rules SET name = COALESCE($2, name),
+             severity = CASE WHEN $3 THEN $4 ELSE severity END, is_active = COALESCE($5, is_active),
+             mitre_tactics = COALESCE($6, mitre_tactics), mitre_techniques = COALESCE($7, mitre_techniques),
+             mitre_subtechniques = COALESCE($8, mitre_subtechniques), data_sources = COALESCE($9, data_sources),
+             false_positive_tags = COALESCE($10, false_positive_tags), blind_spots = COALESCE($11, blind_spots),
+             run_frequency = CASE WHEN $12 THEN $13 ELSE run_frequency END,
+             documentation = CASE WHEN $14 THEN $15 ELSE documentation END,
+             goal = CASE WHEN $16 THEN $17 ELSE goal END,
+             priority = CASE WHEN $18 THEN $19 ELSE priority END,
+             updated_at = now()
+         WHERE uuid = $1 RETURNING {COLUMNS}"
+    );
+    let row = stmt::query_opt(
+        &*client,
+        &sql,
+        &[
+            (&uuid, Type::UUID),
+            (&i.name, Type::TEXT),
+            (&set_sev, Type::BOOL),
+            (&sev, Type::TEXT),
+            (&i.is_active, Type::BOOL),
+            (&i.lists[0], Type::TEXT_ARRAY),
+            (&i.lists[1], Type::TEXT_ARRAY),
+            (&i.lists[2], Type::TEXT_ARRAY),
+            (&i.lists[3], Type::TEXT_ARRAY),
+            (&i.lists[4], Type::TEXT_ARRAY),
+            (&i.lists[5], Type::TEXT_ARRAY),
+            (&t[0].0, Type::BOOL),
+            (&t[0].1, Type::TEXT),
+            (&t[1].0, Type::BOOL),
+            (&t[1].1, Type::TEXT),
+            (&t[2].0, Type::BOOL),
+            (&t[2].1, Type::TEXT),
+            (&t[3].0, Type::BOOL),
+            (&t[3].1, Type::TEXT),
+        ],
+    )
+    .await
+    .map_err(DbError::from)?
+    .ok_or_else(not_found)?;
+    Ok(Json(page::single(rule_json(&row))))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uuid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    stmt::query_opt(
+        &*client,
+        "DELETE FROM detection_rules WHERE uuid = $1 RETURNING id",
+        &[(&uuid, Type::UUID)],
+    )
+    .await
+    .map_err(DbError::from)?
+    .map(|_| StatusCode::NO_CONTENT)
+    .ok_or_else(not_found)
+}
