@@ -18,6 +18,7 @@ pub mod keys;
 pub mod list_query;
 pub mod page;
 pub mod rate_limit;
+pub mod sources;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -166,7 +167,8 @@ pub fn router(state: AppState) -> Router {
             .merge(api_keys::routes())
             .merge(context_documents::routes())
             .merge(workflows::routes())
-            .merge(detection_rules::routes()),
+            .merge(detection_rules::routes())
+            .merge(sources::routes()),
         state,
     )
 }
