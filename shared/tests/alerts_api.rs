@@ -378,3 +378,85 @@ async fn scopes_gate_every_alert_route() {
         .await;
     assert_eq!(st, 204);
 }
+
+#[tokio::test]
+async fn an_analyst_indicator_verdict_moves_the_alert_and_re_enrichment_keeps_it() {
+    let s = stack().await;
+    let a = s
+        .ingest(json!({"title": "DNS", "severity": "Low", "source_alert_id": "iv-1", "ip": "8.8.8.8"}))
+        .await;
+    s.until_enriched(&a).await;
+    let (_, v) = s.call(Method::GET, &format!("/v1/alerts/{a}/indicators"), None).await;
+    let ind = v["data"][0]["uuid"].as_str().unwrap().to_string();
+    let (st, v) = s.call(Method::GET, &format!("/v1/indicators/{ind}"), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["data"]["malice"], json!("Benign"));
+    assert!(
+        v["data"]["enrichment_results"]["virustotal"]["raw"].is_object(),
+        "raw is kept here"
+    );
+
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/indicators/{ind}"),
+            Some(json!({"malice": "Malicious"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["malice_source"], json!("analyst"));
+    let (_, al) = s.call(Method::GET, &format!("/v1/alerts/{a}"), None).await;
+    assert_eq!(
+        al["data"]["malice"],
+        json!("Malicious"),
+        "the alert follows its indicators"
+    );
+
+    // Re-enrichment (cache first) keeps the analyst's verdict and completes the alert again.
+    let (st, v) = s.call(Method::POST, &format!("/v1/alerts/{a}/enrich"), None).await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["data"]["message"], json!("Enrichment queued"));
+    let al = s.until_enriched(&a).await;
+    assert_eq!(al["data"]["malice"], json!("Malicious"));
+
+    // null: back to what the providers said.
+    let (_, v) = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/indicators/{ind}"),
+            Some(json!({"malice": null})),
+        )
+        .await;
+    assert_eq!(v["data"]["malice"], json!("Benign"));
+    assert_eq!(v["data"]["malice_source"], json!("enrichment"));
+    let (_, al) = s.call(Method::GET, &format!("/v1/alerts/{a}"), None).await;
+    assert_eq!(al["data"]["malice"], json!("Benign"));
+    let (st, _) = s
+        .call(
+            Method::PATCH,
+            &format!("/v1/indicators/{ind}"),
+            Some(json!({"malice": "Evil"})),
+        )
+        .await;
+    assert_eq!(st, 422);
+    let (st, _) = s
+        .call(Method::PATCH, &format!("/v1/indicators/{ind}"), Some(json!({})))
+        .await;
+    assert_eq!(st, 422);
+    let (_, v) = s.call(Method::GET, &format!("/v1/alerts/{a}/activity"), None).await;
+    assert!(v.to_string().contains("indicator_malice_updated"));
+    let reader = s.app.create_key("r", &["alerts:read"], None, None).await;
+    assert_eq!(
+        s.call_with(&reader, Method::GET, &format!("/v1/indicators/{ind}"), None)
+            .await
+            .0,
+        403
+    );
+    let enr = s.app.create_key("e", &["enrichments:read"], None, None).await;
+    assert_eq!(
+        s.call_with(&enr, Method::GET, &format!("/v1/indicators/{ind}"), None)
+            .await
+            .0,
+        200
+    );
+}

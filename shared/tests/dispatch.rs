@@ -286,6 +286,25 @@ async fn a_matching_agent_gets_one_signed_payload_and_re_enrichment_does_not_red
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.accepted("triage").len(), 2);
 
+    // So does re-enrichment through the API: the alert completes again, nothing is re-sent.
+    let (status, v) = s
+        .admin(reqwest::Method::POST, &format!("/v1/alerts/{first}/enrich"), None)
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s
+            .admin(reqwest::Method::GET, &format!("/v1/alerts/{first}"), None)
+            .await;
+        if v["data"]["enrichment_status"] == "Enriched" {
+            break;
+        }
+        assert!(Instant::now() < until, "re-enrichment never completed: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.accepted("triage").len(), 2, "re-enrichment does not re-deliver");
+
     // trigger-agents re-sends on request, as a new delivery id.
     let (status, v) = s
         .admin(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod fields;
 pub mod findings;
 pub mod health;
+pub mod indicators;
 pub mod ingest;
 pub mod keys;
 pub mod list_query;
@@ -168,7 +169,8 @@ pub fn router(state: AppState) -> Router {
             .merge(context_documents::routes())
             .merge(workflows::routes())
             .merge(detection_rules::routes())
-            .merge(sources::routes()),
+            .merge(sources::routes())
+            .merge(indicators::routes()),
         state,
     )
 }
