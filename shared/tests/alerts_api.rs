@@ -460,3 +460,82 @@ async fn an_analyst_indicator_verdict_moves_the_alert_and_re_enrichment_keeps_it
         200
     );
 }
+
+#[tokio::test]
+async fn metrics_follow_the_spec_definitions() {
+    let s = stack().await;
+    let mut uuids = Vec::new();
+    for i in 0..4 {
+        uuids.push(
+            s.ingest(
+                json!({"title": format!("m{i}"), "severity": if i < 2 { "High" } else { "Low" },
+                            "source_alert_id": format!("m-{i}"), "rule_id": "r-1", "rule_name": "Rule one",
+                            "occurred_at": "2025-01-01T00:00:00Z", "ip": "185.220.101.47"}),
+            )
+            .await,
+        );
+    }
+    for u in &uuids {
+        s.until_enriched(u).await;
+    }
+    for (u, c) in [
+        (&uuids[0], "False Positive - Inaccurate Data"),
+        (&uuids[1], "True Positive - Suspicious Activity"),
+    ] {
+        let (st, v) = s
+            .call(
+                Method::PATCH,
+                &format!("/v1/alerts/{u}"),
+                Some(json!({"status": "Closed", "close_classification": c})),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let (st, v) = s.call(Method::GET, "/v1/metrics/alerts", None).await;
+    assert_eq!(st, 200, "{v}");
+    let d = &v["data"];
+    assert_eq!(d["total_alerts"], json!(4));
+    assert_eq!(d["false_positive_rate"], json!(0.5));
+    assert_eq!(d["alerts_by_status"], json!({"Open": 2, "Closed": 2}));
+    assert_eq!(d["active_alerts_by_severity"], json!({"Low": 2}));
+    assert_eq!(d["enrichment_coverage"], json!(1.0));
+    assert!(d["mean_time_to_acknowledge"].as_f64().unwrap() >= 0.0);
+    assert!(d["mean_time_to_triage"].is_null(), "nobody triaged");
+    assert!(
+        d["mean_time_to_detect"].as_f64().unwrap() > 86400.0,
+        "occurred long before ingest"
+    );
+    assert_eq!(d["top_detection_rules"][0]["count"], json!(4));
+    let (st, v) = s.call(Method::GET, "/v1/metrics/summary", None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["alerts"]["active"], json!(2));
+    assert_eq!(v["data"]["platform"]["detection_rules"], json!(1));
+    assert_eq!(v["data"]["platform"]["enrichment_providers"], json!(5));
+    let (_, detail) = s.call(Method::GET, &format!("/v1/alerts/{}", uuids[0]), None).await;
+    let rule = detail["data"]["detection_rule_uuid"].as_str().unwrap().to_string();
+    let (st, v) = s
+        .call(Method::GET, &format!("/v1/detection-rules/{rule}/metrics"), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["total_alerts"], json!(4));
+    assert_eq!(v["data"]["true_positive_rate"], json!(0.5));
+    assert_eq!(v["data"]["top_indicators"][0]["value"], json!("185.220.101.47"));
+    assert_eq!(v["data"]["top_indicators"][0]["count"], json!(4));
+    let (st, _) = s
+        .call(
+            Method::GET,
+            "/v1/metrics/alerts?from_time=2030-01-01T00:00:00Z&to_time=2020-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(st, 422);
+    let (_, v) = s
+        .call(
+            Method::GET,
+            "/v1/metrics/alerts?from_time=2020-01-01T00:00:00Z&to_time=2020-02-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(v["data"]["total_alerts"], json!(0));
+    assert!(v["data"]["mean_time_to_enrich"].is_null());
+}

@@ -17,6 +17,7 @@ pub mod indicators;
 pub mod ingest;
 pub mod keys;
 pub mod list_query;
+pub mod metrics;
 pub mod page;
 pub mod rate_limit;
 pub mod sources;
@@ -170,7 +171,8 @@ pub fn router(state: AppState) -> Router {
             .merge(workflows::routes())
             .merge(detection_rules::routes())
             .merge(sources::routes())
-            .merge(indicators::routes()),
+            .merge(indicators::routes())
+            .merge(metrics::routes()),
         state,
     )
 }
