@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod keys;
 pub mod list_query;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod rate_limit;
 pub mod sources;
@@ -162,6 +163,7 @@ pub fn router(state: AppState) -> Router {
     with_common(
         Router::new()
             .route("/health", get(health::health))
+            .route("/openapi.json", get(openapi::serve))
             .merge(ingest::routes())
             .merge(enrichments::routes())
             .merge(alerts::routes())
