@@ -48,7 +48,8 @@ enum Command {
         #[arg(long, env = "CALSETA_DATA_DIR", default_value = ".calseta")]
         data_dir: PathBuf,
         /// Do not load the demo library (detection rules, documents, workflows marked "(demo)").
-        #[arg(long, env = "CALSETA_NO_DEMO")]
+        #[arg(long, env = "CALSETA_NO_DEMO", action = clap::ArgAction::SetTrue,
+              value_parser = clap::builder::BoolishValueParser::new())]
         no_demo: bool,
     },
     /// Against a running `calseta dev`: ingest the demo alerts from events/demo/, receive their

@@ -213,3 +213,40 @@ async fn the_bootstrap_key_is_registered_once_and_a_revocation_sticks() {
     .await;
     assert_eq!(st, 401);
 }
+
+#[tokio::test]
+async fn nul_characters_are_refused_with_the_field_not_a_server_error() {
+    // Postgres text cannot hold U+0000; the API says which field instead of failing.
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let (st, v) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/v1/api-keys",
+        Some(json!({"name": "a\u{0}b", "scopes": ["admin"]})),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["error"]["details"]["errors"][0]["field"], json!("body.name"));
+    let (st, v) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/v1/sources",
+        Some(json!({"source_name": "elastic", "extra_indicator_fields": {"x": ["\u{0}"]}})),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    let (st, v) = call(&app, &admin, Method::GET, "/v1/alerts?tags=a%00b", None).await;
+    assert_eq!(st, 422, "{v}");
+    let (st, _) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/v1/enrichments",
+        Some(json!({"type": "account", "value": "a\u{0}"})),
+    )
+    .await;
+    assert!(st == 422 || st == 503, "{st}");
+}

@@ -7,18 +7,17 @@
 //! Every endpoint URL passes the outbound URL check on create and PATCH (and again at delivery).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::page::{self, Page, PageQuery};
+use super::page;
 use super::{auth, ApiError, AppState};
 use crate::context::targeting::{self, TargetingRules};
 use crate::db::{stmt, DbError};
@@ -273,10 +272,10 @@ async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 async fn list_agents(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let client = authorize(&state, &headers, "agents:read").await?;
-    let page = Page::from_query(&q)?;
+    let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql =
         format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
     let rows = stmt::query(
@@ -484,27 +483,18 @@ async fn test_agent(
     Ok(Json(page::single(json!(result))))
 }
 
-#[derive(Debug, Deserialize)]
-struct DeliveriesQuery {
-    page: Option<String>,
-    page_size: Option<String>,
-    status: Option<String>,
-}
-
 const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
-    Query(q): Query<DeliveriesQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let client = authorize(&state, &headers, "agents:read").await?;
-    let page = Page::from_query(&PageQuery {
-        page: q.page,
-        page_size: q.page_size,
-    })?;
-    let statuses: Vec<String> = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let q = super::list_query::ListQuery::parse(raw.as_deref())?;
+    let page = q.page()?;
+    let statuses: Vec<String> = match q.one("status").map(str::trim).filter(|s| !s.is_empty()) {
         None => DELIVERY_STATUSES.iter().map(|s| s.to_string()).collect(),
         Some(s) => {
             let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();

@@ -3,11 +3,10 @@
 //! stamps are write-once; analyst malice override); DELETE; and `GET /v1/alerts/{uuid}/payload`
 //! (addition) — the exact payload an agent receives, built now, not wrapped in the envelope.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
@@ -32,11 +31,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts/{uuid}/indicators", get(super::findings::indicators))
 }
 
-#[derive(Debug, Deserialize)]
-struct PayloadQuery {
-    max_bytes: Option<String>,
-}
-
 fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Alert not found")
 }
@@ -45,13 +39,14 @@ async fn alert_payload(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
-    Query(q): Query<PayloadQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
     auth::require_key(&state, &*client, &headers)
         .await?
         .require(&["alerts:read"])?;
-    let max_bytes = match q.max_bytes.as_deref() {
+    let q = super::list_query::ListQuery::parse(raw.as_deref())?;
+    let max_bytes = match q.one("max_bytes") {
         None | Some("") => None,
         Some(v) => Some(
             v.parse::<usize>()

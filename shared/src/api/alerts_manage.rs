@@ -129,6 +129,8 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+    // Shared checks of every list query (NUL characters).
+    super::list_query::ListQuery::parse(q.as_deref())?;
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
         .into_owned()
         .collect();

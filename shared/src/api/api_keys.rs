@@ -3,7 +3,7 @@
 //! keyed SHA-256; only the 8-character prefix is ever shown again.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::alerts_manage::{authorize, SOURCES};
 use super::fields::{self, err};
-use super::page::{self, Page, PageQuery};
+use super::page;
 use super::{keys, ApiError, AppState};
 use crate::db::{api_keys, stmt, DbError};
 
@@ -76,10 +76,10 @@ fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, Api
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    let page = Page::from_query(&q)?;
+    let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql = format!(
         "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE is_active ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
     );

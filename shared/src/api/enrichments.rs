@@ -47,6 +47,13 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
     }
     let engine = engine(&state)?;
     let v: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
+    if let Some(path) = super::page::nul_path(&v, "body") {
+        return Err(ApiError::validation(
+            &path,
+            "must not contain NUL characters",
+            "string_type",
+        ));
+    }
     let Value::Object(obj) = v else {
         return Err(validation("", "body must be an object", "dict_type"));
     };

@@ -92,7 +92,8 @@ impl From<DbError> for ApiError {
             tracing::warn!(error = %e, "database unavailable");
             ApiError::unavailable("The database")
         } else {
-            tracing::error!(error = %e, "database error");
+            // Debug carries the database's own message and code.
+            tracing::error!(error = %e, detail = ?e, "database error");
             ApiError::internal()
         }
     }

@@ -2,7 +2,7 @@
 //! the activity log, the alert's indicators with their enrichment results.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +11,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts_manage::{alert_id, authorize};
-use super::page::{self, Page, PageQuery};
+use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::enrich::providers::iso;
@@ -142,10 +142,10 @@ pub async fn activity(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
-    Query(q): Query<PageQuery>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
-    let page = Page::from_query(&q)?;
+    let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let (id, _) = alert_id(&*client, &uuid).await?;
     let rows = stmt::query(
         &*client,

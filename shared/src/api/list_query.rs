@@ -21,11 +21,17 @@ fn sort_error(field: &str, message: String) -> ApiError {
 
 impl ListQuery {
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        Ok(Self {
-            pairs: url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        })
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        if let Some((k, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(ApiError::validation(
+                &format!("query.{}", k.replace('\0', "")),
+                "must not contain NUL characters",
+                "string_type",
+            ));
+        }
+        Ok(Self { pairs })
     }
 
     /// The last non-empty value of `key`.

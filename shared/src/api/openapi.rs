@@ -21,7 +21,8 @@ pub struct Operation {
     pub query: &'static [(&'static str, &'static str)],
     /// Request body component name.
     pub body: Option<&'static str>,
-    /// The response is a bare document (the agent payload), not the envelope.
+    /// The response is a bare document (the agent payload), not the envelope. Unauthenticated
+    /// operations (`/health`, `/openapi.json`) are bare too.
     pub bare: bool,
 }
 
@@ -663,8 +664,8 @@ pub fn document() -> Value {
         }
         let ok = if o.status == 204 {
             json!({"description": "No content"})
-        } else if o.bare {
-            json!({"description": "The agent payload", "content": {"application/json": {"schema": {"type": "object"}}}})
+        } else if o.bare || o.scopes.is_empty() {
+            json!({"description": "A bare JSON document (not the envelope)", "content": {"application/json": {"schema": {"type": "object"}}}})
         } else {
             json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}})
         };

@@ -74,9 +74,36 @@ pub fn single(v: Value) -> Value {
 /// an object.
 pub fn object_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())?;
+    if let Some(path) = nul_path(&v, "body") {
+        // Postgres text cannot hold U+0000; say so instead of failing at the database.
+        return Err(ApiError::validation(
+            &path,
+            "must not contain NUL characters (\\u0000)",
+            "string_type",
+        ));
+    }
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(ApiError::validation("body", "must be a JSON object", "dict_type")),
+    }
+}
+
+/// The path of the first string or key holding a NUL character, if any.
+pub fn nul_path(v: &Value, at: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(at.to_string()),
+        Value::Array(xs) => xs
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_path(x, &format!("{at}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(at.to_string())
+            } else {
+                nul_path(x, &format!("{at}.{k}"))
+            }
+        }),
+        _ => None,
     }
 }
 

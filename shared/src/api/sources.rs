@@ -4,7 +4,7 @@
 //! encryption key and never returned — only `has_shared_secret` / `has_hmac_secret`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::alerts_manage::{authorize, SOURCES};
 use super::fields::{self, err};
-use super::page::{self, Page, PageQuery};
+use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::domain::indicator::IndicatorType;
@@ -129,10 +129,10 @@ fn auth_config(obj: &fields::Body, state: &AppState) -> Result<[SecretWrite; 3],
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
-    let page = Page::from_query(&q)?;
+    let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let rows = stmt::query(
         &*client,
         &format!("SELECT {COLUMNS} FROM sources ORDER BY source_name LIMIT $1 OFFSET $2"),
