@@ -539,3 +539,60 @@ async fn metrics_follow_the_spec_definitions() {
     assert_eq!(v["data"]["total_alerts"], json!(0));
     assert!(v["data"]["mean_time_to_enrich"].is_null());
 }
+
+#[tokio::test]
+async fn indicators_added_through_the_api_are_normalized_and_enriched() {
+    let s = stack().await;
+    let a = s.ingest(json!({"title": "manual", "source_alert_id": "add-1"})).await;
+    s.until_enriched(&a).await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/alerts/{a}/indicators"),
+            Some(json!({"indicators": [{"type": "ip", "value": " 185.220.101.47 "}, {"type": "domain", "value": "EVIL-LOGIN-PORTAL.com."},
+                                       {"type": "ip", "value": "10.0.0.1"}, {"type": "IP", "value": "185.220.101.47"}]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        v["data"]["added_count"],
+        json!(3),
+        "normalized duplicates collapse: {v}"
+    );
+    assert_eq!(v["data"]["enrich_requested"], json!(true));
+    let states: Vec<(&str, &str)> = v["data"]["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["value"].as_str().unwrap(), i["enrichment_state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&("evil-login-portal.com", "pending")), "{states:?}");
+    assert!(
+        states.contains(&("10.0.0.1", "skipped")),
+        "private addresses never leave: {states:?}"
+    );
+    let al = s.until_enriched(&a).await;
+    assert_eq!(al["data"]["malice"], json!("Malicious"));
+    // Again: nothing new.
+    let (_, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/alerts/{a}/indicators?enrich=false"),
+            Some(json!({"indicators": [{"type": "ip", "value": "185.220.101.47"}]})),
+        )
+        .await;
+    assert_eq!(v["data"]["added_count"], json!(0));
+    for bad in [
+        json!({"indicators": []}),
+        json!({"indicators": [{"type": "mac", "value": "x"}]}),
+        json!({"indicators": [{"type": "ip", "value": "999.1.1.1"}]}),
+        json!({}),
+    ] {
+        let (st, v) = s
+            .call(Method::POST, &format!("/v1/alerts/{a}/indicators"), Some(bad))
+            .await;
+        assert_eq!(st, 422, "{v}");
+    }
+    let (_, v) = s.call(Method::GET, &format!("/v1/alerts/{a}/activity"), None).await;
+    assert!(v.to_string().contains("alert_indicators_added"));
+}

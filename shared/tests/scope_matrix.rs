@@ -42,6 +42,7 @@ fn body_for(op: &Operation, n: usize) -> Option<Value> {
         "AlertPatch" => json!({"tags": ["matrix"]}),
         "FindingCreate" => json!({"agent_name": "matrix", "summary": "checked"}),
         "IndicatorPatch" => json!({"malice": "Suspicious"}),
+        "IndicatorsAdd" => json!({"indicators": [{"type": "domain", "value": format!("added-{n}.example.com")}]}),
         "EnrichmentRequest" => json!({"type": "ip", "value": "8.8.8.8"}),
         "RuleWrite" => {
             json!({"name": format!("rule {n}"), "source_name": "generic", "source_rule_id": format!("mx-rule-{n}")})

@@ -176,6 +176,20 @@ pub const OPERATIONS: &[Operation] = &[
         "alerts",
         "The alert's indicators with enrichment results",
     ),
+    with_query(
+        with_body(
+            op(
+                "post",
+                "/v1/alerts/{uuid}/indicators",
+                W,
+                201,
+                "alerts",
+                "Add indicators to an alert",
+            ),
+            "IndicatorsAdd",
+        ),
+        &[("enrich", "boolean")],
+    ),
     op(
         "get",
         "/v1/alerts/{uuid}/context",
@@ -584,6 +598,11 @@ fn components() -> Value {
                 "summary": {"type": "string", "minLength": 1, "maxLength": 50000},
                 "confidence": {"type": "string", "enum": ["low", "medium", "high"]},
                 "recommended_action": {"type": "string"}, "evidence": {"type": "object"}}},
+            "IndicatorsAdd": {"type": "object", "required": ["indicators"], "properties": {
+                "indicators": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object",
+                    "required": ["type", "value"], "properties": {
+                        "type": {"type": "string", "enum": ["ip", "domain", "url", "hash_md5", "hash_sha1", "hash_sha256", "email", "account"]},
+                        "value": {"type": "string", "minLength": 1, "maxLength": 2048}}}}}},
             "IndicatorPatch": {"type": "object", "required": ["malice"], "properties": {
                 "malice": {"type": ["string", "null"], "enum": ["Pending", "Benign", "Suspicious", "Malicious", null]}}},
             "EnrichmentRequest": {"type": "object", "required": ["type", "value"], "properties": {
