@@ -36,5 +36,5 @@ echo "schemathesis: calseta dev on port $port" >&2
 "$VENV/bin/st" run "http://127.0.0.1:$port/openapi.json" \
   -H "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples 25 --workers 2 --seed 20261128 --no-color "$@" \
+  --max-examples 25 --workers 1 --seed 20261128 --no-color "$@" \
   || { echo "schemathesis failed; calseta dev log:" >&2; grep -v ' WARN ' "$work/dev.log" | tail -50 >&2; exit 1; }

@@ -286,3 +286,77 @@ async fn documents_workflows_and_rules_are_managed_over_http_and_shape_the_paylo
     let (_, v) = a(Method::GET, &format!("/v1/alerts/{alert}"), None).await;
     assert!(v["data"]["detection_rule_uuid"].is_null());
 }
+
+fn form(parts: &[(&str, Option<&str>, &str)]) -> (String, Vec<u8>) {
+    let boundary = "calsetaBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, file, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: text/markdown\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+        }
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn a_markdown_file_can_be_uploaded_as_a_document_other_formats_are_refused() {
+    let app = TestApp::start().await;
+    let post = |ct: String, body: Vec<u8>| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .post(app.url("/v1/context-documents"))
+                .bearer_auth(&app.admin_key)
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (ct, body) = form(&[
+        ("title", None, "Phishing SOP"),
+        ("document_type", None, "sop"),
+        ("is_global", None, "false"),
+        ("tags", None, "email, phishing"),
+        (
+            "targeting_rules",
+            None,
+            r#"{"match_any": [{"field": "tags", "op": "contains", "value": "phishing"}]}"#,
+        ),
+        (
+            "file",
+            Some("phishing.md"),
+            "# Phishing SOP\n\n1. Pull the message from every mailbox.",
+        ),
+    ]);
+    let (st, v) = post(ct, body).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        v["data"]["content"],
+        json!("# Phishing SOP\n\n1. Pull the message from every mailbox.")
+    );
+    assert_eq!(v["data"]["tags"], json!(["email", "phishing"]));
+    assert!(v["data"]["targeting_rules"]["match_any"].is_array());
+    let (ct, body) = form(&[
+        ("title", None, "Slides"),
+        ("document_type", None, "other"),
+        ("file", Some("deck.pdf"), "%PDF-1.7"),
+    ]);
+    let (st, v) = post(ct, body).await;
+    assert_eq!((st, v["error"]["code"].clone()), (422, json!("UNSUPPORTED_FORMAT")));
+    let (ct, body) = form(&[("title", None, "No file"), ("document_type", None, "sop")]);
+    let (st, v) = post(ct, body).await;
+    assert_eq!(st, 422);
+    assert_eq!(v["error"]["details"]["errors"][0]["field"], json!("body.content"));
+}

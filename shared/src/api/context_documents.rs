@@ -127,9 +127,30 @@ async fn list(
     ))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+/// Largest request body (a 1 MiB document plus form overhead).
+const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+
+async fn create(State(state): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
     let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let multipart = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let obj = if multipart {
+        form_body(req, &state).await?
+    } else {
+        let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "Request body is too large",
+                )
+            })?;
+        page::object_body(&body)?
+    };
     let title = fields::required_text(&obj, "title", 500, true)?;
     let kind = fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
         .flatten()
@@ -160,6 +181,67 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     .map_err(DbError::from)?
     .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(page::single(doc_json(&row, true)))).into_response())
+}
+
+/// A `multipart/form-data` upload as the JSON body it stands for: `title`, `document_type`,
+/// `is_global`, `description`, `tags` (JSON array or comma list), `targeting_rules` (JSON
+/// string) and a `file` — UTF-8 `.md`, `.markdown` or `.txt` only (else 422 `UNSUPPORTED_FORMAT`).
+async fn form_body(req: axum::extract::Request, state: &AppState) -> Result<fields::Body, ApiError> {
+    use axum::extract::FromRequest;
+    let bad_form = |e: String| ApiError::validation("body", &format!("not a valid multipart form: {e}"), "value_error");
+    let mut form = axum::extract::Multipart::from_request(req, state)
+        .await
+        .map_err(|e| bad_form(e.body_text()))?;
+    let unsupported =
+        |why: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "UNSUPPORTED_FORMAT", why.to_string());
+    let mut obj = fields::Body::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad_form(e.body_text()))? {
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let bytes = field.bytes().await.map_err(|e| bad_form(e.body_text()))?;
+        if bytes.len() > MAX_CONTENT_BYTES {
+            return Err(err(&name, "at most 1 MiB", "string_too_long"));
+        }
+        if name == "file" {
+            let fname = file_name.unwrap_or_default().to_ascii_lowercase();
+            if ![".md", ".markdown", ".txt"].iter().any(|ext| fname.ends_with(ext)) {
+                return Err(unsupported("Only .md, .markdown and .txt files are accepted"));
+            }
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| unsupported("The file is not UTF-8 text"))?;
+            obj.insert("content".into(), Value::String(text));
+            continue;
+        }
+        let text = String::from_utf8(bytes.to_vec()).map_err(|_| err(&name, "must be UTF-8 text", "string_type"))?;
+        let value = match name.as_str() {
+            "is_global" => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" | "yes" => Value::Bool(true),
+                "false" | "0" | "off" | "no" | "" => Value::Bool(false),
+                _ => return Err(err("is_global", "true or false", "bool_parsing")),
+            },
+            "tags" => match serde_json::from_str::<Value>(&text) {
+                Ok(v @ Value::Array(_)) => v,
+                _ => Value::Array(
+                    text.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(|t| Value::String(t.to_string()))
+                        .collect(),
+                ),
+            },
+            "targeting_rules" => serde_json::from_str(&text)
+                .map_err(|_| err("targeting_rules", "must be a JSON object", "json_invalid"))?,
+            _ => Value::String(text),
+        };
+        obj.insert(name, value);
+    }
+    if let Some(path) = page::nul_path(&Value::Object(obj.clone()), "body") {
+        return Err(ApiError::validation(
+            &path,
+            "must not contain NUL characters",
+            "string_type",
+        ));
+    }
+    Ok(obj)
 }
 
 async fn detail(

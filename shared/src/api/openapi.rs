@@ -715,6 +715,16 @@ pub fn document() -> Value {
         if let Some(body) = o.body {
             operation["requestBody"] = json!({"required": true, "content": {"application/json": {
                 "schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+            if o.method == "post" && o.path == "/v1/context-documents" {
+                operation["requestBody"]["content"]["multipart/form-data"] = json!({"schema": {
+                    "type": "object", "required": ["title", "document_type", "file"], "properties": {
+                        "title": {"type": "string"}, "document_type": {"type": "string"},
+                        "is_global": {"type": "string"}, "description": {"type": "string"},
+                        "tags": {"type": "string", "description": "JSON array or comma list"},
+                        "targeting_rules": {"type": "string", "description": "JSON"},
+                        "file": {"type": "string", "contentMediaType": "text/markdown",
+                                 "description": "UTF-8 .md, .markdown or .txt"}}}});
+            }
         }
         paths
             .entry(o.path.to_string())
