@@ -455,6 +455,28 @@ impl TestApp {
     }
 }
 
+/// One request to `app` with API key `key` (empty: none) and an optional JSON body; the status
+/// and the JSON answer (`Null` when the body is not JSON).
+pub async fn call(
+    app: &TestApp,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = app.http.request(method, app.url(path));
+    if !key.is_empty() {
+        req = req.bearer_auth(key);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_db;

@@ -4,21 +4,10 @@
 
 use calseta::api::keys::KeyHasher;
 use calseta::deploy::migrations_resource::Bootstrap;
-use calseta::testing::TestApp;
+use calseta::testing::{call, TestApp};
 use reqwest::Method;
 use secrecy::SecretString;
-use serde_json::{json, Value};
-
-async fn call(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_key_works_with_exactly_its_scopes_until_it_expires_or_is_revoked() {

@@ -1,20 +1,9 @@
 //! The organizational context through HTTP — detection rules, context documents, workflows —
 //! CRUD with validation and scopes, and what of it reaches an alert's agent payload.
 
-use calseta::testing::TestApp;
+use calseta::testing::{call, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-async fn call(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn documents_workflows_and_rules_are_managed_over_http_and_shape_the_payload() {

@@ -2,22 +2,11 @@
 //! URL token, rotation with the previous secret, HMAC), and deleting the row fails back to API
 //! keys only.
 
-use calseta::testing::TestApp;
+use calseta::testing::{call, TestApp};
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
-
-async fn call(app: &TestApp, key: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn splunk_alert(sid: &str) -> Value {
     json!({"result": {"_time": "1705312200.000", "src_ip": "45.155.205.233", "severity": "high"},

@@ -17,9 +17,11 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use super::alerts_manage::authorize;
+use super::fields::{self, err};
 use super::page;
-use super::{auth, ApiError, AppState};
-use crate::context::targeting::{self, TargetingRules};
+use super::{ApiError, AppState};
+use crate::context::targeting;
 use crate::db::{stmt, DbError};
 use crate::dispatch::{deliver, matching::Triggers, signing};
 use crate::domain::severity::Severity;
@@ -82,16 +84,6 @@ fn parse_uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| not_found(what))
 }
 
-async fn authorize(state: &AppState, headers: &HeaderMap, scope: &str) -> Result<deadpool_postgres::Object, ApiError> {
-    let client = state.pool.get().await.map_err(DbError::from)?;
-    auth::require_key(state, &*client, headers).await?.require(&[scope])?;
-    Ok(client)
-}
-
-fn field_err(field: &str, message: &str, kind: &str) -> ApiError {
-    ApiError::validation(&format!("body.{field}"), message, kind)
-}
-
 /// The validated, writable fields of a create or PATCH body (absent = `None`; for nullable
 /// fields, `Some(None)` = set to null).
 #[derive(Default)]
@@ -111,140 +103,57 @@ struct AgentInput {
     rotate_signing_secret: bool,
 }
 
-fn text(obj: &Map<String, Value>, field: &str, max: usize, nullable: bool) -> Result<Option<Option<String>>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Null) if nullable => Ok(Some(None)),
-        Some(Value::Null) => Err(field_err(field, "may not be null", "string_type")),
-        Some(Value::String(s)) if s.chars().count() > max => Err(field_err(
-            field,
-            &format!("at most {max} characters"),
-            "string_too_long",
-        )),
-        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-        Some(_) => Err(field_err(field, "must be a string", "string_type")),
-    }
-}
-
-fn int(
-    obj: &Map<String, Value>,
-    field: &str,
-    min: i64,
-    max: i64,
-    nullable: bool,
-) -> Result<Option<Option<i32>>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Null) if nullable => Ok(Some(None)),
-        Some(v) => match v.as_i64() {
-            Some(n) if (min..=max).contains(&n) => Ok(Some(Some(n as i32))),
-            Some(_) => Err(field_err(field, &format!("must be from {min} to {max}"), "value_error")),
-            None => Err(field_err(field, "must be a whole number", "int_type")),
-        },
-    }
-}
-
-fn string_list(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(Vec::new())),
-        Some(Value::Array(xs)) => {
-            let mut out = Vec::with_capacity(xs.len());
-            for x in xs {
-                match x {
-                    Value::String(s) if !s.is_empty() && s.len() <= 255 => out.push(s.clone()),
-                    _ => return Err(field_err(field, "must be a list of non-empty strings", "list_type")),
-                }
-            }
-            out.dedup();
-            Ok(Some(out))
-        }
-        Some(_) => Err(field_err(field, "must be a list of strings", "list_type")),
-    }
-}
-
 impl AgentInput {
     fn parse(obj: &Map<String, Value>, creating: bool) -> Result<Self, ApiError> {
         let mut a = AgentInput {
-            name: text(obj, "name", 255, false)?.flatten(),
-            description: text(obj, "description", 10_000, true)?,
-            endpoint_url: text(obj, "endpoint_url", 2048, false)?.flatten(),
-            trigger_on_sources: string_list(obj, "trigger_on_sources")?,
-            trigger_on_severities: string_list(obj, "trigger_on_severities")?,
-            timeout_seconds: int(obj, "timeout_seconds", 1, 300, false)?.flatten(),
-            retry_count: int(obj, "retry_count", 0, 10, false)?.flatten(),
-            max_payload_bytes: int(obj, "max_payload_bytes", 256, i64::from(i32::MAX), true)?,
-            documentation: text(obj, "documentation", 100_000, true)?,
+            name: fields::required_text(obj, "name", 255, creating)?,
+            description: fields::text(obj, "description", 10_000)?,
+            endpoint_url: fields::required_text(obj, "endpoint_url", 2048, creating)?,
+            trigger_on_sources: fields::strings(obj, "trigger_on_sources")?,
+            trigger_on_severities: fields::strings(obj, "trigger_on_severities")?,
+            timeout_seconds: fields::non_null(
+                fields::int(obj, "timeout_seconds", 1, 300)?,
+                "timeout_seconds",
+                "int_type",
+            )?,
+            retry_count: fields::non_null(fields::int(obj, "retry_count", 0, 10)?, "retry_count", "int_type")?,
+            max_payload_bytes: fields::int(obj, "max_payload_bytes", 256, i64::from(i32::MAX))?,
+            documentation: fields::text(obj, "documentation", 100_000)?,
+            is_active: fields::boolean(obj, "is_active")?,
+            rotate_signing_secret: fields::boolean(obj, "rotate_signing_secret")?.unwrap_or(false),
+            trigger_filter: fields::targeting(obj, "trigger_filter")?,
             ..Default::default()
         };
-        if let Some(name) = &a.name {
-            if name.trim().is_empty() {
-                return Err(field_err("name", "must not be empty", "string_too_short"));
-            }
-        }
-        if creating && a.name.is_none() {
-            return Err(field_err("name", "field required", "missing"));
-        }
-        if creating && a.endpoint_url.is_none() {
-            return Err(field_err("endpoint_url", "field required", "missing"));
-        }
+        // Exact labels: triggers match case-sensitively (api spec §5.8).
         if let Some(sev) = &a.trigger_on_severities {
             if let Some(bad) = sev
                 .iter()
                 .find(|s| !Severity::ALL.iter().any(|x| x.as_str() == s.as_str()))
             {
-                return Err(field_err(
+                return Err(err(
                     "trigger_on_severities",
                     &format!("{bad:?} is not a severity (Pending, Informational, Low, Medium, High, Critical)"),
                     "enum",
                 ));
             }
         }
-        match obj.get("is_active") {
-            None => {}
-            Some(Value::Bool(b)) => a.is_active = Some(*b),
-            Some(_) => return Err(field_err("is_active", "must be true or false", "bool_type")),
-        }
-        match obj.get("rotate_signing_secret") {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
-            Some(Value::Bool(true)) => a.rotate_signing_secret = true,
-            Some(_) => return Err(field_err("rotate_signing_secret", "must be true or false", "bool_type")),
-        }
-        if let Some(f) = obj.get("trigger_filter") {
-            let parsed = TargetingRules::parse(f).map_err(|e| {
-                ApiError::validation(
-                    &format!("body.{}", e.path.replacen("targeting_rules", "trigger_filter", 1)),
-                    &e.message,
-                    "value_error",
-                )
-            })?;
-            a.trigger_filter = Some(parsed.map(|_| f.clone()));
-        }
-        let name = text(obj, "auth_header_name", 255, true)?;
-        let value = text(obj, "auth_header_value", 8192, true)?;
+        let name = fields::text(obj, "auth_header_name", 255)?;
+        let value = fields::text(obj, "auth_header_value", 8192)?;
         a.auth = match (name, value) {
             (None, None) => None,
             (Some(None), None) | (Some(None), Some(None)) | (None, Some(None)) => Some(None),
             (Some(Some(n)), Some(Some(v))) => {
                 let valid_name = axum::http::HeaderName::from_bytes(n.as_bytes()).is_ok();
                 if !valid_name || RESERVED_HEADERS.contains(&n.to_ascii_lowercase().as_str()) {
-                    return Err(field_err(
-                        "auth_header_name",
-                        "not a usable HTTP header name",
-                        "value_error",
-                    ));
+                    return Err(err("auth_header_name", "not a usable HTTP header name", "value_error"));
                 }
                 if axum::http::HeaderValue::from_str(&v).is_err() || v.is_empty() {
-                    return Err(field_err(
-                        "auth_header_value",
-                        "not a valid HTTP header value",
-                        "value_error",
-                    ));
+                    return Err(err("auth_header_value", "not a valid HTTP header value", "value_error"));
                 }
                 Some(Some((n, v)))
             }
             _ => {
-                return Err(field_err(
+                return Err(err(
                     "auth_header_value",
                     "auth_header_name and auth_header_value are set together",
                     "value_error",
@@ -274,7 +183,7 @@ async fn list_agents(
     headers: HeaderMap,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authorize(&state, &headers, "agents:read").await?;
+    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql =
         format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
@@ -285,16 +194,8 @@ async fn list_agents(
     )
     .await
     .map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(15),
-        None => count(&*client, "SELECT count(*) FROM agents", &[]).await?,
-    };
+    let total = page::total(&*client, &rows, 15, "SELECT count(*) FROM agents", &[]).await?;
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
-}
-
-async fn count(client: &impl stmt::Cached, sql: &str, params: &[stmt::Param<'_>]) -> Result<i64, ApiError> {
-    let r = stmt::query(client, sql, params).await.map_err(DbError::from)?;
-    Ok(r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
 }
 
 async fn get_agent(
@@ -302,7 +203,7 @@ async fn get_agent(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authorize(&state, &headers, "agents:read").await?;
+    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
@@ -313,7 +214,7 @@ async fn get_agent(
 }
 
 async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let client = authorize(&state, &headers, "agents:write").await?;
+    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let input = AgentInput::parse(&page::object_body(&body)?, true)?;
     let url = input.endpoint_url.clone().unwrap_or_default();
     check_url(&state, &url).await?;
@@ -366,7 +267,7 @@ async fn patch_agent(
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authorize(&state, &headers, "agents:write").await?;
+    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
     let input = AgentInput::parse(&page::object_body(&body)?, false)?;
     if let Some(url) = &input.endpoint_url {
@@ -379,10 +280,10 @@ async fn patch_agent(
         Some(None) => (true, None, None),
         Some(Some((n, v))) => (true, Some(n.clone()), Some(state.sealer.seal(v))),
     };
-    let (set_desc, desc) = split(input.description);
-    let (set_filter, filter) = split(input.trigger_filter);
-    let (set_max, max) = split(input.max_payload_bytes);
-    let (set_doc, doc) = split(input.documentation);
+    let (set_desc, desc) = fields::split(input.description);
+    let (set_filter, filter) = fields::split(input.trigger_filter);
+    let (set_max, max) = fields::split(input.max_payload_bytes);
+    let (set_doc, doc) = fields::split(input.documentation);
     // The old secret stays valid for 24 h after a rotation (signatures carry both).
     let sql = format!(
         "UPDATE agents SET
@@ -441,28 +342,13 @@ async fn patch_agent(
     Ok(Json(page::single(data)))
 }
 
-fn split<T>(v: Option<Option<T>>) -> (bool, Option<T>) {
-    match v {
-        None => (false, None),
-        Some(x) => (true, x),
-    }
-}
-
 async fn delete_agent(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let client = authorize(&state, &headers, "agents:write").await?;
-    let uuid = parse_uuid(&uuid, "Agent")?;
-    let gone = stmt::query_opt(
-        &*client,
-        "DELETE FROM agents WHERE uuid = $1 RETURNING id",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?;
-    gone.map(|_| StatusCode::NO_CONTENT).ok_or_else(|| not_found("Agent"))
+    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
+    page::delete_by_uuid(&*client, "agents", &uuid, || not_found("Agent")).await
 }
 
 async fn test_agent(
@@ -470,7 +356,7 @@ async fn test_agent(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    drop(authorize(&state, &headers, "agents:write").await?);
+    drop(authorize(&state, &headers, &["agents:write"]).await?);
     let uuid = parse_uuid(&uuid, "Agent")?;
     let dispatcher = state
         .dispatch
@@ -491,7 +377,7 @@ async fn list_deliveries(
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authorize(&state, &headers, "agents:read").await?;
+    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
     let q = super::list_query::ListQuery::parse(raw.as_deref())?;
     let page = q.page()?;
     let statuses: Vec<String> = match q.one("status").map(str::trim).filter(|s| !s.is_empty()) {
@@ -534,17 +420,14 @@ async fn list_deliveries(
     )
     .await
     .map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(12),
-        None => {
-            count(
-                &*client,
-                "SELECT count(*) FROM deliveries WHERE agent_id = $1 AND status = ANY($2)",
-                &[(&agent_id, Type::INT8), (&statuses, Type::TEXT_ARRAY)],
-            )
-            .await?
-        }
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        12,
+        "SELECT count(*) FROM deliveries WHERE agent_id = $1 AND status = ANY($2)",
+        &[(&agent_id, Type::INT8), (&statuses, Type::TEXT_ARRAY)],
+    )
+    .await?;
     let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(iso);
     let data = rows
         .iter()
@@ -573,7 +456,7 @@ async fn replay_delivery(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut client = authorize(&state, &headers, "agents:write").await?;
+    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Delivery")?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
@@ -606,7 +489,7 @@ async fn trigger_agents(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mut client = authorize(&state, &headers, "agents:write").await?;
+    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Alert")?;
     let alert = stmt::query_opt(
         &*client,

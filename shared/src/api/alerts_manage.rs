@@ -10,12 +10,17 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::auth::{self, Principal};
-use super::page::{self, Page, PageQuery};
+use super::list_query::ListQuery;
+use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::domain::malice::Malice;
 use crate::domain::severity::Severity;
 use crate::enrich::providers::iso;
+
+/// Severity as a sortable rank (api spec §1): Critical 5 … Informational 1, Pending 0.
+pub const SEVERITY_RANK_SQL: &str = "CASE a.severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 \
+     WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END";
 
 pub const STATUSES: [&str; 4] = ["Open", "Triaging", "Escalated", "Closed"];
 pub const ENRICHMENT_STATUSES: [&str; 3] = ["Pending", "Enriched", "Failed"];
@@ -86,42 +91,6 @@ pub(super) async fn alert_id(client: &impl stmt::Cached, uuid: &str) -> Result<(
     Ok((row.get(0), uuid))
 }
 
-fn list_param(pairs: &[(String, String)], key: &str, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
-    let mut out = Vec::new();
-    for (_, v) in pairs.iter().filter(|(k, _)| k == key) {
-        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some(canon) = allowed.iter().find(|a| a.eq_ignore_ascii_case(item)) else {
-                return Err(ApiError::validation(
-                    &format!("query.{key}"),
-                    &format!("{item:?} is not one of {}", allowed.join(", ")),
-                    "enum",
-                ));
-            };
-            out.push(canon.to_string());
-        }
-    }
-    Ok((!out.is_empty()).then_some(out))
-}
-
-fn one<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-fn time_param(pairs: &[(String, String)], key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    one(pairs, key)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|_| ApiError::validation(&format!("query.{key}"), "an RFC 3339 timestamp", "datetime_parsing"))
-        })
-        .transpose()
-}
-
 /// `GET /v1/alerts`.
 pub async fn list(
     State(state): State<AppState>,
@@ -129,75 +98,31 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
-    // Shared checks of every list query (NUL characters).
-    super::list_query::ListQuery::parse(q.as_deref())?;
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let page = Page::from_query(&PageQuery {
-        page: one(&pairs, "page").map(str::to_string),
-        page_size: one(&pairs, "page_size").map(str::to_string),
-    })?;
+    let q = ListQuery::parse(q.as_deref())?;
+    let page = q.page()?;
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
-    let status = list_param(&pairs, "status", &STATUSES)?;
-    let severity = list_param(&pairs, "severity", &severities)?;
-    let source = list_param(&pairs, "source_name", &SOURCES)?;
-    let enrichment = list_param(&pairs, "enrichment_status", &ENRICHMENT_STATUSES)?;
-    let is_enriched = match one(&pairs, "is_enriched") {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "query.is_enriched",
-                "true or false",
-                "bool_parsing",
-            ))
-        }
-    };
-    let rule = match one(&pairs, "detection_rule_uuid") {
-        None => None,
-        Some(v) => Some(
-            Uuid::parse_str(v)
-                .map_err(|_| ApiError::validation("query.detection_rule_uuid", "a UUID", "uuid_parsing"))?,
-        ),
-    };
-    let from = time_param(&pairs, "from_time")?;
-    let to = time_param(&pairs, "to_time")?;
-    let tags: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "tags")
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
-    let tags = (!tags.is_empty()).then_some(tags);
-    // A bad sort is 400 (api spec §1).
-    let sort_col = match one(&pairs, "sort_by").unwrap_or("occurred_at") {
-        "title" => "a.title",
-        "status" => "a.status",
-        "severity" => "CASE a.severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END",
-        "source_name" => "a.source_name",
-        "occurred_at" => "a.occurred_at",
-        "created_at" => "a.created_at",
-        other => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Request validation failed")
-                .with_details(json!({"errors": [{"field": "query.sort_by", "message": format!("{other:?} is not one of title, status, severity, source_name, occurred_at, created_at"), "type": "enum"}]})));
-        }
-    };
-    let order = match one(&pairs, "sort_order").unwrap_or("desc") {
-        "asc" => "ASC",
-        "desc" => "DESC",
-        _ => {
-            return Err(
-                ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "Request validation failed").with_details(
-                    json!({"errors": [{"field": "query.sort_order", "message": "asc or desc", "type": "enum"}]}),
-                ),
-            );
-        }
-    };
-    let sql = format!(
-        "SELECT {LIST_COLUMNS}, count(*) OVER ()
-         FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id
+    let status = q.list("status", &STATUSES)?;
+    let severity = q.list("severity", &severities)?;
+    let source = q.list("source_name", &SOURCES)?;
+    let enrichment = q.list("enrichment_status", &ENRICHMENT_STATUSES)?;
+    let is_enriched = q.boolean("is_enriched")?;
+    let rule = q.uuid("detection_rule_uuid")?;
+    let from = q.timestamp("from_time")?;
+    let to = q.timestamp("to_time")?;
+    let tags = q.all("tags");
+    let sort = q.sort(
+        &[
+            ("title", "a.title"),
+            ("status", "a.status"),
+            ("severity", SEVERITY_RANK_SQL),
+            ("source_name", "a.source_name"),
+            ("occurred_at", "a.occurred_at"),
+            ("created_at", "a.created_at"),
+        ],
+        "occurred_at",
+        "a.id",
+    )?;
+    let from_where = "FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id
          WHERE ($1::text[] IS NULL OR a.status = ANY($1))
            AND ($2::text[] IS NULL OR a.severity = ANY($2))
            AND ($3::text[] IS NULL OR a.source_name = ANY($3))
@@ -206,10 +131,8 @@ pub async fn list(
            AND ($6::uuid IS NULL OR r.uuid = $6)
            AND ($7::timestamptz IS NULL OR a.occurred_at >= $7)
            AND ($8::timestamptz IS NULL OR a.occurred_at <= $8)
-           AND ($9::text[] IS NULL OR a.tags @> $9)
-         ORDER BY {sort_col} {order}, a.id {order}
-         LIMIT $10 OFFSET $11"
-    );
+           AND ($9::text[] IS NULL OR a.tags @> $9)";
+    let sql = format!("SELECT {LIST_COLUMNS}, count(*) OVER () {from_where} ORDER BY {sort} LIMIT $10 OFFSET $11");
     let params: [stmt::Param<'_>; 11] = [
         (&status, Type::TEXT_ARRAY),
         (&severity, Type::TEXT_ARRAY),
@@ -224,20 +147,14 @@ pub async fn list(
         (&page.offset(), Type::INT8),
     ];
     let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(17),
-        None => {
-            // Past the last page: count alone.
-            let count_sql = sql
-                .replace(&format!("SELECT {LIST_COLUMNS}, count(*) OVER ()"), "SELECT count(*)")
-                .replace(&format!("ORDER BY {sort_col} {order}, a.id {order}"), "")
-                .replace("LIMIT $10 OFFSET $11", "");
-            let r = stmt::query(&*client, &count_sql, &params[..9])
-                .await
-                .map_err(DbError::from)?;
-            r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0)
-        }
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        17,
+        &format!("SELECT count(*) {from_where}"),
+        &params[..9],
+    )
+    .await?;
     let data = rows.iter().map(|r| Value::Object(list_item(r))).collect();
     Ok(Json(page.envelope(data, total)))
 }
@@ -524,14 +441,5 @@ pub async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    stmt::query_opt(
-        &*client,
-        "DELETE FROM alerts WHERE uuid = $1 RETURNING id",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .map(|_| StatusCode::NO_CONTENT)
-    .ok_or_else(not_found)
+    page::delete_by_uuid(&*client, "alerts", &uuid, not_found).await
 }

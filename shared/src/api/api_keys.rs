@@ -90,15 +90,14 @@ async fn list(
     )
     .await
     .map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(11),
-        None => stmt::query(&*client, "SELECT count(*) FROM api_keys WHERE is_active", &[])
-            .await
-            .map_err(DbError::from)?
-            .first()
-            .map(|r| r.get::<_, i64>(0))
-            .unwrap_or(0),
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        11,
+        "SELECT count(*) FROM api_keys WHERE is_active",
+        &[],
+    )
+    .await?;
     Ok(Json(page.envelope(rows.iter().map(key_json).collect(), total)))
 }
 

@@ -91,11 +91,12 @@ async fn list(
             ("created_at", "created_at"),
         ],
         "created_at",
+        "id",
     )?;
     let sql = format!(
         "SELECT {COLUMNS}, count(*) OVER () FROM context_documents
          WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)
-         ORDER BY {sort}, id LIMIT $3 OFFSET $4"
+         ORDER BY {sort} LIMIT $3 OFFSET $4"
     );
     let rows = stmt::query(
         &*client,
@@ -109,19 +110,7 @@ async fn list(
     )
     .await
     .map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(12),
-        None => stmt::query(
-            &*client,
-            "SELECT count(*) FROM context_documents WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)",
-            &[(&types, Type::TEXT_ARRAY), (&is_global, Type::BOOL)],
-        )
-        .await
-        .map_err(DbError::from)?
-        .first()
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0),
-    };
+    let total = page::total(&*client, &rows, 12, "SELECT count(*) FROM context_documents WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)", &[(&types, Type::TEXT_ARRAY), (&is_global, Type::BOOL)]).await?;
     Ok(Json(
         page.envelope(rows.iter().map(|r| doc_json(r, false)).collect(), total),
     ))
@@ -269,10 +258,11 @@ async fn patch(
     let obj = page::object_body(&body)?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let title = fields::required_text(&obj, "title", 500, false)?;
-    let kind = match fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)? {
-        Some(None) => return Err(err("document_type", "may not be null", "enum")),
-        other => other.flatten(),
-    };
+    let kind = fields::non_null(
+        fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?,
+        "document_type",
+        "enum",
+    )?;
     let content = content(&obj, false)?;
     let is_global = fields::boolean(&obj, "is_global")?;
     // Explicit null clears description and targeting_rules (api spec §5.6 deviation).
@@ -316,16 +306,7 @@ async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    stmt::query_opt(
-        &*client,
-        "DELETE FROM context_documents WHERE uuid = $1 RETURNING id",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .map(|_| StatusCode::NO_CONTENT)
-    .ok_or_else(not_found)
+    page::delete_by_uuid(&*client, "context_documents", &uuid, not_found).await
 }
 
 /// `GET /v1/alerts/{uuid}/context`: the documents that apply to the alert, in payload order,

@@ -88,15 +88,16 @@ async fn list(
         &[
             ("name", "name"),
             ("source_name", "source_name"),
-            ("severity", "CASE severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END"),
+            ("severity", super::alerts_manage::SEVERITY_RANK_SQL),
             ("created_at", "created_at"),
         ],
         "created_at",
+        "a.id",
     )?;
     let filter = "($1::text[] IS NULL OR source_name = ANY($1)) AND ($2::text[] IS NULL OR severity = ANY($2))
          AND ($3::bool IS NULL OR is_active = $3)";
     let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules WHERE {filter} ORDER BY {sort}, id LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules a WHERE {filter} ORDER BY {sort} LIMIT $4 OFFSET $5"
     );
     let params: [stmt::Param<'_>; 5] = [
         (&sources, Type::TEXT_ARRAY),
@@ -106,19 +107,14 @@ async fn list(
         (&page.offset(), Type::INT8),
     ];
     let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(20),
-        None => stmt::query(
-            &*client,
-            &format!("SELECT count(*) FROM detection_rules WHERE {filter}"),
-            &params[..3],
-        )
-        .await
-        .map_err(DbError::from)?
-        .first()
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0),
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        20,
+        &format!("SELECT count(*) FROM detection_rules WHERE {filter}"),
+        &params[..3],
+    )
+    .await?;
     Ok(Json(page.envelope(rows.iter().map(rule_json).collect(), total)))
 }
 
@@ -292,14 +288,5 @@ async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    stmt::query_opt(
-        &*client,
-        "DELETE FROM detection_rules WHERE uuid = $1 RETURNING id",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .map(|_| StatusCode::NO_CONTENT)
-    .ok_or_else(not_found)
+    page::delete_by_uuid(&*client, "detection_rules", &uuid, not_found).await
 }

@@ -140,6 +140,14 @@ pub fn targeting(obj: &Body, field: &str) -> Result<Option<Option<Value>>, ApiEr
     }
 }
 
+/// A field that may be absent but not null: `null` is a validation error of type `kind`.
+pub fn non_null<T>(v: Option<Option<T>>, field: &str, kind: &str) -> Result<Option<T>, ApiError> {
+    match v {
+        Some(None) => Err(err(field, "may not be null", kind)),
+        other => Ok(other.flatten()),
+    }
+}
+
 /// `(was given, value)` for a nullable PATCH field.
 pub fn split<T>(v: Option<Option<T>>) -> (bool, Option<T>) {
     match v {

@@ -159,19 +159,14 @@ pub async fn activity(
     )
     .await
     .map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(6),
-        None => stmt::query(
-            &*client,
-            "SELECT count(*) FROM activity_events WHERE alert_id = $1",
-            &[(&id, Type::INT8)],
-        )
-        .await
-        .map_err(DbError::from)?
-        .first()
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0),
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        6,
+        "SELECT count(*) FROM activity_events WHERE alert_id = $1",
+        &[(&id, Type::INT8)],
+    )
+    .await?;
     let data = rows
         .iter()
         .map(|r| {

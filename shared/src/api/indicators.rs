@@ -201,36 +201,24 @@ async fn reenrich(
             .to_message(),
         );
     }
-    let mut rows: Vec<(i64, NewMessage)> = Vec::new();
-    if messages.is_empty() {
+    let rows: Vec<(i64, NewMessage)> = if messages.is_empty() {
         // Nothing to look up: complete now (its dispatch finds the deliveries already made).
         let done = stmt::query(
             &tx,
-            "SELECT outbox_id, body, attributes FROM calseta_complete_alerts(ARRAY[$1::bigint], 'enrichment')",
+            "SELECT alert_id, alert_uuid, outbox_id, body, attributes
+             FROM calseta_complete_alerts(ARRAY[$1::bigint], 'enrichment')",
             &[(&id, Type::INT8)],
         )
         .await
         .map_err(DbError::from)?;
-        for d in done {
-            let mut m = NewMessage {
-                queue: crate::queue::QueueName::Dispatch,
-                body: d.get(1),
-                attributes: Default::default(),
-                delay_seconds: 0,
-            };
-            if let Some(obj) = d.get::<_, Value>(2).as_object() {
-                for (k, v) in obj {
-                    if let Some(v) = v.as_str() {
-                        m = m.with_attribute(k.clone(), v.to_string());
-                    }
-                }
-            }
-            rows.push((d.get(0), m));
-        }
+        crate::enrich::engine::completions(&done)
+            .into_iter()
+            .map(|(_, _, m)| m)
+            .collect()
     } else {
         let ids = outbox::enqueue(&*tx, &messages).await?;
-        rows = ids.into_iter().zip(messages).collect();
-    }
+        ids.into_iter().zip(messages).collect()
+    };
     tx.commit().await.map_err(DbError::from)?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "re-enrichment messages left for the sweeper");

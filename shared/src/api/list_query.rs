@@ -83,9 +83,43 @@ impl ListQuery {
         }
     }
 
+    /// Every non-empty value of a repeated `key` (`tags=a&tags=b`); `None` when absent.
+    pub fn all(&self, key: &str) -> Option<Vec<String>> {
+        let v: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        (!v.is_empty()).then_some(v)
+    }
+
+    pub fn uuid(&self, key: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+        self.one(key)
+            .map(|v| {
+                uuid::Uuid::parse_str(v)
+                    .map_err(|_| ApiError::validation(&format!("query.{key}"), "a UUID", "uuid_parsing"))
+            })
+            .transpose()
+    }
+
+    pub fn timestamp(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.one(key)
+            .map(|v| {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        ApiError::validation(&format!("query.{key}"), "an RFC 3339 timestamp", "datetime_parsing")
+                    })
+            })
+            .transpose()
+    }
+
     /// `ORDER BY` text from `sort_by` (one of `columns`: (name, SQL expression)) and
-    /// `sort_order` (default `desc`).
-    pub fn sort(&self, columns: &[(&str, &str)], default: &str) -> Result<String, ApiError> {
+    /// `sort_order` (default `desc`), ending with `tiebreak` in the same direction so pages are
+    /// stable.
+    pub fn sort(&self, columns: &[(&str, &str)], default: &str, tiebreak: &str) -> Result<String, ApiError> {
         let by = self.one("sort_by").unwrap_or(default);
         let expr = columns.iter().find(|(n, _)| *n == by).map(|(_, e)| *e).ok_or_else(|| {
             let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
@@ -96,6 +130,6 @@ impl ListQuery {
             "desc" => "DESC",
             _ => return Err(sort_error("sort_order", "asc or desc".into())),
         };
-        Ok(format!("{expr} {order}"))
+        Ok(format!("{expr} {order}, {tiebreak} {order}"))
     }
 }

@@ -25,18 +25,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn window(q: &ListQuery, from_key: &str, to_key: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let parse = |k: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
-        q.one(k)
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v)
-                    .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| {
-                        ApiError::validation(&format!("query.{k}"), "an RFC 3339 timestamp", "datetime_parsing")
-                    })
-            })
-            .transpose()
-    };
-    let (from, to) = (parse(from_key)?, parse(to_key)?);
+    let (from, to) = (q.timestamp(from_key)?, q.timestamp(to_key)?);
     // Both default to the last 30 days when either is missing.
     let (from, to) = match (from, to) {
         (Some(f), Some(t)) => (f, t),

@@ -237,10 +237,7 @@ async fn patch(
         return Err(err("source_name", "cannot be changed", "value_error"));
     }
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let auth_type = match fields::one_of(&obj, "auth_type", &AUTH_TYPES)? {
-        Some(None) => return Err(err("auth_type", "may not be null", "enum")),
-        other => other.flatten(),
-    };
+    let auth_type = fields::non_null(fields::one_of(&obj, "auth_type", &AUTH_TYPES)?, "auth_type", "enum")?;
     let [s, p, h] = auth_config(&obj, &state)?;
     let (set_display, display) = fields::split(fields::text(&obj, "display_name", 255)?);
     let (set_doc, doc) = fields::split(fields::text(&obj, "documentation", 100_000)?);
@@ -292,14 +289,5 @@ async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    stmt::query_opt(
-        &*client,
-        "DELETE FROM sources WHERE uuid = $1 RETURNING id",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .map(|_| StatusCode::NO_CONTENT)
-    .ok_or_else(not_found)
+    page::delete_by_uuid(&*client, "sources", &uuid, not_found).await
 }

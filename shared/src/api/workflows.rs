@@ -13,7 +13,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts_manage::authorize;
-use super::fields::{self, err};
+use super::fields;
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
@@ -88,12 +88,12 @@ async fn list(
             ("created_at", "created_at"),
         ],
         "created_at",
+        "id",
     )?;
     let filter = "($1::text[] IS NULL OR workflow_type = ANY($1)) AND ($2::text[] IS NULL OR state = ANY($2))
          AND ($3::text[] IS NULL OR risk_level = ANY($3)) AND ($4::bool IS NULL OR is_active = $4)";
-    let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM workflows WHERE {filter} ORDER BY {sort}, id LIMIT $5 OFFSET $6"
-    );
+    let sql =
+        format!("SELECT {COLUMNS}, count(*) OVER () FROM workflows WHERE {filter} ORDER BY {sort} LIMIT $5 OFFSET $6");
     let params: [stmt::Param<'_>; 6] = [
         (&kinds, Type::TEXT_ARRAY),
         (&states, Type::TEXT_ARRAY),
@@ -103,19 +103,14 @@ async fn list(
         (&page.offset(), Type::INT8),
     ];
     let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
-    let total = match rows.first() {
-        Some(r) => r.get::<_, i64>(16),
-        None => stmt::query(
-            &*client,
-            &format!("SELECT count(*) FROM workflows WHERE {filter}"),
-            &params[..4],
-        )
-        .await
-        .map_err(DbError::from)?
-        .first()
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0),
-    };
+    let total = page::total(
+        &*client,
+        &rows,
+        16,
+        &format!("SELECT count(*) FROM workflows WHERE {filter}"),
+        &params[..4],
+    )
+    .await?;
     Ok(Json(page.envelope(rows.iter().map(wf_json).collect(), total)))
 }
 
@@ -134,13 +129,6 @@ struct Input {
     targeting_rules: Option<Option<Value>>,
 }
 
-fn non_null(v: Option<Option<String>>, field: &str) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(None) => Err(err(field, "may not be null", "enum")),
-        other => Ok(other.flatten()),
-    }
-}
-
 impl Input {
     fn parse(obj: &fields::Body, creating: bool) -> Result<Self, ApiError> {
         Ok(Self {
@@ -148,11 +136,15 @@ impl Input {
             description: fields::text(obj, "description", 10_000)?,
             workflow_type: fields::one_of(obj, "workflow_type", &WORKFLOW_TYPES)?,
             indicator_types: fields::strings_of(obj, "indicator_types", &indicator_types())?,
-            state: non_null(fields::one_of(obj, "state", &STATES)?, "state")?,
+            state: fields::non_null(fields::one_of(obj, "state", &STATES)?, "state", "enum")?,
             is_active: fields::boolean(obj, "is_active")?,
             tags: fields::strings(obj, "tags")?,
-            risk_level: non_null(fields::one_of(obj, "risk_level", &RISK_LEVELS)?, "risk_level")?,
-            approval_mode: non_null(fields::one_of(obj, "approval_mode", &APPROVAL_MODES)?, "approval_mode")?,
+            risk_level: fields::non_null(fields::one_of(obj, "risk_level", &RISK_LEVELS)?, "risk_level", "enum")?,
+            approval_mode: fields::non_null(
+                fields::one_of(obj, "approval_mode", &APPROVAL_MODES)?,
+                "approval_mode",
+                "enum",
+            )?,
             time_saved_minutes: fields::int(obj, "time_saved_minutes", 0, 100_000)?,
             documentation: fields::text(obj, "documentation", 100_000)?,
             targeting_rules: fields::targeting(obj, "targeting_rules")?,

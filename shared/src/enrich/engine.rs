@@ -1004,7 +1004,7 @@ fn parse_record(r: &SqsMessage) -> Result<(EnrichRequest, u32), HandlerError> {
 
 /// Rows of `calseta_complete_alerts` / `calseta_finish_enrichment` (alert id, uuid, outbox row)
 /// as the alerts completed now with the dispatch message to send.
-fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid, (i64, NewMessage))> {
+pub(crate) fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid, (i64, NewMessage))> {
     rows.iter()
         .map(|r| {
             let attrs: Value = r.get(4);
