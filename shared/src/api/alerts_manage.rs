@@ -182,17 +182,12 @@ async fn full(client: &impl stmt::Cached, id: i64) -> Result<Value, ApiError> {
     let a = a.map_err(DbError::from)?.ok_or_else(not_found)?;
     let (inds, finds) = (inds.map_err(DbError::from)?, finds.map_err(DbError::from)?);
     // Context documents that apply, as the agent payload computes them.
-    let payload = crate::context::payload::build(client, id, &Default::default())
+    let docs: Vec<Value> = crate::context::payload::applicable_documents(client, id)
         .await?
-        .unwrap_or(Value::Null);
-    let docs: Vec<Value> = payload["context_documents"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|d| json!({"uuid": d["uuid"], "title": d["title"], "document_type": d["type"]}))
-                .collect()
-        })
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| json!({"uuid": d.uuid, "title": d.title, "document_type": d.document_type}))
+        .collect();
     let mut m = list_item(&a);
     m.insert("source_alert_id".into(), json!(a.get::<_, String>(17)));
     m.insert("occurred_at_inferred".into(), json!(a.get::<_, bool>(18)));

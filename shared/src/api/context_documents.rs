@@ -318,17 +318,12 @@ async fn for_alert(
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let (id, _) = super::alerts_manage::alert_id(&*client, &uuid).await?;
-    let payload = crate::context::payload::build(&*client, id, &Default::default())
+    let uuids: Vec<Uuid> = crate::context::payload::applicable_documents(&*client, id)
         .await?
-        .ok_or_else(super::alerts_manage::not_found)?;
-    let uuids: Vec<Uuid> = payload["context_documents"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .filter_map(|d| d["uuid"].as_str().and_then(|u| Uuid::parse_str(u).ok()))
-                .collect()
-        })
-        .unwrap_or_default();
+        .ok_or_else(super::alerts_manage::not_found)?
+        .into_iter()
+        .map(|d| d.uuid)
+        .collect();
     let sql = format!(
         "SELECT {COLUMNS} FROM context_documents d JOIN unnest($1::uuid[]) WITH ORDINALITY AS o(u, n) ON o.u = d.uuid ORDER BY o.n"
     );

@@ -57,6 +57,59 @@ fn ts(d: Option<DateTime<Utc>>) -> Value {
     d.map(|d| Value::String(iso(d))).unwrap_or(Value::Null)
 }
 
+/// Targeting data of every context document (bodies are read only for the ones that apply).
+const DOCS_SQL: &str = "SELECT id, uuid, title, document_type, is_global, targeting_rules FROM context_documents";
+
+/// A context document that applies to an alert.
+#[derive(Debug, Clone)]
+pub struct ApplicableDocument {
+    pub id: i64,
+    pub uuid: uuid::Uuid,
+    pub title: String,
+    pub document_type: String,
+}
+
+/// The documents of [`DOCS_SQL`] rows that apply to `facts`, in payload order (api spec §5.6):
+/// global first, then targeted; inside each group by type, then title. A non-global document
+/// without rules matches nothing.
+fn applicable(docs: &[tokio_postgres::Row], facts: &AlertFacts) -> Vec<ApplicableDocument> {
+    let mut out: Vec<(bool, ApplicableDocument)> = docs
+        .iter()
+        .filter_map(|d| {
+            let is_global: bool = d.get(4);
+            let rules = TargetingRules::from_stored(d.get::<_, Option<Value>>(5).as_ref());
+            let matched = super::targeting::evaluate(rules.as_ref(), facts) == Verdict::Matched;
+            (is_global || matched).then(|| {
+                (
+                    !is_global,
+                    ApplicableDocument {
+                        id: d.get(0),
+                        uuid: d.get(1),
+                        title: d.get(2),
+                        document_type: d.get(3),
+                    },
+                )
+            })
+        })
+        .collect();
+    out.sort_by(|x, y| (x.0, &x.1.document_type, &x.1.title).cmp(&(y.0, &y.1.document_type, &y.1.title)));
+    out.into_iter().map(|(_, d)| d).collect()
+}
+
+/// The context documents that apply to alert `alert_id` without building its payload; `None`
+/// when the alert does not exist.
+pub async fn applicable_documents(
+    client: &impl Cached,
+    alert_id: i64,
+) -> Result<Option<Vec<ApplicableDocument>>, DbError> {
+    let (facts, docs) = tokio::join!(
+        super::targeting::facts_of(client, alert_id),
+        stmt::query(client, DOCS_SQL, &[]),
+    );
+    let Some(facts) = facts? else { return Ok(None) };
+    Ok(Some(applicable(&docs?, &facts)))
+}
+
 /// Builds the payload of alert `alert_id`; `None` when the alert does not exist.
 pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -> Result<Option<Value>, DbError> {
     let alert_sql = "SELECT a.uuid, a.title, a.severity, a.source_name, a.status, a.created_at, a.occurred_at,
@@ -85,7 +138,7 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
          ORDER BY p.occurred_at DESC, p.id DESC
          LIMIT $2";
     // Bodies are fetched only for the documents that apply (they can be 1 MiB each).
-    let docs_sql = "SELECT id, uuid, title, document_type, is_global, targeting_rules FROM context_documents";
+    let docs_sql = DOCS_SQL;
     let wf_sql = "SELECT uuid, name, description, workflow_type, indicator_types, risk_level, approval_mode,
                 documentation, targeting_rules
          FROM workflows WHERE state = 'active' ORDER BY created_at, id";
@@ -261,19 +314,8 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
         mitre_techniques: [ids_of("techniques"), ids_of("subtechniques")].concat(),
         indicator_types: types_present.clone(),
     };
-    let mut applicable: Vec<(bool, String, String, i64, uuid::Uuid)> = Vec::new();
-    for d in &docs {
-        let is_global: bool = d.get(4);
-        let rules = TargetingRules::from_stored(d.get::<_, Option<Value>>(5).as_ref());
-        let verdict = super::targeting::evaluate(rules.as_ref(), &facts);
-        // A non-global document without rules matches nothing (api spec §5.6).
-        if !(is_global || verdict == Verdict::Matched) {
-            continue;
-        }
-        applicable.push((!is_global, d.get(3), d.get(2), d.get(0), d.get(1)));
-    }
-    applicable.sort_by(|x, y| (x.0, &x.1, &x.2).cmp(&(y.0, &y.1, &y.2)));
-    let doc_ids: Vec<i64> = applicable.iter().map(|x| x.3).collect();
+    let applicable = applicable(&docs, &facts);
+    let doc_ids: Vec<i64> = applicable.iter().map(|d| d.id).collect();
     let bodies: HashMap<i64, String> = if doc_ids.is_empty() {
         HashMap::new()
     } else {
@@ -289,13 +331,13 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
     };
     let context_documents: Vec<Value> = applicable
         .into_iter()
-        .filter_map(|(_, kind, title, id, uuid)| {
+        .filter_map(|d| {
             // A document deleted between the two reads is left out.
-            let content = bodies.get(&id)?;
+            let content = bodies.get(&d.id)?;
             let mut m = Map::new();
-            put(&mut m, "uuid", uuid.to_string());
-            put(&mut m, "title", title);
-            put(&mut m, "type", kind);
+            put(&mut m, "uuid", d.uuid.to_string());
+            put(&mut m, "title", d.title);
+            put(&mut m, "type", d.document_type);
             put(&mut m, "content", content.clone());
             Some(Value::Object(m))
         })
