@@ -290,7 +290,14 @@ fn field_value<'a>(facts: &'a AlertFacts, field: &str) -> Option<FieldValue<'a>>
         "detection_rule_name" => FieldValue::Text(facts.detection_rule_name.as_deref()?),
         "tags" => FieldValue::List(facts.tags.clone()),
         "mitre_tactic" => FieldValue::List(facts.mitre_tactics.iter().map(|t| mitre_id(t)).collect()),
-        "mitre_technique" => FieldValue::List(facts.mitre_techniques.iter().map(|t| mitre_id(t)).collect()),
+        // A sub-technique also counts as its parent (`T1566.002` matches a rule on `T1566`), for
+        // alerts stored before parents were derived at ingest and for facts built elsewhere.
+        "mitre_technique" => FieldValue::List(
+            crate::domain::mitre::with_parent_techniques(&facts.mitre_techniques, &[])
+                .iter()
+                .map(|t| mitre_id(t))
+                .collect(),
+        ),
         "indicator_type" => FieldValue::List(facts.indicator_types.clone()),
         _ => return None,
     })
@@ -461,6 +468,37 @@ mod tests {
         ];
         for (rules, want) in cases {
             assert_eq!(verdict(rules.clone()), want, "{rules}");
+        }
+    }
+
+    #[test]
+    fn a_rule_on_a_technique_matches_an_alert_naming_only_its_sub_technique() {
+        let mut f = facts();
+        f.mitre_techniques = vec!["T1566.002 - Spearphishing Link".into()];
+        for (rules, want) in [
+            (
+                json!({"match_all": [{"field": "mitre_technique", "op": "contains", "value": "T1566"}]}),
+                Verdict::Matched,
+            ),
+            (
+                json!({"match_all": [{"field": "mitre_technique", "op": "in", "value": ["t1566"]}]}),
+                Verdict::Matched,
+            ),
+            (
+                json!({"match_all": [{"field": "mitre_technique", "op": "contains", "value": "T1566.002"}]}),
+                Verdict::Matched,
+            ),
+            (
+                json!({"match_all": [{"field": "mitre_technique", "op": "contains", "value": "T1566.001"}]}),
+                Verdict::NotMatched,
+            ),
+            (
+                json!({"match_all": [{"field": "mitre_technique", "op": "contains", "value": "T1078"}]}),
+                Verdict::NotMatched,
+            ),
+        ] {
+            let r = TargetingRules::parse(&rules).expect("valid").expect("rules");
+            assert_eq!(r.evaluate(&f), want, "{rules}");
         }
     }
 

@@ -488,6 +488,17 @@ pub fn normalize_url(s: &str) -> Result<String, IndicatorError> {
     Ok(out)
 }
 
+/// The host of a normalized URL as its own indicator: a `domain` (domain rule of §7, so a
+/// single-label intranet host gives nothing) or an `ip`. Reputation services know domains far
+/// better than full URLs; the never-send policy then applies to the host like to any indicator.
+pub fn url_host_indicator(normalized_url: &str) -> Option<(IndicatorType, String)> {
+    match url::Url::parse(normalized_url).ok()?.host()? {
+        url::Host::Domain(d) => normalize_domain_name(d).ok().map(|d| (IndicatorType::Domain, d)),
+        url::Host::Ipv4(v4) => Some((IndicatorType::Ip, v4.to_string())),
+        url::Host::Ipv6(v6) => Some((IndicatorType::Ip, canonical_ip(IpAddr::V6(v6)).to_string())),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hashes
 // ---------------------------------------------------------------------------------------------
@@ -651,8 +662,14 @@ impl IndicatorSet {
         for r in normalize_each(kind, raw) {
             match r {
                 Ok((k, v)) => {
+                    let host = (k == IndicatorType::Url).then(|| url_host_indicator(&v)).flatten();
                     if self.push(k, v, source_field) {
                         added += 1;
+                    }
+                    if let Some((hk, hv)) = host {
+                        if self.push(hk, hv, source_field) {
+                            added += 1;
+                        }
                     }
                 }
                 Err(e) if e.is_absent() => {}

@@ -1,7 +1,8 @@
 //! MITRE ATT&CK references (spec `sources.md` §1 "MITRE").
 //!
 //! IDs are recognised by pattern: `TA\d{4}` tactic, `T\d{4}` technique, `T\d{4}\.\d{3}`
-//! sub-technique (sub-techniques go to `subtechniques` only; the parent is not added). Strings
+//! sub-technique. A sub-technique also adds its parent technique (id only) to `techniques`, so
+//! filters and targeting rules on `T1566` see an alert that only names `T1566.002`. Strings
 //! shaped `"T1078 - Valid Accounts"` split into id and name. Tactic names are matched ignoring
 //! case, spaces, `_` and `-`, and written with the canonical spelling.
 
@@ -100,6 +101,34 @@ pub fn classify_id(s: &str) -> Option<(MitreKind, String)> {
         return Some((MitreKind::Subtechnique, s.to_ascii_uppercase()));
     }
     None
+}
+
+/// The parent technique of a sub-technique id (`T1566.002` → `T1566`); `None` for anything
+/// else. Accepts `"T1566.002 - Name"` strings too.
+pub fn parent_technique(s: &str) -> Option<String> {
+    let id = s.split(" - ").next().unwrap_or(s).trim();
+    match classify_id(id) {
+        Some((MitreKind::Subtechnique, id)) => Some(id[..5].to_string()),
+        _ => None,
+    }
+}
+
+/// A technique list with the parent of every sub-technique added (id only) when no entry has
+/// that id yet. Entries are ids or `"ID - Name"` strings (detection-rule form).
+pub fn with_parent_techniques(techniques: &[String], subtechniques: &[String]) -> Vec<String> {
+    let mut out = techniques.to_vec();
+    let has = |list: &[String], id: &str| {
+        list.iter()
+            .any(|t| t.split(" - ").next().unwrap_or(t).trim().eq_ignore_ascii_case(id))
+    };
+    for sub in subtechniques.iter().chain(techniques) {
+        if let Some(parent) = parent_technique(sub) {
+            if !has(&out, &parent) {
+                out.push(parent);
+            }
+        }
+    }
+    out
 }
 
 /// Split a free-form entry into `(id, name)`: `"T1078 - Valid Accounts"`, `"T1078"`,
@@ -226,6 +255,11 @@ impl Mitre {
         };
         if id.is_none() && name.is_none() {
             return;
+        }
+        if kind == MitreKind::Subtechnique {
+            if let Some(parent) = id.as_deref().and_then(parent_technique) {
+                self.push(MitreKind::Technique, Some(parent), None);
+            }
         }
         let list = match kind {
             MitreKind::Tactic => &mut self.tactics,
@@ -362,7 +396,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_route_by_pattern_and_subtechnique_parent_not_added() {
+    fn ids_route_by_pattern_and_subtechnique_adds_its_parent() {
         let mut m = Mitre::new();
         m.add_technique_str("T1059.001");
         m.add_technique_str("T1078 - Valid Accounts");
@@ -372,9 +406,39 @@ mod tests {
         assert_eq!(m.subtechniques, vec![r(Some("T1059.001"), None)]);
         assert_eq!(
             m.techniques,
-            vec![r(Some("T1078"), Some("Valid Accounts")), r(Some("T1110"), None)]
+            vec![
+                r(Some("T1059"), None),
+                r(Some("T1078"), Some("Valid Accounts")),
+                r(Some("T1110"), None)
+            ]
         );
         assert_eq!(m.tactics, vec![r(Some("TA0006"), Some("Credential Access"))]);
+        // A parent named later keeps its name.
+        let mut m = Mitre::new();
+        m.add_subtechnique_str("T1566.002 - Spearphishing Link");
+        m.add_technique_str("T1566 - Phishing");
+        assert_eq!(m.techniques, vec![r(Some("T1566"), Some("Phishing"))]);
+        assert_eq!(m.subtechniques, vec![r(Some("T1566.002"), Some("Spearphishing Link"))]);
+    }
+
+    #[test]
+    fn parents_of_rule_lists() {
+        assert_eq!(
+            parent_technique("t1566.002 - Spearphishing Link").as_deref(),
+            Some("T1566")
+        );
+        assert_eq!(parent_technique("T1566"), None);
+        assert_eq!(parent_technique("Phishing"), None);
+        let techs = vec!["T1566 - Phishing".to_string()];
+        assert_eq!(
+            with_parent_techniques(&techs, &["T1566.002".into(), "T1059.001 - PowerShell".into()]),
+            vec!["T1566 - Phishing", "T1059"]
+        );
+        // A sub-technique written into the technique list also brings its parent.
+        assert_eq!(
+            with_parent_techniques(&["T1003.001".into()], &[]),
+            vec!["T1003.001", "T1003"]
+        );
     }
 
     #[test]
@@ -405,6 +469,13 @@ mod tests {
         assert_eq!(t, vec!["TA0001 - Initial Access", "PreAttack"]);
         assert_eq!(te, vec!["T1078"]);
         assert_eq!(st, vec!["T1078.004 - Cloud Accounts"]);
+        let mut sub_only = Mitre::new();
+        sub_only.add_subtechnique_str("T1566.002");
+        assert_eq!(
+            sub_only.rule_strings().1,
+            vec!["T1566"],
+            "auto-created rules get the parent too"
+        );
         let json = serde_json::to_value(&m).unwrap_or_default();
         assert_eq!(json["tactics"][1], serde_json::json!({"name": "PreAttack"}));
     }

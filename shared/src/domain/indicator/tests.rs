@@ -298,3 +298,38 @@ fn indicator_set_dedup_and_counts() {
         ]
     );
 }
+
+#[test]
+fn a_url_also_yields_its_host() {
+    let mut set = IndicatorSet::new();
+    set.add(Domain, "evil-login.example.com", "d");
+    set.add(Url, "HTTPS://Evil-Login.Example.COM./a?b=1", "u1");
+    set.add(Url, "http://10.0.0.5:8080/x", "u2");
+    set.add(Url, "http://[::FFFF:8.8.4.4]/y", "u3");
+    set.add(Url, "http://intranet/wiki", "u4");
+    set.add(Url, "https://xn--bcher-kva.example/p", "u5");
+    set.add(Url, "https://user:pw@files.example.org/f", "u6");
+    let got: Vec<(IndicatorType, &str, &str)> = set
+        .items()
+        .iter()
+        .map(|i| (i.indicator_type, i.value.as_str(), i.source_field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Domain, "evil-login.example.com", "d"),
+            (Url, "https://evil-login.example.com/a?b=1", "u1"),
+            (Url, "http://10.0.0.5:8080/x", "u2"),
+            (Ip, "10.0.0.5", "u2"),
+            (Url, "http://[::ffff:8.8.4.4]/y", "u3"),
+            (Ip, "8.8.4.4", "u3"),
+            (Url, "http://intranet/wiki", "u4"),
+            (Url, "https://xn--bcher-kva.example/p", "u5"),
+            (Domain, "xn--bcher-kva.example", "u5"),
+            (Url, "https://user:pw@files.example.org/f", "u6"),
+            (Domain, "files.example.org", "u6"),
+        ]
+    );
+    assert_eq!(set.dropped(), 0, "a host that is no indicator is not a dropped value");
+    assert_eq!(url_host_indicator("not a url"), None);
+}
