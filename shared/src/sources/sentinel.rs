@@ -1,6 +1,7 @@
 //! Microsoft Sentinel (spec `sources.md` §2).
 //!
 //! Shapes, checked in order: A. Logic Apps incident-trigger envelope (`object.properties`),
+//! D. alert object in the Azure REST shape (`kind: "SecurityAlert"` with `properties`),
 //! B. bare incident (`properties`), C. `SecurityAlert` row (`SystemAlertId` or `AlertName`).
 
 use std::collections::{HashMap, HashSet};
@@ -45,6 +46,13 @@ impl AlertSource for Sentinel {
         {
             return parse_incident(body, incident, true, ctx);
         }
+        if let Some(p) = obj
+            .get("properties")
+            .and_then(Value::as_object)
+            .filter(|p| is_rest_alert(obj, p))
+        {
+            return Ok(vec![parse_rest_alert(body, p, ctx)]);
+        }
         if obj.get("properties").is_some_and(Value::is_object) {
             return parse_incident(body, body, false, ctx);
         }
@@ -59,7 +67,8 @@ fn shape_error() -> ParseError {
     ParseError::invalid(
         "$",
         "unrecognised Sentinel payload: expected a Logic Apps incident envelope (object.properties), \
-         an incident (properties) or a SecurityAlert row (SystemAlertId or AlertName)",
+         an incident (properties), an alert (kind SecurityAlert with properties) or a SecurityAlert row \
+         (SystemAlertId or AlertName)",
     )
 }
 
@@ -137,15 +146,15 @@ fn parse_incident(
         lower.contains("/incidents/").then(|| last_segment(&lower)).flatten()
     });
 
-    // Detection rule.
+    // Detection rule, named after the analytic rule and never after the incident title: the
+    // first incident would otherwise name the rule for every later incident of that rule.
     let (rule_id, other_ids) = split_rule_ids(string_list(p.get("relatedAnalyticRuleIds"), None));
     let alerts = p.get("alerts").and_then(Value::as_array);
-    let rule_name = alerts
-        .and_then(|a| a.first())
-        .and_then(|a| a.get("properties"))
+    let first_alert = alerts.and_then(|a| a.first()).and_then(|a| a.get("properties"));
+    let rule_name = first_alert
         .and_then(|ap| ap.get("additionalData"))
         .and_then(|ad| non_empty_str(ad.get("Analytic Rule Name")))
-        .or(title)
+        .or_else(|| first_alert.and_then(|ap| non_empty_str(ap.get("alertDisplayName"))))
         .map(str::to_string);
     d.detection_rule_ref = rule_ref(rule_id, rule_name);
 
@@ -204,6 +213,96 @@ fn parse_incident(
     }
 
     Ok(vec![ParsedItem::Alert(Box::new(d.finish(body, &[], ctx)))])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape D: alert object (Azure Security Insights REST, playbooks)
+// ---------------------------------------------------------------------------------------------
+
+/// An alert rather than an incident: `kind` is `SecurityAlert`, or (no `kind`) the properties
+/// carry alert fields and no incident title.
+fn is_rest_alert(obj: &Map<String, Value>, p: &Map<String, Value>) -> bool {
+    match non_empty_str(obj.get("kind")) {
+        Some(kind) => kind.eq_ignore_ascii_case("SecurityAlert"),
+        None => {
+            !p.contains_key("title")
+                && !p.contains_key("incidentNumber")
+                && (p.contains_key("alertDisplayName") || p.contains_key("systemAlertId"))
+        }
+    }
+}
+
+fn parse_rest_alert(body: &Value, p: &Map<String, Value>, ctx: &ParseContext) -> ParsedItem {
+    let display = non_empty_str(p.get("alertDisplayName"));
+    let mut d = AlertDraft::new(
+        SourceName::Sentinel,
+        clean_title(display.or(non_empty_str(p.get("friendlyName"))), UNTITLED_ALERT),
+    );
+    let severity_original = p.get("severity").and_then(scalar_string);
+    d.severity = map_severity(severity_original.as_deref());
+    d.severity_original = severity_original;
+    d.occurred_at = ["startTimeUtc", "timeGenerated"]
+        .iter()
+        .find_map(|k| p.get(*k).and_then(timestamp::parse_value));
+    d.description = clean_description(non_empty_str(p.get("description")));
+    // `systemAlertId` lower-cased, as in shape C, so the same alert sent both ways is one alert;
+    // the entity's own name (the same GUID in practice) otherwise.
+    d.source_alert_id = p
+        .get("systemAlertId")
+        .and_then(scalar_string)
+        .or_else(|| non_empty_str(body.get("name")).map(str::to_string))
+        .or_else(|| non_empty_str(body.get("id")).and_then(last_segment))
+        .map(|s| s.to_lowercase());
+
+    // additionalData mirrors the SecurityAlert row's ExtendedProperties.
+    let ad = p.get("additionalData").and_then(decode_json_string);
+    let ad_map = ad.as_ref().and_then(Value::as_object);
+    let ad_field = |name: &str| ad_map.and_then(|m| get_ci(m, name)).map(|(_, v)| v);
+    let (analytic_id, other_ids) = split_rule_ids(string_list(ad_field("Analytic Rule Ids"), Some(',')));
+    let rule_name = non_empty_str(ad_field("Analytic Rule Name")).map(str::to_string);
+    d.detection_rule_ref = match analytic_id {
+        // A scheduled analytic: its name, else the display name (which defaults to it).
+        Some(id) => rule_ref(Some(id), rule_name.or(display.map(str::to_string))),
+        // A product alert: the alert type is the rule; display names vary per alert.
+        None => rule_ref(p.get("alertType").and_then(scalar_string), rule_name),
+    };
+
+    for t in string_list(p.get("tactics"), Some(',')) {
+        d.mitre.add_tactic_str(&t);
+    }
+    for t in string_list(p.get("techniques"), Some(',')) {
+        d.mitre.add_technique_str(&t);
+    }
+    for t in string_list(p.get("subTechniques"), Some(',')) {
+        d.mitre.add_subtechnique_str(&t);
+    }
+
+    d.deep_link = clean_link(non_empty_str(p.get("alertLink")));
+    d.set_extra("status", p.get("status"));
+    d.set_extra("alert_type", p.get("alertType"));
+    d.set_extra("product_name", p.get("productName"));
+    d.set_extra("product_component_name", p.get("productComponentName"));
+    d.set_extra("vendor_name", p.get("vendorName"));
+    d.set_extra("provider_alert_id", p.get("providerAlertId"));
+    d.set_extra("confidence_score", p.get("confidenceScore"));
+    d.set_extra("compromised_entity", p.get("compromisedEntity"));
+    d.set_extra("end_time", p.get("endTimeUtc"));
+    d.set_extra_list("other_rule_ids", other_ids);
+
+    // Entities: properties.entities (array or JSON string), and a top-level Entities as the
+    // incident shapes accept.
+    let mut walker = EntityWalker::new(&mut d.indicators, &mut d.hosts);
+    if let Some((key, ents)) = get_ci(p, "entities") {
+        if let Some(decoded) = decode_json_string(ents) {
+            walker.walk(&decoded, &format!("properties.{key}"));
+        }
+    }
+    if let Some((key, ents)) = body.as_object().and_then(|o| get_ci(o, "Entities")) {
+        if let Some(decoded) = decode_json_string(ents) {
+            walker.walk(&decoded, key);
+        }
+    }
+    ParsedItem::Alert(Box::new(d.finish(body, &[], ctx)))
 }
 
 // ---------------------------------------------------------------------------------------------
