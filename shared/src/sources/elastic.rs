@@ -2,7 +2,9 @@
 //!
 //! Accepted bodies: a single alert (nested or flat `_source`), a search hit (`_source`), a
 //! top-level array of those, or a batch object `{alerts: [...], results_link, rule}`. Every
-//! path is read with the dotted-key lookup of §3.1.
+//! path is read with the dotted-key lookup of §3.1. An alert is an 8.x alert (`kibana.alert.*`)
+//! or a legacy 7.x detection signal (`signal.*`, the `.siem-signals-*` documents); the two
+//! differ only in where each field lives (see [`Schema`]).
 
 use serde_json::{Map, Value};
 
@@ -48,7 +50,7 @@ impl AlertSource for Elastic {
                 finish_batch(out)
             }
             Value::Object(m) => {
-                if has_kibana_key(m) || m.get("_source").is_some_and(Value::is_object) {
+                if has_kibana_key(m) || has_signal_key(m) || m.get("_source").is_some_and(Value::is_object) {
                     let item = parse_element(body, None, &BatchContext::default(), ctx);
                     return match item {
                         ParsedItem::Rejected { errors } => Err(ParseError::InvalidPayload(errors)),
@@ -72,7 +74,8 @@ impl AlertSource for Elastic {
                     Some(_) => Err(ParseError::invalid("alerts", "must be an array of alerts")),
                     None => Err(ParseError::invalid(
                         "kibana.alert.rule.name",
-                        "missing: not an Elastic alert, search hit, array or {alerts: [...]} batch",
+                        "missing: not an Elastic alert (kibana.alert.* or legacy signal.*), search hit, array or \
+                         {alerts: [...]} batch",
                     )),
                 }
             }
@@ -86,6 +89,85 @@ impl AlertSource for Elastic {
 
 fn has_kibana_key(m: &Map<String, Value>) -> bool {
     m.keys().any(|k| k == "kibana" || k.starts_with("kibana."))
+}
+
+/// A legacy 7.x signal document (`signal` or `signal.*` at the top).
+fn has_signal_key(m: &Map<String, Value>) -> bool {
+    m.keys().any(|k| k == "signal" || k.starts_with("signal."))
+}
+
+/// Where each alert field lives in one of the two Elastic alert schemas.
+struct Schema {
+    rule_name: &'static str,
+    rule_uuid: &'static str,
+    rule_id: &'static str,
+    building_block: &'static str,
+    reason: &'static str,
+    /// Per-alert severity, then the rule's.
+    severity: &'static [&'static str],
+    risk_score: &'static [&'static str],
+    times: &'static [&'static str],
+    description: &'static str,
+    tags: &'static str,
+    uuid: Option<&'static str>,
+    threat: &'static str,
+    url: Option<&'static str>,
+    rule_type: &'static [&'static str],
+    workflow_status: &'static str,
+    group_id: &'static str,
+}
+
+/// 8.x alerts (`.alerts-security.alerts-*`).
+const KIBANA: Schema = Schema {
+    rule_name: "kibana.alert.rule.name",
+    rule_uuid: "kibana.alert.rule.uuid",
+    rule_id: "kibana.alert.rule.rule_id",
+    building_block: "kibana.alert.building_block_type",
+    reason: "kibana.alert.reason",
+    severity: &["kibana.alert.severity", "kibana.alert.rule.severity"],
+    risk_score: &["kibana.alert.risk_score", "kibana.alert.rule.risk_score"],
+    times: &["kibana.alert.original_time", "kibana.alert.start", "@timestamp"],
+    description: "kibana.alert.rule.description",
+    tags: "kibana.alert.rule.tags",
+    uuid: Some("kibana.alert.uuid"),
+    threat: "kibana.alert.rule.threat",
+    url: Some("kibana.alert.url"),
+    rule_type: &["kibana.alert.rule.type", "kibana.alert.rule.rule_type_id"],
+    workflow_status: "kibana.alert.workflow_status",
+    group_id: "kibana.alert.group.id",
+};
+
+/// 7.x detection signals (`.siem-signals-*`): the rule is `signal.rule` (`id` is the rule's
+/// saved-object id, `rule_id` its static id); a signal has no id of its own besides the
+/// document `_id`.
+const LEGACY: Schema = Schema {
+    rule_name: "signal.rule.name",
+    rule_uuid: "signal.rule.id",
+    rule_id: "signal.rule.rule_id",
+    building_block: "signal.rule.building_block_type",
+    reason: "signal.reason",
+    severity: &["signal.rule.severity"],
+    risk_score: &["signal.rule.risk_score"],
+    times: &["signal.original_time", "@timestamp"],
+    description: "signal.rule.description",
+    tags: "signal.rule.tags",
+    uuid: None,
+    threat: "signal.rule.threat",
+    url: None,
+    rule_type: &["signal.rule.type"],
+    workflow_status: "signal.status",
+    group_id: "signal.group.id",
+};
+
+/// The schema of a document: 8.x when it names a `kibana.alert.rule`, else legacy when it names
+/// a `signal.rule`, else 8.x (whose field names the rejection then reports).
+fn schema_of(doc: &Value) -> &'static Schema {
+    let names_rule = |s: &Schema| lookup_str(doc, s.rule_name).is_some() || lookup_scalar(doc, s.rule_uuid).is_some();
+    if !names_rule(&KIBANA) && names_rule(&LEGACY) {
+        &LEGACY
+    } else {
+        &KIBANA
+    }
 }
 
 /// Severity table of §3.3 for a severity string.
@@ -135,63 +217,69 @@ fn parse_element(el: &Value, index: Option<usize>, batch: &BatchContext<'_>, ctx
     };
     // A search hit: the alert is `_source`; `_id` is the id fallback.
     let (doc, hit_id) = match m.get("_source") {
-        Some(src @ Value::Object(_)) if !has_kibana_key(m) => (src, non_empty_str(m.get("_id"))),
+        Some(src @ Value::Object(_)) if !has_kibana_key(m) && !has_signal_key(m) => (src, non_empty_str(m.get("_id"))),
         _ => (el, None),
     };
+    let s = schema_of(doc);
 
-    if lookup(doc, "kibana.alert.building_block_type").is_some_and(|v| scalar_string(v).is_some()) {
+    if lookup(doc, s.building_block).is_some_and(|v| scalar_string(v).is_some()) {
         return ParsedItem::Skipped {
-            reason: "building block alert (kibana.alert.building_block_type is set)".into(),
+            reason: format!("building block alert ({} is set)", s.building_block),
         };
     }
-    let rule_name = lookup_str(doc, "kibana.alert.rule.name");
-    let rule_uuid = lookup_scalar(doc, "kibana.alert.rule.uuid");
+    let rule_name = lookup_str(doc, s.rule_name);
+    let rule_uuid = lookup_scalar(doc, s.rule_uuid);
     if rule_name.is_none() && rule_uuid.is_none() {
         return reject(
             "kibana.alert.rule.name",
-            "missing (kibana.alert.rule.name or kibana.alert.rule.uuid is required)",
+            "missing (kibana.alert.rule.name or kibana.alert.rule.uuid is required; legacy signals: \
+             signal.rule.name or signal.rule.id)",
         );
     }
 
-    let reason = lookup_str(doc, "kibana.alert.reason");
+    let reason = lookup_str(doc, s.reason);
     let title = rule_name.or(batch.rule_name).or(reason);
     let mut d = AlertDraft::new(SourceName::Elastic, clean_title(title, UNTITLED));
 
     // Severity: per-alert severity string, else the rule's, else the risk-score band.
-    if let Some(sev) = first_scalar(doc, &["kibana.alert.severity", "kibana.alert.rule.severity"]) {
+    if let Some(sev) = first_scalar(doc, s.severity) {
         d.severity = map_severity(&sev);
         d.severity_original = Some(sev);
-    } else if let Some((score, text)) = ["kibana.alert.risk_score", "kibana.alert.rule.risk_score"]
-        .iter()
-        .find_map(|p| lookup(doc, p).and_then(number_of))
-    {
+    } else if let Some((score, text)) = s.risk_score.iter().find_map(|p| lookup(doc, p).and_then(number_of)) {
         if let Some(sev) = risk_band(score) {
             d.severity = sev;
             d.severity_original = Some(format!("risk_score:{text}"));
         }
     }
 
-    d.occurred_at = ["kibana.alert.original_time", "kibana.alert.start", "@timestamp"]
+    d.occurred_at = s
+        .times
         .iter()
         .find_map(|p| lookup(doc, p).and_then(timestamp::parse_value));
-    d.description = clean_description(lookup_str(doc, "kibana.alert.rule.description").or(reason));
-    d.tags = clean_tags(string_list(lookup(doc, "kibana.alert.rule.tags"), None));
-    d.source_alert_id = lookup_scalar(doc, "kibana.alert.uuid").or(hit_id.map(str::to_string));
+    d.description = clean_description(lookup_str(doc, s.description).or(reason));
+    d.tags = clean_tags(string_list(lookup(doc, s.tags), None));
+    d.source_alert_id = s
+        .uuid
+        .and_then(|p| lookup_scalar(doc, p))
+        .or(hit_id.map(str::to_string));
     d.detection_rule_ref = rule_ref(
-        lookup_scalar(doc, "kibana.alert.rule.rule_id").or(rule_uuid),
+        lookup_scalar(doc, s.rule_id).or(rule_uuid),
         rule_name.map(str::to_string),
     );
-    read_threat(doc, &mut d);
-    d.deep_link = clean_link(lookup_str(doc, "kibana.alert.url")).or_else(|| clean_link(batch.results_link));
+    read_threat(doc, s.threat, &mut d);
+    // ECS threat fields of the event itself (`threat.tactic.*`, `threat.technique.*`).
+    read_threat(doc, "threat", &mut d);
+    d.deep_link = s
+        .url
+        .and_then(|p| clean_link(lookup_str(doc, p)))
+        .or_else(|| clean_link(batch.results_link));
 
-    d.set_extra("risk_score", lookup(doc, "kibana.alert.risk_score"));
-    d.set_extra("reason", lookup(doc, "kibana.alert.reason"));
-    d.set_extra(
-        "rule_type",
-        lookup(doc, "kibana.alert.rule.type").or_else(|| lookup(doc, "kibana.alert.rule.rule_type_id")),
-    );
-    d.set_extra("workflow_status", lookup(doc, "kibana.alert.workflow_status"));
-    d.set_extra("group_id", lookup(doc, "kibana.alert.group.id"));
+    // 8.x keeps a per-alert risk score; a legacy signal only the rule's.
+    d.set_extra("risk_score", lookup(doc, s.risk_score[0]));
+    d.set_extra("reason", lookup(doc, s.reason));
+    d.set_extra("rule_type", s.rule_type.iter().find_map(|p| lookup(doc, p)));
+    d.set_extra("workflow_status", lookup(doc, s.workflow_status));
+    d.set_extra("group_id", lookup(doc, s.group_id));
     d.hosts.add_json(lookup(doc, "host.name"));
     d.hosts.add_json(lookup(doc, "host.hostname"));
 
@@ -292,9 +380,12 @@ fn strings(v: Option<&Value>) -> Vec<Option<String>> {
     }
 }
 
-fn read_threat(doc: &Value, d: &mut AlertDraft) {
+/// MITRE under `base`: a rule's `threat` (`kibana.alert.rule.threat`, `signal.rule.threat`) or
+/// the event's own ECS `threat` fields, structured or flattened.
+fn read_threat(doc: &Value, base: &str, d: &mut AlertDraft) {
     // Structured: threat[] of {framework, tactic{id,name}, technique[]{id,name,subtechnique[]}}.
-    for entry in objects(lookup(doc, "kibana.alert.rule.threat")) {
+    let entries = objects(lookup(doc, base));
+    for &entry in &entries {
         if !is_attack_framework(entry) {
             continue;
         }
@@ -311,19 +402,20 @@ fn read_threat(doc: &Value, d: &mut AlertDraft) {
             }
         }
     }
-    // Flattened: kibana.alert.rule.threat.tactic.id / .name etc., strings or arrays paired by
-    // position.
+    // Flattened: <base>.tactic.id / .name etc., strings or arrays paired by position (ECS keeps
+    // event-level threat fields this way). A flattened `framework` other than ATT&CK is skipped.
+    let framework = lookup(doc, &format!("{base}.framework")).and_then(scalar_string);
+    if framework.is_some_and(|f| !f.eq_ignore_ascii_case("MITRE ATT&CK")) {
+        return;
+    }
     let pairs = [
-        (MitreKind::Tactic, "kibana.alert.rule.threat.tactic"),
-        (MitreKind::Technique, "kibana.alert.rule.threat.technique"),
-        (
-            MitreKind::Subtechnique,
-            "kibana.alert.rule.threat.technique.subtechnique",
-        ),
+        (MitreKind::Tactic, "tactic"),
+        (MitreKind::Technique, "technique"),
+        (MitreKind::Subtechnique, "technique.subtechnique"),
     ];
-    for (kind, base) in pairs {
-        let ids = strings(lookup(doc, &format!("{base}.id")));
-        let names = strings(lookup(doc, &format!("{base}.name")));
+    for (kind, field) in pairs {
+        let ids = strings(lookup(doc, &format!("{base}.{field}.id")));
+        let names = strings(lookup(doc, &format!("{base}.{field}.name")));
         for i in 0..ids.len().max(names.len()) {
             let id = ids.get(i).cloned().flatten();
             let name = names.get(i).cloned().flatten();
