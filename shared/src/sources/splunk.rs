@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 
 use super::lookup::lookup;
 use super::{
-    add_multivalue, clean_description, clean_link, clean_tags, clean_title, non_empty_str, rule_ref,
-    sha256_key_canonical, AlertDraft, AlertSource, FieldError, ParseContext, ParseError, ParsedItem, SourceName,
+    add_multivalue, clean_description, clean_link, clean_tags, clean_title, decode_json_string, non_empty_str,
+    rule_ref, sha256_key_canonical, AlertDraft, AlertSource, FieldError, ParseContext, ParseError, ParsedItem,
+    SourceName,
 };
 use crate::domain::indicator::{parse_ip_lenient, IndicatorType};
 use crate::domain::severity::Severity;
@@ -123,7 +124,8 @@ fn parse_result(
             .or_else(|| first(result, "signature"))
             .as_deref(),
     );
-    d.tags = clean_tags(multivalue(result.get("tag")));
+    // `tag` is multivalue, and some searches join it into one comma-separated string.
+    d.tags = clean_tags(multivalue(result.get("tag")).iter().flat_map(|t| t.split(',')));
 
     // Idempotency: ES notable event_id, else hash of sid + "\n" + canonical(result).
     d.source_alert_id = first(result, "event_id").or_else(|| {
@@ -139,19 +141,7 @@ fn parse_result(
         .or_else(|| search_name.map(str::to_string));
     d.detection_rule_ref = rule_ref(rule_id, rule_name);
 
-    // MITRE: only values that are exactly ATT&CK IDs.
-    for path in [
-        "annotations.mitre_attack",
-        "annotations.mitre_attack.mitre_tactic_id",
-        "annotations.mitre_attack.mitre_technique_id",
-        "mitre_attack_id",
-        "mitre_technique_id",
-        "mitre_tactic_id",
-    ] {
-        for v in multivalue(lookup(result_value, path)) {
-            d.mitre.add_id_only(&v);
-        }
-    }
+    read_mitre(result_value, &mut d);
 
     d.deep_link = clean_link(non_empty_str(obj.get("results_link")));
     d.set_extra("sid", obj.get("sid"));
@@ -163,6 +153,46 @@ fn parse_result(
     ParsedItem::Alert(Box::new(d.finish(body, &[result_value], ctx)))
 }
 
+/// MITRE from a result row: ID-only columns (any kind, by pattern), Enterprise Security's
+/// `mitre_attack_tactic` / `mitre_attack_technique` (names or IDs), and the same under
+/// `annotations` — dotted columns, a nested object, or a JSON-encoded `annotations` string.
+fn read_mitre(result_value: &Value, d: &mut AlertDraft) {
+    let decoded = result_value.get("annotations").and_then(|a| match a {
+        Value::String(_) => decode_json_string(a).filter(Value::is_object),
+        _ => None,
+    });
+    // Paths are relative to the row; `annotations.*` ones are also tried in the decoded string.
+    let lookup_any = |path: &str| -> Vec<String> {
+        let mut out = multivalue(lookup(result_value, path));
+        if let (Some(ann), Some(rest)) = (&decoded, path.strip_prefix("annotations.")) {
+            out.extend(multivalue(lookup(ann, rest)));
+        }
+        out
+    };
+    for path in [
+        "annotations.mitre_attack",
+        "annotations.mitre_attack.mitre_tactic_id",
+        "annotations.mitre_attack.mitre_technique_id",
+        "mitre_attack_id",
+        "mitre_technique_id",
+        "mitre_tactic_id",
+    ] {
+        for v in lookup_any(path) {
+            d.mitre.add_id_only(&v);
+        }
+    }
+    for path in ["mitre_attack_tactic", "annotations.mitre_attack.mitre_tactic"] {
+        for v in lookup_any(path) {
+            d.mitre.add_tactic_str(&v);
+        }
+    }
+    for path in ["mitre_attack_technique", "annotations.mitre_attack.mitre_technique"] {
+        for v in lookup_any(path) {
+            d.mitre.add_technique_str(&v);
+        }
+    }
+}
+
 fn extract_indicators(result: &Map<String, Value>, d: &mut AlertDraft) {
     let mut add = |kind: IndicatorType, col: &str| {
         if let Some(v) = result.get(col) {
@@ -172,6 +202,8 @@ fn extract_indicators(result: &Map<String, Value>, d: &mut AlertDraft) {
     add(IndicatorType::Ip, "src_ip");
     add(IndicatorType::Ip, "dest_ip");
     add(IndicatorType::Ip, "ip");
+    // CIM: the reporting device's address.
+    add(IndicatorType::Ip, "dvc_ip");
     for col in ["domain", "url_domain"] {
         add(IndicatorType::Domain, col);
     }
@@ -185,9 +217,9 @@ fn extract_indicators(result: &Map<String, Value>, d: &mut AlertDraft) {
     for col in ["sender", "recipient"] {
         add(IndicatorType::Email, col);
     }
-    // src / dest: an IP is an indicator, anything else is a host name. `host` is always a host
-    // name (an IP there is neither).
-    for col in ["host", "src", "dest"] {
+    // src / dest / dvc (CIM): an IP is an indicator, anything else is a host name. `host` is
+    // always a host name (an IP there is neither).
+    for col in ["host", "src", "dest", "dvc"] {
         for v in multivalue(result.get(col)) {
             if parse_ip_lenient(&v).is_some() {
                 if col != "host" {
