@@ -177,3 +177,88 @@ async fn a_sub_technique_brings_its_parent_to_the_alert_and_the_auto_created_rul
     assert_eq!(r.get::<_, Vec<String>>(2), vec!["T1059.001"]);
     assert_eq!(r.get::<_, String>(3), "Suspicious PowerShell command line");
 }
+
+#[tokio::test]
+async fn detection_rules_written_through_the_api_get_parents_and_filter_by_technique() {
+    let app = TestApp::start().await;
+    let key = app.admin_key.clone();
+    let (st, v) = call(
+        &app,
+        &key,
+        Method::POST,
+        "/v1/detection-rules",
+        Some(json!({"name": "Spearphishing link", "mitre_subtechniques": ["T1566.002 - Spearphishing Link"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["data"]["mitre_techniques"], json!(["T1566"]));
+    let uuid = v["data"]["uuid"].as_str().expect("uuid").to_owned();
+    // PATCH: new sub-techniques bring their parents; a named parent is not repeated.
+    let (st, v) = call(
+        &app,
+        &key,
+        Method::PATCH,
+        &format!("/v1/detection-rules/{uuid}"),
+        Some(json!({"mitre_subtechniques": ["T1566.002", "t1204.002"]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["mitre_techniques"], json!(["T1566", "T1204"]));
+    let (st, v) = call(
+        &app,
+        &key,
+        Method::PATCH,
+        &format!("/v1/detection-rules/{uuid}"),
+        Some(json!({"mitre_techniques": ["T1204 - User Execution"]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["data"]["mitre_techniques"],
+        json!(["T1204 - User Execution", "T1566"])
+    );
+
+    // A rule stored with only a sub-technique (as older rows are) is still found by its parent.
+    let c = app.db.pool.get().await.expect("client");
+    c.execute(
+        "INSERT INTO detection_rules (name, mitre_subtechniques) VALUES ('Legacy row', ARRAY['T1059.001 - PowerShell'])",
+        &[],
+    )
+    .await
+    .expect("insert");
+    for (q, want) in [
+        ("T1566", vec!["Spearphishing link"]),
+        ("t1566.002", vec!["Spearphishing link"]),
+        ("T1566.001", vec![]),
+        ("T1059", vec!["Legacy row"]),
+        ("T1059,T1204", vec!["Legacy row", "Spearphishing link"]),
+        ("T1078", vec![]),
+    ] {
+        let (st, v) = call(
+            &app,
+            &key,
+            Method::GET,
+            &format!("/v1/detection-rules?mitre_technique={q}&sort_by=name&sort_order=asc"),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{q}: {v}");
+        let names: Vec<&str> = v["data"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(names, want, "{q}");
+        assert_eq!(v["meta"]["total"], json!(want.len()), "{q}");
+    }
+    let (st, v) = call(
+        &app,
+        &key,
+        Method::GET,
+        "/v1/detection-rules?mitre_technique=Phishing",
+        None,
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+}

@@ -18,6 +18,7 @@ use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
+use crate::domain::mitre::{classify_id, with_parent_techniques, MitreKind};
 use crate::domain::severity::Severity;
 use crate::enrich::providers::iso;
 
@@ -84,6 +85,7 @@ async fn list(
     let sources = q.list("source_name", &SOURCES)?;
     let sev = q.list("severity", &severities())?;
     let active = q.boolean("is_active")?;
+    let techniques = technique_filter(&q)?;
     let sort = q.sort(
         &[
             ("name", "name"),
@@ -94,15 +96,22 @@ async fn list(
         "created_at",
         "a.id",
     )?;
+    // A technique matches itself and its sub-techniques in either list, so `T1566` finds a rule
+    // that names only `T1566.002` (rules written before parents were derived included).
     let filter = "($1::text[] IS NULL OR source_name = ANY($1)) AND ($2::text[] IS NULL OR severity = ANY($2))
-         AND ($3::bool IS NULL OR is_active = $3)";
+         AND ($3::bool IS NULL OR is_active = $3)
+         AND ($4::text[] IS NULL OR EXISTS (
+             SELECT 1 FROM unnest(mitre_techniques || mitre_subtechniques) t,
+                 LATERAL (SELECT upper(substring(t from '^\\s*([Tt][0-9]{4}(\\.[0-9]{3})?)')) AS id) x
+             WHERE x.id = ANY($4) OR left(x.id, 5) = ANY($4)))";
     let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules a WHERE {filter} ORDER BY {sort} LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules a WHERE {filter} ORDER BY {sort} LIMIT $5 OFFSET $6"
     );
-    let params: [stmt::Param<'_>; 5] = [
+    let params: [stmt::Param<'_>; 6] = [
         (&sources, Type::TEXT_ARRAY),
         (&sev, Type::TEXT_ARRAY),
         (&active, Type::BOOL),
+        (&techniques, Type::TEXT_ARRAY),
         (&page.page_size, Type::INT8),
         (&page.offset(), Type::INT8),
     ];
@@ -112,10 +121,36 @@ async fn list(
         &rows,
         20,
         &format!("SELECT count(*) FROM detection_rules WHERE {filter}"),
-        &params[..3],
+        &params[..4],
     )
     .await?;
     Ok(Json(page.envelope(rows.iter().map(rule_json).collect(), total)))
+}
+
+/// `mitre_technique`: comma-separated (or repeated) technique or sub-technique ids.
+fn technique_filter(q: &ListQuery) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(values) = q.all("mitre_technique") else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for v in values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        match classify_id(v) {
+            Some((MitreKind::Technique | MitreKind::Subtechnique, id)) => out.push(id),
+            _ => {
+                return Err(ApiError::validation(
+                    "query.mitre_technique",
+                    &format!("{v:?} is not a technique id such as T1566 or T1566.002"),
+                    "value_error",
+                ))
+            }
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
 }
 
 struct Input {
@@ -162,6 +197,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         .unwrap_or_else(|| principal.key_prefix.clone());
     let list = |k: usize| i.lists[k].clone().unwrap_or_default();
     let text = |k: usize| i.texts[k].clone().flatten();
+    // A sub-technique brings its parent technique, as at ingest.
+    let techniques = with_parent_techniques(&list(1), &list(2));
     let sql = format!(
         "INSERT INTO detection_rules (name, source_name, source_rule_id, severity, is_active, mitre_tactics, mitre_techniques,
              mitre_subtechniques, data_sources, false_positive_tags, blind_spots, run_frequency, documentation, goal,
@@ -179,7 +216,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             (&i.severity.clone().flatten(), Type::TEXT),
             (&i.is_active, Type::BOOL),
             (&list(0), Type::TEXT_ARRAY),
-            (&list(1), Type::TEXT_ARRAY),
+            (&techniques, Type::TEXT_ARRAY),
             (&list(2), Type::TEXT_ARRAY),
             (&list(3), Type::TEXT_ARRAY),
             (&list(4), Type::TEXT_ARRAY),
@@ -241,7 +278,8 @@ async fn patch(
     let sql = format!(
         "UPDATE detection_rules SET name = COALESCE($2, name),
              severity = CASE WHEN $3 THEN $4 ELSE severity END, is_active = COALESCE($5, is_active),
-             mitre_tactics = COALESCE($6, mitre_tactics), mitre_techniques = COALESCE($7, mitre_techniques),
+             mitre_tactics = COALESCE($6, mitre_tactics),
+             mitre_techniques = COALESCE($7, mitre_techniques) || {PARENTS_OF_SUBTECHNIQUES},
              mitre_subtechniques = COALESCE($8, mitre_subtechniques), data_sources = COALESCE($9, data_sources),
              false_positive_tags = COALESCE($10, false_positive_tags), blind_spots = COALESCE($11, blind_spots),
              run_frequency = CASE WHEN $12 THEN $13 ELSE run_frequency END,
@@ -281,6 +319,16 @@ async fn patch(
     .ok_or_else(not_found)?;
     Ok(Json(page::single(rule_json(&row))))
 }
+
+/// SQL for the parents of the sub-techniques a PATCH leaves on a rule (given or stored) that its
+/// technique list (given or stored) lacks; the UPDATE's SET sees the stored values.
+const PARENTS_OF_SUBTECHNIQUES: &str = "ARRAY(
+    SELECT DISTINCT p FROM (
+        SELECT upper(substring(s from '^\\s*([Tt][0-9]{4})\\.[0-9]{3}')) AS p
+        FROM unnest(COALESCE($8, mitre_subtechniques) || COALESCE($7, mitre_techniques)) s) subs
+    WHERE p IS NOT NULL AND p NOT IN (
+        SELECT coalesce(upper(substring(t from '^\\s*([Tt][0-9]{4})($|[^.0-9])')), '')
+        FROM unnest(COALESCE($7, mitre_techniques)) t))";
 
 async fn delete(
     State(state): State<AppState>,

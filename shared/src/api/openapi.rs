@@ -267,6 +267,7 @@ pub const OPERATIONS: &[Operation] = &[
             ("source_name", "string"),
             ("severity", "string"),
             ("is_active", "boolean"),
+            ("mitre_technique", "string"),
             ("sort_by", "string"),
             ("sort_order", "string"),
         ],
