@@ -2,8 +2,10 @@
 use std::{env, fs, path::Path};
 
 fn main() {
+    // Paths are relative to the package so a build cache shared by clones in other folders (CI)
+    // re-runs this script for the clone's own migrations instead of trusting another tree's.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    println!("cargo:rerun-if-changed={}", dir.display());
+    println!("cargo:rerun-if-changed=../migrations");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .expect("migrations/ directory")
         .filter_map(|e| e.ok())
@@ -13,13 +15,13 @@ fn main() {
     files.sort();
     let mut out = String::from("pub(crate) static MIGRATIONS: &[(i32, &str, &str)] = &[\n");
     for path in &files {
-        println!("cargo:rerun-if-changed={}", path.display());
+        let file = path.file_name().and_then(|s| s.to_str()).expect("utf-8 file name");
+        println!("cargo:rerun-if-changed=../migrations/{file}");
         let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 file name");
         let (num, name) = stem.split_once('_').expect("migration file name NNNN_name.sql");
         let version: i32 = num.parse().expect("numeric migration prefix");
         out.push_str(&format!(
-            "    ({version}, {name:?}, include_str!({path:?})),\n",
-            path = path.canonicalize().expect("path").display().to_string()
+            "    ({version}, {name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/../migrations/{file}\"))),\n"
         ));
     }
     out.push_str("];\n");
