@@ -238,22 +238,38 @@ pub struct Limits {
     pub ingest_per_source_per_minute: u32,
     /// After this long an alert is dispatched with whatever enrichment it has.
     pub enrichment_deadline: Duration,
+    /// Most indicators kept per alert at ingest (1 to `MAX_EXTRACTED`); the rest are recorded
+    /// on the alert as a truncation, never silently cut.
+    pub max_indicators_per_alert: usize,
+    /// Most alerts accepted in one request body (1 to the parsers' ceiling of 100).
+    pub max_alerts_per_request: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             ingest_body_bytes: 4 * 1024 * 1024,
-            ingest_per_key_per_minute: 100,
-            ingest_per_source_per_minute: 1_000,
+            // Flood protection, not shaping: Splunk's "for each result" webhook fires one request
+            // per result row in a burst and never retries a 429, so a limit a busy search can
+            // reach loses alerts. 6,000/min (100/s sustained) is above any SIEM burst we know of
+            // and still stops a runaway sender; each request is bounded by the body, alert and
+            // indicator caps below.
+            ingest_per_key_per_minute: 6_000,
+            ingest_per_source_per_minute: 6_000,
             enrichment_deadline: Duration::from_secs(60),
+            // Matches the REST add-indicators cap. Real alerts carry a handful to a few dozen
+            // indicators; past 100 an alert is a bulk dump (a scan, a feed) whose enrichment
+            // would cost up to 5 provider calls per indicator and starve other alerts.
+            max_indicators_per_alert: 100,
+            max_alerts_per_request: crate::sources::MAX_ALERTS_PER_REQUEST,
         }
     }
 }
 
 impl Limits {
     /// `CALSETA_INGEST_BODY_LIMIT_BYTES`, `CALSETA_RATE_LIMIT_INGEST_PER_MIN`,
-    /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`.
+    /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`,
+    /// `CALSETA_MAX_INDICATORS_PER_ALERT`, `CALSETA_MAX_ALERTS_PER_REQUEST`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
@@ -267,8 +283,28 @@ impl Limits {
                 "CALSETA_ENRICHMENT_DEADLINE_SECONDS",
                 d.enrichment_deadline.as_secs(),
             )?),
+            max_indicators_per_alert: in_range(
+                "CALSETA_MAX_INDICATORS_PER_ALERT",
+                parse_var("CALSETA_MAX_INDICATORS_PER_ALERT", d.max_indicators_per_alert)?,
+                crate::domain::indicator::MAX_EXTRACTED,
+            )?,
+            max_alerts_per_request: in_range(
+                "CALSETA_MAX_ALERTS_PER_REQUEST",
+                parse_var("CALSETA_MAX_ALERTS_PER_REQUEST", d.max_alerts_per_request)?,
+                crate::sources::MAX_ALERTS_PER_REQUEST,
+            )?,
         })
     }
+}
+
+fn in_range(name: &'static str, v: usize, max: usize) -> Result<usize, ConfigError> {
+    if v == 0 || v > max {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: format!("must be between 1 and {max}"),
+        });
+    }
+    Ok(v)
 }
 
 /// The never-send policy from `INTERNAL_CIDRS` and `INTERNAL_DOMAIN_SUFFIXES` (comma- or

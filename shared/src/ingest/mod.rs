@@ -3,6 +3,7 @@
 //! messages that start enrichment. Processing order and errors follow sources spec §6 and §9.
 
 pub mod credentials;
+pub mod limits;
 pub mod store;
 
 use std::borrow::Cow;
@@ -268,6 +269,12 @@ pub async fn ingest_wrapped(
     .await
 }
 
+/// A batch item's `error`: the standard error object (api spec §3) of what a request holding
+/// only that alert would have answered.
+fn item_error(code: &str, message: &str, errors: Vec<Value>) -> Value {
+    json!({ "code": code, "message": message, "details": { "errors": errors } })
+}
+
 /// Replaces NUL characters (which Postgres text and jsonb refuse) in every string and key.
 fn without_nul(v: Value) -> Value {
     match v {
@@ -339,7 +346,7 @@ async fn process(
     }
     let mut ctx = ParseContext::new(chrono::Utc::now());
     ctx.extra_indicator_fields = extra_fields.to_vec();
-    let items = source_for(source).parse(&value, &ctx).map_err(|e| {
+    let mut items = source_for(source).parse(&value, &ctx).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_PAYLOAD",
@@ -347,6 +354,61 @@ async fn process(
         )
         .with_details(json!({ "errors": e.errors() }))
     })?;
+    let max_alerts = state.limits.max_alerts_per_request;
+    if items.len() > max_alerts {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PAYLOAD",
+            "Too many alerts in one request",
+        )
+        .with_details(json!({ "errors": [{
+            "field": "$",
+            "message": format!("{} alerts in one request; at most {max_alerts} are accepted", items.len()),
+        }] })));
+    }
+    // Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
+    // batch is stored); the others keep at most the configured number of indicators.
+    let batch = items.len() > 1;
+    let refused: Vec<Option<Vec<Value>>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            ParsedItem::Alert(a) => {
+                let mut errors = limits::field_errors(a);
+                if batch {
+                    for e in &mut errors {
+                        e["index"] = json!(i);
+                    }
+                }
+                (!errors.is_empty()).then_some(errors)
+            }
+            _ => None,
+        })
+        .collect();
+    let accepted = items
+        .iter()
+        .zip(&refused)
+        .any(|(item, r)| r.is_none() && !matches!(item, ParsedItem::Rejected { .. }));
+    if !accepted {
+        if let Some(first) = refused.iter().flatten().next() {
+            let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
+            tracing::info!(source = source.as_str(), field = %first[0]["field"], "alert refused: field too long");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Alert fields exceed their limits",
+            )
+            .with_details(json!({ "errors": errors })));
+        }
+    }
+    let cap = state.limits.max_indicators_per_alert;
+    for (i, item) in items.iter_mut().enumerate() {
+        if let (ParsedItem::Alert(a), None) = (item, &refused[i]) {
+            if let Some(t) = limits::cap_indicators(a, cap, &state.never_send) {
+                tracing::info!(source = source.as_str(), index = i, truncation = %t, "indicators capped");
+            }
+        }
+    }
 
     let elements = if exact && items.len() > 1 {
         element_texts(text)
@@ -357,7 +419,9 @@ async fn process(
         .iter()
         .enumerate()
         .filter_map(|(i, item)| match item {
-            ParsedItem::Alert(a) => Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact))),
+            ParsedItem::Alert(a) if refused[i].is_none() => {
+                Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact)))
+            }
             _ => None,
         })
         .collect();
@@ -408,6 +472,18 @@ async fn process(
     let mut out_items = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         out_items.push(match item {
+            ParsedItem::Alert(_) if refused[index].is_some() => ItemResult {
+                index,
+                alert_uuid: None,
+                status: "rejected",
+                is_duplicate: false,
+                duplicate_count: None,
+                error: Some(item_error(
+                    "VALIDATION_ERROR",
+                    "Alert fields exceed their limits",
+                    refused[index].clone().unwrap_or_default(),
+                )),
+            },
             ParsedItem::Alert(a) => match stored.next() {
                 Some(Stored::Created { uuid, .. }) => {
                     tracing::info!(alert_uuid = %uuid, source = source.as_str(), indicators = a.indicators.len(), "alert ingested");
@@ -433,7 +509,11 @@ async fn process(
                 status: "rejected",
                 is_duplicate: false,
                 duplicate_count: None,
-                error: Some(json!({ "errors": errors })),
+                error: Some(item_error(
+                    "INVALID_PAYLOAD",
+                    "The alert is not valid for this source",
+                    errors.iter().map(|e| json!(e)).collect(),
+                )),
             },
         });
     }

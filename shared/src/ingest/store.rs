@@ -280,6 +280,13 @@ pub async fn store(
                     "source_name": alerts[i].alert.source_name.as_str(),
                     "indicator_count": alerts[i].alert.indicators.len(),
                 }));
+                // A capped indicator list is an event of its own, so it shows in the activity
+                // feed and not only in `extra`.
+                if let Some(t) = alerts[i].alert.extra.get(super::limits::TRUNCATION_KEY) {
+                    event_ids.push(*id);
+                    event_types.push("alert_indicators_truncated");
+                    event_refs.push(t.clone());
+                }
             }
             Stored::Duplicate {
                 id, duplicate_count, ..
@@ -415,7 +422,10 @@ async fn upsert_rules<'a>(
             (*source, *rule_id, name, [t, te, st])
         })
         .collect();
-    // SAVEPOINT, every lookup, RELEASE: sent back to back, one round trip.
+    // SAVEPOINT and every lookup sent back to back, then RELEASE once the lookups are answered.
+    // RELEASE must not be pipelined with them: a lookup may first prepare its statement (one
+    // more round trip), so a pipelined RELEASE ran before the lookup it protected and the
+    // fallback's ROLLBACK TO found no savepoint (issue 17).
     let savepoint = tx.batch_execute("SAVEPOINT calseta_rules");
     let lookups = try_join_all(params.iter().map(|(source, rule_id, name, mitre)| async move {
         stmt::query(
@@ -439,9 +449,12 @@ async fn upsert_rules<'a>(
         )
         .await
     }));
-    let release = tx.batch_execute("RELEASE SAVEPOINT calseta_rules");
-    let (sp, rows, rel) = tokio::join!(savepoint, lookups, release);
+    let (sp, rows) = tokio::join!(savepoint, lookups);
     sp?;
+    let rel = match &rows {
+        Ok(_) => tx.batch_execute("RELEASE SAVEPOINT calseta_rules").await,
+        Err(_) => Ok(()),
+    };
     let mut out = HashMap::new();
     match (rows, rel) {
         (Ok(rows), Ok(())) => {
