@@ -301,3 +301,53 @@ async fn an_alert_whose_rule_cannot_be_created_is_stored_without_it() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_big_request_releases_its_enrichment_work_gradually() {
+    let app = TestApp::with_limits(Limits {
+        enrich_release_per_second: 100,
+        ..Limits::default()
+    })
+    .await;
+    let batch: Vec<Value> = (0..3)
+        .map(|a| {
+            let ips: Vec<String> = public_ips(400).into_iter().skip(a * 100).take(100).collect();
+            json!({"title": "big", "source_alert_id": format!("big-{a}"), "src_ip": ips})
+        })
+        .collect();
+    let (s, b) = post(&app, &json!(batch)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, b) = post(
+        &app,
+        &json!({"title": "small", "source_alert_id": "small-1", "src_ip": "8.8.8.8"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // 100 messages a second, in order: the big request's first alert now, the others after
+    // 1 and 2 s; the next request's message is not queued behind them.
+    assert_eq!(
+        one(
+            &app,
+            "SELECT jsonb_agg(x ORDER BY x) FROM (
+                SELECT jsonb_build_array(a.source_alert_id, o.delay_seconds, count(*)) AS x
+                FROM outbox o JOIN alerts a ON a.id = (o.body::jsonb ->> 'alert_id')::bigint
+                WHERE o.queue = 'enrich' GROUP BY a.source_alert_id, o.delay_seconds) t"
+        )
+        .await,
+        json!([
+            ["big-0", 0, 100],
+            ["big-1", 1, 100],
+            ["big-2", 2, 100],
+            ["small-1", 0, 1]
+        ])
+    );
+    // Each alert's deadline covers its release delay.
+    assert_eq!(
+        one(
+            &app,
+            "SELECT jsonb_agg(round(extract(epoch FROM enrichment_deadline_at - ingested_at)) ORDER BY id) FROM alerts"
+        )
+        .await,
+        json!([60, 61, 62, 60])
+    );
+}

@@ -440,13 +440,16 @@ async fn process(
         key_prefix: principal.map(|p| p.key_prefix.as_str()),
     };
 
-    let deadline = state.limits.enrichment_deadline.as_secs_f64();
+    let release = store::Release {
+        deadline_secs: state.limits.enrichment_deadline.as_secs_f64(),
+        per_second: state.limits.enrich_release_per_second,
+    };
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
         let outcome = async {
             let tx = client.transaction().await?;
-            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, deadline).await?;
+            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, release).await?;
             tx.commit().await?;
             Ok::<_, DbError>(r)
         }
