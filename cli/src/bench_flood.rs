@@ -39,6 +39,7 @@ use crate::bench_enrich::Upstream;
 #[derive(Debug, Serialize)]
 struct Report {
     indicator_cap: usize,
+    enrich_release_per_second: u32,
     provider_delay_ms: u64,
     consumers: usize,
     flood: Flood,
@@ -82,7 +83,13 @@ fn rss_mb() -> (f64, f64) {
 }
 
 fn ip(tag: usize, i: usize) -> String {
-    format!("45.{}.{}.{}", 40 + tag, (i >> 8) & 255, i & 255)
+    format!(
+        "{}.{}.{}.{}",
+        40 + tag + ((i >> 16) & 7),
+        (i >> 8) & 255,
+        i & 255,
+        1 + tag
+    )
 }
 
 struct Rig {
@@ -161,7 +168,8 @@ pub async fn flood(
         },
     );
     let queue = InProcessQueue::with_settings(qs);
-    let d = Limits::default();
+    // The limits from the environment (CALSETA_ENRICH_RELEASE_PER_SECOND, …), as a deployment has them.
+    let d = Limits::from_env()?;
     let limits = Limits {
         ingest_per_key_per_minute: 0,
         ingest_per_source_per_minute: 0,
@@ -203,8 +211,9 @@ pub async fn flood(
     // ---- 1 + 2. one flood alert, then a normal alert behind it -------------------------------
     let (rss_before, _) = rss_mb();
     let before = rig.count("SELECT count(*) FROM outbox WHERE queue = 'enrich'").await?;
-    let list: Vec<Value> = (0..ips).map(|i| json!({"type": "ip", "value": ip(0, i)})).collect();
-    let body = json!({"title": "flood", "source_alert_id": "flood-1", "indicators": list});
+    // As the probe sent it: one multivalued field (200,000 addresses are about 2.9 MiB).
+    let list: Vec<String> = (0..ips).map(|i| ip(0, i)).collect();
+    let body = json!({"title": "flood", "source_alert_id": "flood-1", "src_ip": list});
     let body_bytes = serde_json::to_vec(&body)?.len();
     let started = Instant::now();
     let to_202 = rig.post(&body).await?;
@@ -256,6 +265,7 @@ pub async fn flood(
 
     let report = Report {
         indicator_cap: per_alert,
+        enrich_release_per_second: limits.enrich_release_per_second,
         provider_delay_ms: delay_ms,
         consumers,
         flood,
@@ -272,9 +282,9 @@ pub async fn flood(
         );
         let m = &report.maximal_request;
         println!(
-            "maximal request: {} alerts x {} indicators: 202 after {:.2} s, {} enrich messages; a normal alert behind it enriched in {:.0} ms; request drained in {:.2} s ({} consumers, providers answer after {} ms)",
-            m.alerts, report.indicator_cap, m.seconds_to_202, m.enrich_messages, m.normal_alert_ms, m.drained_seconds,
-            report.consumers, report.provider_delay_ms
+            "maximal request: {} alerts x {} indicators: 202 after {:.2} s, {} enrich messages released {}/s; a normal alert behind it enriched in {:.0} ms; request drained in {:.2} s ({} consumers, providers answer after {} ms)",
+            m.alerts, report.indicator_cap, m.seconds_to_202, m.enrich_messages, report.enrich_release_per_second,
+            m.normal_alert_ms, m.drained_seconds, report.consumers, report.provider_delay_ms
         );
     }
     eprintln!("upstream lookups: {}", up.total());
