@@ -43,7 +43,8 @@ struct Report {
     provider_delay_ms: u64,
     consumers: usize,
     flood: Flood,
-    maximal_request: Maximal,
+    /// Skipped when the cap makes a maximal request larger than an ingest body may be.
+    maximal_request: Option<Maximal>,
 }
 
 #[derive(Debug, Serialize)]
@@ -237,26 +238,31 @@ pub async fn flood(
     // ---- 3. a maximal request, then a normal alert behind it ---------------------------------
     let per_alert = limits.max_indicators_per_alert;
     let alerts = limits.max_alerts_per_request;
-    let before = rig.count("SELECT count(*) FROM outbox WHERE queue = 'enrich'").await?;
-    let batch: Vec<Value> = (0..alerts)
-        .map(|a| {
-            let inds: Vec<Value> = (0..per_alert)
-                .map(|i| json!({"type": "ip", "value": ip(1 + a / 200, (a % 200) * 300 + i)}))
-                .collect();
-            json!({"title": format!("max {a}"), "source_alert_id": format!("max-{a}"), "indicators": inds})
+    // About 40 bytes per indicator: past this the body would exceed the 4 MiB ingest limit.
+    let maximal_request = if per_alert * alerts > 50_000 {
+        None
+    } else {
+        let before = rig.count("SELECT count(*) FROM outbox WHERE queue = 'enrich'").await?;
+        let batch: Vec<Value> = (0..alerts)
+            .map(|a| {
+                let inds: Vec<Value> = (0..per_alert)
+                    .map(|i| json!({"type": "ip", "value": ip(1 + a / 200, (a % 200) * 300 + i)}))
+                    .collect();
+                json!({"title": format!("max {a}"), "source_alert_id": format!("max-{a}"), "indicators": inds})
+            })
+            .collect();
+        let started = Instant::now();
+        let to_202 = rig.post(&json!(batch)).await?;
+        let max_messages = rig.count("SELECT count(*) FROM outbox WHERE queue = 'enrich'").await? - before;
+        let normal_alert = rig.normal("2").await?;
+        let drained = rig.finished("max-", started).await?;
+        Some(Maximal {
+            alerts,
+            enrich_messages: max_messages,
+            seconds_to_202: to_202.as_secs_f64(),
+            normal_alert_ms: normal_alert.as_secs_f64() * 1000.0,
+            drained_seconds: drained.as_secs_f64(),
         })
-        .collect();
-    let started = Instant::now();
-    let to_202 = rig.post(&json!(batch)).await?;
-    let max_messages = rig.count("SELECT count(*) FROM outbox WHERE queue = 'enrich'").await? - before;
-    let normal_alert = rig.normal("2").await?;
-    let drained = rig.finished("max-", started).await?;
-    let maximal_request = Maximal {
-        alerts,
-        enrich_messages: max_messages,
-        seconds_to_202: to_202.as_secs_f64(),
-        normal_alert_ms: normal_alert.as_secs_f64() * 1000.0,
-        drained_seconds: drained.as_secs_f64(),
     };
     cancel.cancel();
     for t in tasks {
@@ -280,12 +286,13 @@ pub async fn flood(
             f.ips, f.body_bytes as f64 / 1048576.0, report.indicator_cap, f.seconds_to_202, f.enrich_messages,
             f.rss_before_mb, f.rss_after_mb, f.rss_peak_mb, f.normal_alert_ms, f.flood_drained_seconds
         );
-        let m = &report.maximal_request;
-        println!(
+        if let Some(m) = &report.maximal_request {
+            println!(
             "maximal request: {} alerts x {} indicators: 202 after {:.2} s, {} enrich messages released {}/s; a normal alert behind it enriched in {:.0} ms; request drained in {:.2} s ({} consumers, providers answer after {} ms)",
             m.alerts, report.indicator_cap, m.seconds_to_202, m.enrich_messages, report.enrich_release_per_second,
             m.normal_alert_ms, m.drained_seconds, report.consumers, report.provider_delay_ms
         );
+        }
     }
     eprintln!("upstream lookups: {}", up.total());
     pool.close();
