@@ -351,3 +351,40 @@ async fn a_big_request_releases_its_enrichment_work_gradually() {
         json!([60, 61, 62, 60])
     );
 }
+
+#[tokio::test]
+async fn an_alert_the_database_refuses_is_rejected_alone() {
+    let app = TestApp::start().await;
+    // A refusal no check foresaw (as an index row or a new constraint would).
+    let c = app.db.pool.get().await.expect("client");
+    c.batch_execute("ALTER TABLE alerts ADD CONSTRAINT test_no_poison CHECK (title <> 'poison')")
+        .await
+        .expect("constraint");
+    let batch = json!([
+        {"title": "good 0", "source_alert_id": "p-0", "src_ip": "8.8.8.8"},
+        {"title": "poison", "source_alert_id": "p-1"},
+        {"title": "good 2", "source_alert_id": "p-2", "src_ip": "8.8.4.4"},
+    ]);
+    let (s, b) = post(&app, &batch).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let items = b["data"]["items"].as_array().expect("items");
+    let statuses: Vec<&str> = items.iter().map(|i| i["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(statuses, ["queued", "rejected", "queued"]);
+    assert_eq!(items[1]["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(items[1]["error"]["details"]["errors"][0]["index"], 1);
+    assert!(!b.to_string().contains("test_no_poison"), "no internals in the answer");
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM alerts").await, 2);
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM ingest_archive").await,
+        1,
+        "the body once"
+    );
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM outbox WHERE queue = 'enrich'")
+            .await,
+        2
+    );
+    // Alone, the refused alert is a 422, not a 500.
+    let (s, b) = post(&app, &json!({"title": "poison", "source_alert_id": "p-3"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+}

@@ -195,6 +195,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
         source,
         headers: archived_headers(req.headers),
         body: req.body,
+        write: true,
     };
     process(
         state,
@@ -256,6 +257,7 @@ pub async fn ingest_wrapped(
         source,
         headers: archived_headers(headers),
         body,
+        write: true,
     };
     process(
         state,
@@ -267,6 +269,59 @@ pub async fn ingest_wrapped(
         &archive,
     )
     .await
+}
+
+/// Stores each alert in its own transaction (the body is archived with the first one stored).
+/// Returns what was stored, in order, and the positions in `to_store` the database refused.
+async fn store_each(
+    state: &AppState,
+    client: &mut deadpool_postgres::Client,
+    to_store: &[AlertToStore<'_>],
+    archive: &Archive<'_>,
+    actor: &Actor<'_>,
+    release: store::Release,
+) -> Result<(store::StoreResult, Vec<usize>), ApiError> {
+    let mut all = store::StoreResult {
+        stored: Vec::new(),
+        outbox: Vec::new(),
+    };
+    let mut failed = Vec::new();
+    for (j, one) in to_store.iter().enumerate() {
+        let archive = Archive {
+            request_id: archive.request_id,
+            source: archive.source,
+            headers: archive.headers.clone(),
+            body: archive.body,
+            write: all.stored.is_empty(),
+        };
+        let outcome = async {
+            let tx = client.transaction().await?;
+            let r = store::store(
+                &tx,
+                std::slice::from_ref(one),
+                &archive,
+                actor,
+                &state.never_send,
+                release,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(r)
+        }
+        .await;
+        match outcome {
+            Ok(r) => {
+                all.stored.extend(r.stored);
+                all.outbox.extend(r.outbox);
+            }
+            Err(e) if e.is_bad_data() => {
+                tracing::warn!(error = %e, index = j, "alert refused by the database");
+                failed.push(j);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((all, failed))
 }
 
 /// A batch item's `error`: the standard error object (api spec §3) of what a request holding
@@ -369,7 +424,7 @@ async fn process(
     // Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
     // batch is stored); the others keep at most the configured number of indicators.
     let batch = items.len() > 1;
-    let refused: Vec<Option<Vec<Value>>> = items
+    let mut refused: Vec<Option<Vec<Value>>> = items
         .iter()
         .enumerate()
         .map(|(i, item)| match item {
@@ -460,6 +515,33 @@ async fn process(
             Err(e) if e.is_transient() && attempt < 3 => {
                 tracing::warn!(error = %e, attempt, "ingest transaction retried");
                 continue;
+            }
+            // Something in one alert the checks above did not foresee: store the alerts one by
+            // one so the rest of the batch is kept and only that alert is refused.
+            Err(e) if e.is_bad_data() => {
+                tracing::warn!(error = %e, alerts = to_store.len(), "batch refused by the database; storing alerts one by one");
+                let (r, failed) = store_each(state, client, &to_store, archive, &actor, release).await?;
+                for j in failed {
+                    let mut e = json!({
+                        "field": "$",
+                        "message": "the alert could not be stored (a value exceeds a storage limit)",
+                        "type": "storage_limit",
+                    });
+                    if batch {
+                        e["index"] = json!(raws[j].0);
+                    }
+                    refused[raws[j].0] = Some(vec![e]);
+                }
+                if r.stored.is_empty() {
+                    let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "VALIDATION_ERROR",
+                        "Alert fields exceed their limits",
+                    )
+                    .with_details(json!({ "errors": errors })));
+                }
+                break r;
             }
             Err(e) => return Err(e.into()),
         }

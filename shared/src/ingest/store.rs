@@ -38,6 +38,8 @@ pub struct Archive<'a> {
     pub source: SourceName,
     pub headers: Value,
     pub body: &'a [u8],
+    /// `false` when an earlier transaction of the same request already archived the body.
+    pub write: bool,
 }
 
 /// Who sent it, for activity events.
@@ -416,6 +418,9 @@ pub async fn store(
     };
     let source_name = archive.source.as_str();
     let archived = async {
+        if !archive.write {
+            return Ok(());
+        }
         stmt::execute(tx, "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
         &[
             (&archive.request_id, Type::TEXT),
