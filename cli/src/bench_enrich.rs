@@ -81,14 +81,14 @@ struct Drain {
 
 /// The simulator behind a layer that delays every answer and counts lookups per provider
 /// (one per lookup: VirusTotal, AbuseIPDB and GreyNoise make one request per lookup).
-struct Upstream {
-    base: url::Url,
-    delay_ms: Arc<AtomicU64>,
+pub(crate) struct Upstream {
+    pub(crate) base: url::Url,
+    pub(crate) delay_ms: Arc<AtomicU64>,
     calls: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Upstream {
-    async fn start() -> anyhow::Result<Self> {
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let delay_ms = Arc::new(AtomicU64::new(0));
         let calls: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let (d, c) = (delay_ms.clone(), calls.clone());
@@ -121,7 +121,7 @@ impl Upstream {
         Ok(Upstream { base, delay_ms, calls })
     }
 
-    fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.calls.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
     }
 

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_e2e;
 mod bench_enrich;
+mod bench_flood;
 mod demo;
 use secrecy::SecretString;
 
@@ -120,6 +121,26 @@ enum BenchWhat {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         concurrency: Vec<usize>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One oversized alert and one maximal request against the limits: time to 202, enrich
+    /// messages queued, RSS, and a normal alert's enrichment latency while they drain
+    /// (DATABASE_URL or an embedded cluster).
+    Flood {
+        /// Distinct IP addresses in the flood alert.
+        #[arg(long, default_value_t = 200_000)]
+        ips: usize,
+        /// Indicator cap per alert (default: CALSETA_MAX_INDICATORS_PER_ALERT's default).
+        #[arg(long)]
+        cap: Option<usize>,
+        /// Concurrent enrich consumers.
+        #[arg(long, default_value_t = 4)]
+        consumers: usize,
+        /// Provider simulator answer delay.
+        #[arg(long, default_value_t = 20)]
+        delay_ms: u64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -288,6 +309,18 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             bench_enrich::enrich(backlog, consumers, json).await?;
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Flood {
+                    ips,
+                    cap,
+                    consumers,
+                    delay_ms,
+                    json,
+                },
+        } => {
+            bench_flood::flood(ips, cap, consumers, delay_ms, json).await?;
         }
         Command::Bench {
             what: BenchWhat::E2e { alerts, json },

@@ -238,22 +238,48 @@ pub struct Limits {
     pub ingest_per_source_per_minute: u32,
     /// After this long an alert is dispatched with whatever enrichment it has.
     pub enrichment_deadline: Duration,
+    /// Most indicators kept per alert at ingest (1 to `MAX_EXTRACTED`); the rest are recorded
+    /// on the alert as a truncation, never silently cut.
+    pub max_indicators_per_alert: usize,
+    /// Most alerts accepted in one request body (1 to the parsers' ceiling of 100).
+    pub max_alerts_per_request: usize,
+    /// Enrich messages of one request made visible per second (0 = all at once), so one big
+    /// request cannot queue ahead of every other alert.
+    pub enrich_release_per_second: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             ingest_body_bytes: 4 * 1024 * 1024,
-            ingest_per_key_per_minute: 100,
-            ingest_per_source_per_minute: 1_000,
+            // Flood protection, not shaping: Splunk's "for each result" webhook fires one request
+            // per result row in a burst and never retries a 429, so a limit a busy search can
+            // reach loses alerts. 6,000/min (100/s sustained) is above any SIEM burst we know of
+            // and still stops a runaway sender; each request is bounded by the body, alert and
+            // indicator caps below.
+            ingest_per_key_per_minute: 6_000,
+            ingest_per_source_per_minute: 6_000,
             enrichment_deadline: Duration::from_secs(60),
+            // Matches the REST add-indicators cap. Real alerts carry a handful to a few dozen
+            // indicators; past 100 an alert is a bulk dump (a scan, a feed) whose enrichment
+            // would cost up to 5 provider calls per indicator and starve other alerts.
+            max_indicators_per_alert: 100,
+            max_alerts_per_request: crate::sources::MAX_ALERTS_PER_REQUEST,
+            // One alert at the cap (100) goes at once; a maximal request (100 x 100) is released
+            // over 100 s (each alert's deadline is extended by its delay). Measured with
+            // `calseta bench flood` (4 consumers draining about 220 messages/s): a normal alert
+            // behind a maximal request waited 22-43 s released at once, 5 s at 200/s, 0.3 s at
+            // 100/s. Keep it below the enrich consumers' drain rate.
+            enrich_release_per_second: 100,
         }
     }
 }
 
 impl Limits {
     /// `CALSETA_INGEST_BODY_LIMIT_BYTES`, `CALSETA_RATE_LIMIT_INGEST_PER_MIN`,
-    /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`.
+    /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`,
+    /// `CALSETA_MAX_INDICATORS_PER_ALERT`, `CALSETA_MAX_ALERTS_PER_REQUEST`,
+    /// `CALSETA_ENRICH_RELEASE_PER_SECOND`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
@@ -267,8 +293,29 @@ impl Limits {
                 "CALSETA_ENRICHMENT_DEADLINE_SECONDS",
                 d.enrichment_deadline.as_secs(),
             )?),
+            max_indicators_per_alert: in_range(
+                "CALSETA_MAX_INDICATORS_PER_ALERT",
+                parse_var("CALSETA_MAX_INDICATORS_PER_ALERT", d.max_indicators_per_alert)?,
+                crate::domain::indicator::MAX_EXTRACTED,
+            )?,
+            max_alerts_per_request: in_range(
+                "CALSETA_MAX_ALERTS_PER_REQUEST",
+                parse_var("CALSETA_MAX_ALERTS_PER_REQUEST", d.max_alerts_per_request)?,
+                crate::sources::MAX_ALERTS_PER_REQUEST,
+            )?,
+            enrich_release_per_second: parse_var("CALSETA_ENRICH_RELEASE_PER_SECOND", d.enrich_release_per_second)?,
         })
     }
+}
+
+fn in_range(name: &'static str, v: usize, max: usize) -> Result<usize, ConfigError> {
+    if v == 0 || v > max {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: format!("must be between 1 and {max}"),
+        });
+    }
+    Ok(v)
 }
 
 /// The never-send policy from `INTERNAL_CIDRS` and `INTERNAL_DOMAIN_SUFFIXES` (comma- or

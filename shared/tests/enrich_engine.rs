@@ -800,6 +800,21 @@ async fn the_deadline_dispatches_with_what_is_there_and_late_results_do_not_redi
         .await;
     assert_eq!(summary["completed_by"], json!("deadline"));
     assert_eq!(summary["pending_indicators"], json!(2));
+    // Dispatched with two indicators still pending: honestly `Partial`, not `Enriched`.
+    assert_eq!(
+        rig.one(
+            "SELECT to_jsonb(array[enrichment_status, is_enriched::text]) FROM alerts WHERE source_alert_id = 't-2'"
+        )
+        .await,
+        json!(["Partial", "false"])
+    );
+    assert_eq!(
+        rig.one(
+            "SELECT to_jsonb(array[enrichment_status, is_enriched::text]) FROM alerts WHERE source_alert_id = 't-1'"
+        )
+        .await,
+        json!(["Enriched", "true"])
+    );
     // The budget frees up and the messages come back: links complete, no second dispatch.
     c.execute("UPDATE provider_quotas SET recent_calls = '{}'", &[])
         .await

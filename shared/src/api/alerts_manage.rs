@@ -23,7 +23,7 @@ pub const SEVERITY_RANK_SQL: &str = "CASE a.severity WHEN 'Critical' THEN 5 WHEN
      WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END";
 
 pub const STATUSES: [&str; 4] = ["Open", "Triaging", "Escalated", "Closed"];
-pub const ENRICHMENT_STATUSES: [&str; 3] = ["Pending", "Enriched", "Failed"];
+pub const ENRICHMENT_STATUSES: [&str; 4] = ["Pending", "Enriched", "Partial", "Failed"];
 pub const SOURCES: [&str; 4] = ["sentinel", "elastic", "splunk", "generic"];
 pub const CLASSIFICATIONS: [&str; 7] = [
     "True Positive - Suspicious Activity",

@@ -116,7 +116,7 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
                 a.tags, a.mitre, COALESCE(a.malice_override, a.malice), a.enrichment_status, a.enrichment_summary,
                 a.description, a.deep_link, a.source_alert_id,
                 r.uuid, r.name, r.source_rule_id, r.severity, r.priority, r.mitre_tactics, r.mitre_techniques || r.mitre_subtechniques,
-                r.false_positive_tags, r.blind_spots, r.goal, r.documentation
+                r.false_positive_tags, r.blind_spots, r.goal, r.documentation, a.extra -> 'indicator_truncation'
          FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id WHERE a.id = $1";
     let ind_sql = "SELECT i.id, i.uuid, i.type, i.value, i.first_seen, i.last_seen, i.malice, i.malice_source,
                 l.enrichment_state, l.provider_status
@@ -178,6 +178,8 @@ pub async fn build(client: &impl Cached, alert_id: i64, opts: &PayloadOptions) -
     put(&mut alert, "description", a.get::<_, Option<String>>(12));
     put(&mut alert, "deep_link", a.get::<_, Option<String>>(13));
     put(&mut alert, "source_alert_id", a.get::<_, String>(14));
+    // The ingest cap left indicators out: the agent must know the list is not the whole alert.
+    put(&mut alert, "indicators_truncated", a.get::<_, Option<Value>>(26));
     let mitre: Value = a.get(8);
     let ids_of = |k: &str| super::targeting::mitre_ids(&mitre, k);
 

@@ -62,6 +62,16 @@ impl DbError {
         }
     }
 
+    /// True when the statement was refused for the data it carried (data exception, a violated
+    /// constraint, a program limit such as an index row too large): the same data always
+    /// fails, other data in the same request may not.
+    pub fn is_bad_data(&self) -> bool {
+        match self {
+            DbError::Query(e) => e.code().is_some_and(|c| ["22", "23", "54"].contains(&&c.code()[..2])),
+            _ => false,
+        }
+    }
+
     /// The name of the violated constraint, when a unique/check/foreign-key constraint failed.
     pub fn constraint(&self) -> Option<&str> {
         match self {

@@ -94,7 +94,7 @@ pub enum IndicatorError {
     Empty,
     #[error("placeholder value")]
     Placeholder,
-    #[error("value longer than {MAX_VALUE_LEN} characters")]
+    #[error("value longer than {MAX_VALUE_LEN} bytes")]
     TooLong,
     #[error("ImpHash values are not file hashes")]
     ImpHash,
@@ -118,8 +118,15 @@ impl IndicatorError {
     }
 }
 
-/// Longest accepted raw value, in characters.
+/// Longest accepted value, in UTF-8 bytes, before and after normalization. Counted in bytes
+/// because the unique `(type, value)` B-tree index refuses rows over about 2,700 bytes: 2,048
+/// multibyte characters would fail the insert (and the whole request) instead of this check.
 pub const MAX_VALUE_LEN: usize = 2048;
+
+/// Most distinct indicators one alert's extraction collects. Values met after that are counted
+/// (see [`IndicatorSet::unexamined`]) but not normalized, so a 4 MiB body of addresses costs
+/// bounded time and memory; the configurable per-alert cap applied at ingest is at most this.
+pub const MAX_EXTRACTED: usize = 10_000;
 
 const PLACEHOLDERS: [&str; 6] = ["-", "n/a", "null", "none", "unknown", "(null)"];
 
@@ -135,7 +142,7 @@ fn precheck(raw: &str) -> Result<&str, IndicatorError> {
     if t.is_empty() {
         return Err(IndicatorError::Empty);
     }
-    if t.chars().count() > MAX_VALUE_LEN {
+    if t.len() > MAX_VALUE_LEN {
         return Err(IndicatorError::TooLong);
     }
     if is_placeholder(t) {
@@ -183,6 +190,7 @@ pub fn normalize_each(kind: IndicatorType, raw: &str) -> Vec<Result<(IndicatorTy
                 } else {
                     normalize_hash_any(p)
                 }
+                .and_then(fits)
             })
             .collect();
     }
@@ -196,7 +204,15 @@ pub fn normalize_each(kind: IndicatorType, raw: &str) -> Vec<Result<(IndicatorTy
             Err(IndicatorError::Empty)
         }
     };
-    vec![r]
+    vec![r.and_then(fits)]
+}
+
+/// Normalization can lengthen a value (punycode): the stored form must fit too.
+fn fits(v: (IndicatorType, String)) -> Result<(IndicatorType, String), IndicatorError> {
+    if v.1.len() > MAX_VALUE_LEN {
+        return Err(IndicatorError::TooLong);
+    }
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +662,7 @@ pub struct IndicatorSet {
     items: Vec<ExtractedIndicator>,
     seen: HashSet<(IndicatorType, String)>,
     dropped: usize,
+    unexamined: usize,
 }
 
 /// Array nesting followed when adding a JSON value.
@@ -658,6 +675,10 @@ impl IndicatorSet {
 
     /// Normalize `raw` as `kind` and add every valid part. Returns how many were new.
     pub fn add(&mut self, kind: IndicatorType, raw: &str, source_field: &str) -> usize {
+        if self.items.len() >= MAX_EXTRACTED {
+            self.unexamined += 1;
+            return 0;
+        }
         let mut added = 0;
         for r in normalize_each(kind, raw) {
             match r {
@@ -682,6 +703,10 @@ impl IndicatorSet {
     /// Add an already-normalized indicator (no checks). Returns whether it was new.
     pub fn push(&mut self, kind: IndicatorType, value: String, source_field: &str) -> bool {
         if self.seen.contains(&(kind, value.clone())) {
+            return false;
+        }
+        if self.items.len() >= MAX_EXTRACTED {
+            self.unexamined += 1;
             return false;
         }
         self.seen.insert((kind, value.clone()));
@@ -724,6 +749,12 @@ impl IndicatorSet {
 
     pub fn dropped(&self) -> usize {
         self.dropped
+    }
+
+    /// Values met after [`MAX_EXTRACTED`] distinct indicators were collected (not normalized,
+    /// so duplicates and invalid values among them are counted too).
+    pub fn unexamined(&self) -> usize {
+        self.unexamined
     }
 
     pub fn len(&self) -> usize {

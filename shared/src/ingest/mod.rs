@@ -3,6 +3,7 @@
 //! messages that start enrichment. Processing order and errors follow sources spec §6 and §9.
 
 pub mod credentials;
+pub mod limits;
 pub mod store;
 
 use std::borrow::Cow;
@@ -194,6 +195,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
         source,
         headers: archived_headers(req.headers),
         body: req.body,
+        write: true,
     };
     process(
         state,
@@ -255,6 +257,7 @@ pub async fn ingest_wrapped(
         source,
         headers: archived_headers(headers),
         body,
+        write: true,
     };
     process(
         state,
@@ -266,6 +269,65 @@ pub async fn ingest_wrapped(
         &archive,
     )
     .await
+}
+
+/// Stores each alert in its own transaction (the body is archived with the first one stored).
+/// Returns what was stored, in order, and the positions in `to_store` the database refused.
+async fn store_each(
+    state: &AppState,
+    client: &mut deadpool_postgres::Client,
+    to_store: &[AlertToStore<'_>],
+    archive: &Archive<'_>,
+    actor: &Actor<'_>,
+    release: store::Release,
+) -> Result<(store::StoreResult, Vec<usize>), ApiError> {
+    let mut all = store::StoreResult {
+        stored: Vec::new(),
+        outbox: Vec::new(),
+    };
+    let mut failed = Vec::new();
+    for (j, one) in to_store.iter().enumerate() {
+        let archive = Archive {
+            request_id: archive.request_id,
+            source: archive.source,
+            headers: archive.headers.clone(),
+            body: archive.body,
+            write: all.stored.is_empty(),
+        };
+        let outcome = async {
+            let tx = client.transaction().await?;
+            let r = store::store(
+                &tx,
+                std::slice::from_ref(one),
+                &archive,
+                actor,
+                &state.never_send,
+                release,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(r)
+        }
+        .await;
+        match outcome {
+            Ok(r) => {
+                all.stored.extend(r.stored);
+                all.outbox.extend(r.outbox);
+            }
+            Err(e) if e.is_bad_data() => {
+                tracing::warn!(error = %e, index = j, "alert refused by the database");
+                failed.push(j);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((all, failed))
+}
+
+/// A batch item's `error`: the standard error object (api spec §3) of what a request holding
+/// only that alert would have answered.
+fn item_error(code: &str, message: &str, errors: Vec<Value>) -> Value {
+    json!({ "code": code, "message": message, "details": { "errors": errors } })
 }
 
 /// Replaces NUL characters (which Postgres text and jsonb refuse) in every string and key.
@@ -339,7 +401,7 @@ async fn process(
     }
     let mut ctx = ParseContext::new(chrono::Utc::now());
     ctx.extra_indicator_fields = extra_fields.to_vec();
-    let items = source_for(source).parse(&value, &ctx).map_err(|e| {
+    let mut items = source_for(source).parse(&value, &ctx).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "INVALID_PAYLOAD",
@@ -347,6 +409,61 @@ async fn process(
         )
         .with_details(json!({ "errors": e.errors() }))
     })?;
+    let max_alerts = state.limits.max_alerts_per_request;
+    if items.len() > max_alerts {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_PAYLOAD",
+            "Too many alerts in one request",
+        )
+        .with_details(json!({ "errors": [{
+            "field": "$",
+            "message": format!("{} alerts in one request; at most {max_alerts} are accepted", items.len()),
+        }] })));
+    }
+    // Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
+    // batch is stored); the others keep at most the configured number of indicators.
+    let batch = items.len() > 1;
+    let mut refused: Vec<Option<Vec<Value>>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            ParsedItem::Alert(a) => {
+                let mut errors = limits::field_errors(a);
+                if batch {
+                    for e in &mut errors {
+                        e["index"] = json!(i);
+                    }
+                }
+                (!errors.is_empty()).then_some(errors)
+            }
+            _ => None,
+        })
+        .collect();
+    let accepted = items
+        .iter()
+        .zip(&refused)
+        .any(|(item, r)| r.is_none() && !matches!(item, ParsedItem::Rejected { .. }));
+    if !accepted {
+        if let Some(first) = refused.iter().flatten().next() {
+            let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
+            tracing::info!(source = source.as_str(), field = %first[0]["field"], "alert refused: field too long");
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Alert fields exceed their limits",
+            )
+            .with_details(json!({ "errors": errors })));
+        }
+    }
+    let cap = state.limits.max_indicators_per_alert;
+    for (i, item) in items.iter_mut().enumerate() {
+        if let (ParsedItem::Alert(a), None) = (item, &refused[i]) {
+            if let Some(t) = limits::cap_indicators(a, cap, &state.never_send) {
+                tracing::info!(source = source.as_str(), index = i, truncation = %t, "indicators capped");
+            }
+        }
+    }
 
     let elements = if exact && items.len() > 1 {
         element_texts(text)
@@ -357,7 +474,9 @@ async fn process(
         .iter()
         .enumerate()
         .filter_map(|(i, item)| match item {
-            ParsedItem::Alert(a) => Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact))),
+            ParsedItem::Alert(a) if refused[i].is_none() => {
+                Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact)))
+            }
             _ => None,
         })
         .collect();
@@ -376,13 +495,16 @@ async fn process(
         key_prefix: principal.map(|p| p.key_prefix.as_str()),
     };
 
-    let deadline = state.limits.enrichment_deadline.as_secs_f64();
+    let release = store::Release {
+        deadline_secs: state.limits.enrichment_deadline.as_secs_f64(),
+        per_second: state.limits.enrich_release_per_second,
+    };
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
         let outcome = async {
             let tx = client.transaction().await?;
-            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, deadline).await?;
+            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, release).await?;
             tx.commit().await?;
             Ok::<_, DbError>(r)
         }
@@ -393,6 +515,33 @@ async fn process(
             Err(e) if e.is_transient() && attempt < 3 => {
                 tracing::warn!(error = %e, attempt, "ingest transaction retried");
                 continue;
+            }
+            // Something in one alert the checks above did not foresee: store the alerts one by
+            // one so the rest of the batch is kept and only that alert is refused.
+            Err(e) if e.is_bad_data() => {
+                tracing::warn!(error = %e, alerts = to_store.len(), "batch refused by the database; storing alerts one by one");
+                let (r, failed) = store_each(state, client, &to_store, archive, &actor, release).await?;
+                for j in failed {
+                    let mut e = json!({
+                        "field": "$",
+                        "message": "the alert could not be stored (a value exceeds a storage limit)",
+                        "type": "storage_limit",
+                    });
+                    if batch {
+                        e["index"] = json!(raws[j].0);
+                    }
+                    refused[raws[j].0] = Some(vec![e]);
+                }
+                if r.stored.is_empty() {
+                    let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "VALIDATION_ERROR",
+                        "Alert fields exceed their limits",
+                    )
+                    .with_details(json!({ "errors": errors })));
+                }
+                break r;
             }
             Err(e) => return Err(e.into()),
         }
@@ -408,6 +557,18 @@ async fn process(
     let mut out_items = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         out_items.push(match item {
+            ParsedItem::Alert(_) if refused[index].is_some() => ItemResult {
+                index,
+                alert_uuid: None,
+                status: "rejected",
+                is_duplicate: false,
+                duplicate_count: None,
+                error: Some(item_error(
+                    "VALIDATION_ERROR",
+                    "Alert fields exceed their limits",
+                    refused[index].clone().unwrap_or_default(),
+                )),
+            },
             ParsedItem::Alert(a) => match stored.next() {
                 Some(Stored::Created { uuid, .. }) => {
                     tracing::info!(alert_uuid = %uuid, source = source.as_str(), indicators = a.indicators.len(), "alert ingested");
@@ -433,7 +594,11 @@ async fn process(
                 status: "rejected",
                 is_duplicate: false,
                 duplicate_count: None,
-                error: Some(json!({ "errors": errors })),
+                error: Some(item_error(
+                    "INVALID_PAYLOAD",
+                    "The alert is not valid for this source",
+                    errors.iter().map(|e| json!(e)).collect(),
+                )),
             },
         });
     }

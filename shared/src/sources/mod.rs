@@ -560,6 +560,13 @@ impl AlertDraft {
                 Value::from(self.indicators.dropped() as u64),
             );
         }
+        // Extraction stopped collecting (`MAX_EXTRACTED`); ingest records it with its own cap.
+        if self.indicators.unexamined() > 0 {
+            self.extra.insert(
+                "unexamined_indicator_count".into(),
+                Value::from(self.indicators.unexamined() as u64),
+            );
+        }
         NormalizedAlert {
             source_name: self.source_name,
             source_alert_id,

@@ -46,9 +46,24 @@ fn common_prechecks() {
     assert_eq!(normalize(Account, &long).err(), Some(IndicatorError::TooLong));
     let ok = "a".repeat(2048);
     assert!(normalize(Account, &ok).is_ok());
-    // 2,048 is counted in characters, not bytes
+    // Counted in bytes (deviation from "2,048 chars"): 2,048 two-byte characters would
+    // exceed the `(type, value)` index row limit and fail the whole ingest.
     let wide = "é".repeat(2048);
-    assert!(normalize(Account, &wide).is_ok());
+    assert_eq!(normalize(Account, &wide).err(), Some(IndicatorError::TooLong));
+    assert!(normalize(Account, &"é".repeat(1024)).is_ok());
+}
+
+#[test]
+fn extraction_stops_collecting_past_the_ceiling() {
+    let mut set = IndicatorSet::new();
+    for i in 0..(MAX_EXTRACTED + 500) {
+        set.add(Ip, &format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255), "f");
+    }
+    assert_eq!(set.len(), MAX_EXTRACTED);
+    assert_eq!(set.unexamined(), 500);
+    assert_eq!(set.items()[0].value, "10.0.0.0", "first-seen order is kept");
+    assert!(!set.push(Ip, "8.8.8.8".into(), "g"), "push respects the ceiling too");
+    assert_eq!(set.unexamined(), 501);
 }
 
 #[test]
