@@ -215,7 +215,7 @@ async fn get_agent(
 
 async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
-    let input = AgentInput::parse(&page::object_body(&body)?, true)?;
+    let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, true)?;
     let url = input.endpoint_url.clone().unwrap_or_default();
     check_url(&state, &url).await?;
     let secret = signing::generate_secret();
@@ -269,7 +269,7 @@ async fn patch_agent(
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
-    let input = AgentInput::parse(&page::object_body(&body)?, false)?;
+    let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
     if let Some(url) = &input.endpoint_url {
         check_url(&state, url).await?;
     }

@@ -62,7 +62,7 @@ pub async fn verify_key(
         client,
         "SELECT id, key_hash, scopes, allowed_sources, expires_at <= now(),
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
-             FROM api_keys WHERE key_prefix = $1 AND is_active",
+             FROM api_keys WHERE key_prefix = $1 AND is_active AND revoked_at IS NULL",
         &[(&prefix, tokio_postgres::types::Type::TEXT)],
     )
     .await

@@ -138,7 +138,7 @@ async fn create(State(state): State<AppState>, req: axum::extract::Request) -> R
                     "Request body is too large",
                 )
             })?;
-        page::object_body(&body)?
+        page::strict_body(&body, "DocumentWrite")?
     };
     let title = fields::required_text(&obj, "title", 500, true)?;
     let kind = fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
@@ -255,7 +255,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "DocumentWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let title = fields::required_text(&obj, "title", 500, false)?;
     let kind = fields::non_null(

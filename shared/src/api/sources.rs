@@ -169,7 +169,7 @@ async fn detail(
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "SourceWrite")?;
     let source = match obj.get("source_name") {
         Some(Value::String(s)) => SOURCES
             .iter()
@@ -232,7 +232,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "SourceWrite")?;
     if obj.contains_key("source_name") {
         return Err(err("source_name", "cannot be changed", "value_error"));
     }

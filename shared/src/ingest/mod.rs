@@ -231,6 +231,11 @@ pub async fn ingest_wrapped(
         payload: Option<&'a RawValue>,
     }
     let w: Wrapped = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    // Any other top-level field is refused (422 naming it), never silently ignored.
+    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    let top: serde_json::Map<String, Value> = keys.into_keys().map(|k| (k, Value::Null)).collect();
+    crate::api::fields::strict(&top, "AlertIngest")?;
     let missing = |field: &str| ApiError::validation(&format!("body.{field}"), "field required", "missing");
     let name = match &w.source_name {
         Some(Value::String(s)) => s.clone(),
