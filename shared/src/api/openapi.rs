@@ -648,6 +648,7 @@ fn components() -> Value {
                 "display_name": nullable("string"), "is_active": {"type": "boolean"},
                 "auth_type": {"type": "string", "enum": super::sources::AUTH_TYPES},
                 "url_token_allowed": {"type": "boolean"},
+                "hmac_body_only": {"type": "boolean", "description": "accept HMAC signatures without X-Calseta-Timestamp (no replay protection; default false)"},
                 "auth_config": {"type": "object", "description": "write-only", "additionalProperties": false, "properties": {
                     "shared_secret": nullable("string"), "previous_shared_secret": nullable("string"),
                     "hmac_secret": nullable("string")}},

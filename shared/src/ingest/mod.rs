@@ -162,6 +162,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
                 source,
                 secret.as_ref(),
                 chrono::Utc::now().timestamp(),
+                settings.hmac_body_only,
             )
             .map_err(invalid_signature)?;
         }
