@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use calseta::testing::{call, TestApp};
 use reqwest::Method;
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// A local agent that answers 500 with a revealing body and records the request URIs it got.
@@ -181,4 +182,108 @@ async fn a_refused_local_agent_url_says_how_to_allow_it() {
         msg.contains("CALSETA_OUTBOUND_ALLOW_HOSTS") && msg.contains("docs/receiving-webhooks.md"),
         "{msg}"
     );
+}
+
+/// A well-formed key that is not `key` but shares its 8-character lookup prefix.
+fn same_prefix_wrong(key: &str, n: usize) -> String {
+    let tail: String = format!("{n:0>39}");
+    format!("{}{tail}", &key[..8])
+}
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_key_prefix_without_slowing_the_real_key() {
+    let app = TestApp::start().await;
+    let limit = calseta::api::auth::FAILED_AUTH_PER_MINUTE as usize;
+    for n in 0..limit {
+        let (st, _) = call(
+            &app,
+            &same_prefix_wrong(&app.admin_key, n),
+            Method::GET,
+            "/v1/alerts",
+            None,
+        )
+        .await;
+        assert_eq!(st, 401, "attempt {n}");
+    }
+    let r = app
+        .http
+        .get(app.url("/v1/alerts"))
+        .bearer_auth(same_prefix_wrong(&app.admin_key, 999))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], json!("RATE_LIMITED"));
+    // The real key with that prefix keeps working, on REST and ingest.
+    assert_eq!(call(&app, &app.admin_key, Method::GET, "/v1/alerts", None).await.0, 200);
+    let (st, v) = call(
+        &app,
+        &app.admin_key,
+        Method::POST,
+        "/v1/ingest/generic",
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    // Ingest counts failures too.
+    let (st, _) = call(
+        &app,
+        &same_prefix_wrong(&app.admin_key, 1000),
+        Method::POST,
+        "/v1/ingest/generic",
+        Some(json!({"title": "t"})),
+    )
+    .await;
+    assert_eq!(st, 429);
+}
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_client_address_only_behind_a_trusted_proxy() {
+    let app = TestApp::start().await;
+    let limit = calseta::api::auth::FAILED_AUTH_PER_MINUTE as usize;
+    // Without a trusted proxy X-Forwarded-For is the client's word: ignored.
+    for n in 0..limit + 5 {
+        let r = app
+            .http
+            .get(app.url("/v1/alerts"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .bearer_auth(calseta::api::keys::generate().expose_secret())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "attempt {n}");
+    }
+    // Behind a trusted proxy: the address it appended (right-most) is limited.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = calseta::api::router(app.state.clone().with_trusted_forwarded_for(true));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let get = |xff: &'static str, key: String| {
+        app.http
+            .get(format!("{base}/v1/alerts"))
+            .header("x-forwarded-for", xff)
+            .bearer_auth(key)
+            .send()
+    };
+    for n in 0..limit {
+        let junk = if n % 2 == 0 {
+            "not-a-key".to_string()
+        } else {
+            calseta::api::keys::generate().expose_secret().to_owned()
+        };
+        assert_eq!(
+            get("10.9.9.9, 203.0.113.9", junk).await.unwrap().status(),
+            401,
+            "attempt {n}"
+        );
+    }
+    let r = get("203.0.113.9", calseta::api::keys::generate().expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // Blocked for the minute, even with a valid key; other addresses are not affected.
+    assert_eq!(get("203.0.113.9", app.admin_key.clone()).await.unwrap().status(), 429);
+    assert_eq!(get("203.0.113.10", app.admin_key.clone()).await.unwrap().status(), 200);
 }

@@ -60,6 +60,9 @@ pub struct AppState {
     pub enrichment: Option<Arc<crate::enrich::engine::Engine>>,
     /// The dispatcher, where this process serves agent tests and checks agent URLs.
     pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
+    /// A trusted proxy (API Gateway, a load balancer) appends the caller's address to
+    /// `X-Forwarded-For`: failed authentications are then also limited per address.
+    pub trust_forwarded_for: bool,
 }
 
 impl AppState {
@@ -75,12 +78,19 @@ impl AppState {
             never_send: Arc::new(NeverSendPolicy::default()),
             enrichment: None,
             dispatch: None,
+            trust_forwarded_for: false,
         })
     }
 
     /// Replaces the never-send policy (deployment settings `INTERNAL_CIDRS`, `INTERNAL_DOMAIN_SUFFIXES`).
     pub fn with_never_send(mut self, policy: NeverSendPolicy) -> Self {
         self.never_send = Arc::new(policy);
+        self
+    }
+
+    /// Limits failed authentications per `X-Forwarded-For` address too (only behind a trusted proxy).
+    pub fn with_trusted_forwarded_for(mut self, trust: bool) -> Self {
+        self.trust_forwarded_for = trust;
         self
     }
 
@@ -124,8 +134,13 @@ impl AppState {
         )?;
         let pool = crate::db::build_pool(&db)?;
         let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
+        let trust = match config::var("CALSETA_TRUST_FORWARDED_FOR") {
+            Some(v) => crate::enrich::registry::parse_bool("CALSETA_TRUST_FORWARDED_FOR", &v)?,
+            None => false,
+        };
         let state = Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
-            .with_never_send(config::never_send_from_env()?);
+            .with_never_send(config::never_send_from_env()?)
+            .with_trusted_forwarded_for(trust);
         Ok((state, app))
     }
 }

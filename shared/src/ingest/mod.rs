@@ -116,7 +116,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
     let (settings, principal) = tokio::join!(db::sources::get(&*client, source), async {
         match key {
-            Some(token) => auth::verify_key(state, &*client, token).await.map(Some),
+            Some(token) => auth::verify_key(state, &*client, req.headers, token).await.map(Some),
             None => Ok(None),
         }
     });
