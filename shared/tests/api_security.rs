@@ -128,6 +128,16 @@ async fn credentials_in_an_endpoint_url_are_masked_but_still_delivered() {
     }
     let shown = one["data"]["endpoint_url"].as_str().unwrap();
     assert!(shown.contains("region=eu") && shown.contains("Token=***"), "{shown}");
+    // Sending the masked URL back (a whole-object PATCH) leaves the stored one unchanged.
+    let (st, v) = call(
+        &app,
+        &app.admin_key,
+        Method::PATCH,
+        &format!("/v1/agents/{agent}"),
+        Some(json!({"endpoint_url": shown, "name": "masked again"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
     // The stored URL still carries them: the agent receives the token.
     let (st, _) = call(
         &app,

@@ -331,7 +331,21 @@ async fn patch_agent(
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
-    let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
+    let mut input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
+    // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
+    // it would replace the credentials with `***`.
+    if let Some(url) = input.endpoint_url.as_deref().filter(|u| u.contains("***")) {
+        let current = stmt::query_opt(
+            &*client,
+            "SELECT endpoint_url FROM agents WHERE uuid = $1",
+            &[(&uuid, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
+        if current.is_some_and(|r| masked_url(r.get::<_, &str>(0)) == url) {
+            input.endpoint_url = None;
+        }
+    }
     if let Some(url) = &input.endpoint_url {
         check_url(&state, url).await?;
     }

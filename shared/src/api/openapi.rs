@@ -494,7 +494,14 @@ pub const OPERATIONS: &[Operation] = &[
         "Delete source settings (back to API keys)",
     ),
     with_query(
-        op("get", "/v1/api-keys", ADMIN, 200, "api-keys", "List active API keys"),
+        op(
+            "get",
+            "/v1/api-keys",
+            ADMIN,
+            200,
+            "api-keys",
+            "List API keys (suspended included, revoked not)",
+        ),
         PAGE,
     ),
     with_body(
@@ -516,7 +523,7 @@ pub const OPERATIONS: &[Operation] = &[
             ADMIN,
             200,
             "api-keys",
-            "Update an API key",
+            "Update an API key (is_active suspends or restores it)",
         ),
         "ApiKeyWrite",
     ),
