@@ -265,6 +265,12 @@ async fn failed_authentication_is_limited_per_client_address_only_behind_a_trust
             .unwrap();
         assert_eq!(r.status(), 401, "attempt {n}");
     }
+    // Guessed (unknown) key prefixes leave no rows behind: the limiter's table stays bounded.
+    assert_eq!(
+        app.scalar_i64("SELECT count(*) FROM rate_limits WHERE bucket LIKE 'authfail:%'")
+            .await,
+        0
+    );
     // Behind a trusted proxy: the address it appended (right-most) is limited.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

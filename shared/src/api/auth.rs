@@ -116,8 +116,10 @@ pub async fn verify_key(
     if row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64 {
         return Err(super::rate_limit::limited(60));
     }
+    // An unknown prefix is counted per address only: per-prefix rows exist only for real keys,
+    // so guessed prefixes cannot grow the rate-limit table.
     let Some(key_id) = row.get::<_, Option<i64>>(0) else {
-        return Err(failed(client, ip, Some(prefix), unauthorized()).await);
+        return Err(failed(client, ip, None, unauthorized()).await);
     };
     let stored: Vec<u8> = row.get(1);
     let computed = state.hasher.hash(presented);
