@@ -303,3 +303,38 @@ async fn failed_authentication_is_limited_per_client_address_only_behind_a_trust
     assert_eq!(get("203.0.113.9", app.admin_key.clone()).await.unwrap().status(), 429);
     assert_eq!(get("203.0.113.10", app.admin_key.clone()).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn an_upload_form_with_an_unknown_field_is_refused_naming_it() {
+    let app = TestApp::start().await;
+    let form = |extra: &str| {
+        let part = |name: &str, file: Option<&str>, value: &str| match file {
+            Some(f) => format!(
+                "--XbOuNdArY\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\r\n{value}\r\n"
+            ),
+            None => format!("--XbOuNdArY\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"),
+        };
+        let mut body = part("title", None, "Runbook") + &part("document_type", None, "runbook");
+        if !extra.is_empty() {
+            body += &part(extra, None, "soc");
+        }
+        body + &part("file", Some("r.md"), "# Steps") + "--XbOuNdArY--\r\n"
+    };
+    let post = |body: String| {
+        app.http
+            .post(app.url("/v1/context-documents"))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "multipart/form-data; boundary=XbOuNdArY")
+            .body(body)
+            .send()
+    };
+    let r = post(form("owner_team")).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["details"]["errors"][0]["field"],
+        json!("body.owner_team"),
+        "{v}"
+    );
+    assert_eq!(post(form("")).await.unwrap().status(), 201);
+}

@@ -127,7 +127,9 @@ async fn create(State(state): State<AppState>, req: axum::extract::Request) -> R
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
     let obj = if multipart {
-        form_body(req, &state).await?
+        let form = form_body(req, &state).await?;
+        fields::strict(&form, "DocumentWrite")?;
+        form
     } else {
         let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES)
             .await
