@@ -239,3 +239,135 @@ async fn nul_characters_are_refused_with_the_field_not_a_server_error() {
     .await;
     assert!(st == 422 || st == 503, "{st}");
 }
+
+#[tokio::test]
+async fn deactivating_a_key_stops_it_at_once_and_reactivating_restores_it() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let (st, v) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/v1/api-keys",
+        Some(json!({"name": "toggled", "scopes": ["alerts:read", "alerts:write"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let key = v["data"]["key"].as_str().unwrap().to_string();
+    let uuid = v["data"]["uuid"].as_str().unwrap().to_string();
+    let at = format!("/v1/api-keys/{uuid}");
+    let ingest = || json!({"title": "t", "source_alert_id": uuid::Uuid::new_v4().to_string()});
+    assert_eq!(call(&app, &key, Method::GET, "/v1/alerts", None).await.0, 200);
+
+    // Deactivate: the answer says so, and the key stops on REST and ingest at once.
+    let (st, v) = call(&app, &admin, Method::PATCH, &at, Some(json!({"is_active": false}))).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["is_active"], json!(false), "{v}");
+    let (st, v) = call(&app, &key, Method::GET, "/v1/alerts", None).await;
+    assert_eq!((st, v["error"]["code"].clone()), (401, json!("UNAUTHORIZED")), "{v}");
+    let (st, v) = call(&app, &key, Method::POST, "/v1/ingest/generic", Some(ingest())).await;
+    assert_eq!(st, 401, "{v}");
+    // Still listed (so it can be reactivated), as inactive.
+    let (_, one) = call(&app, &admin, Method::GET, &at, None).await;
+    assert_eq!(one["data"]["is_active"], json!(false));
+    let (_, list) = call(&app, &admin, Method::GET, "/v1/api-keys", None).await;
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["uuid"] == json!(uuid))
+        .cloned();
+    assert_eq!(listed.map(|k| k["is_active"].clone()), Some(json!(false)));
+
+    // Reactivate: works again on both.
+    let (st, v) = call(&app, &admin, Method::PATCH, &at, Some(json!({"is_active": true}))).await;
+    assert_eq!((st, v["data"]["is_active"].clone()), (200, json!(true)), "{v}");
+    assert_eq!(call(&app, &key, Method::GET, "/v1/alerts", None).await.0, 200);
+    let (st, v) = call(&app, &key, Method::POST, "/v1/ingest/generic", Some(ingest())).await;
+    assert_eq!(st, 202, "{v}");
+    let (st, v) = call(&app, &admin, Method::PATCH, &at, Some(json!({"is_active": "no"}))).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["error"]["details"]["errors"][0]["field"], json!("body.is_active"));
+
+    // Revoked (DELETE) stays dead: it cannot be reactivated.
+    assert_eq!(call(&app, &admin, Method::DELETE, &at, None).await.0, 204);
+    let (st, _) = call(&app, &admin, Method::PATCH, &at, Some(json!({"is_active": true}))).await;
+    assert_eq!(st, 404);
+    assert_eq!(call(&app, &key, Method::GET, "/v1/alerts", None).await.0, 401);
+}
+
+#[tokio::test]
+async fn the_last_admin_key_cannot_be_demoted_deactivated_or_revoked() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let (_, list) = call(&app, &admin, Method::GET, "/v1/api-keys", None).await;
+    let me = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "test-admin")
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = format!("/v1/api-keys/{me}");
+    let past = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+    for body in [
+        json!({"scopes": ["alerts:read"]}),
+        json!({"is_active": false}),
+        json!({"expires_at": past}),
+    ] {
+        let (st, v) = call(&app, &admin, Method::PATCH, &at, Some(body.clone())).await;
+        assert_eq!(
+            (st, v["error"]["code"].clone()),
+            (409, json!("LAST_ADMIN_KEY")),
+            "{body}: {v}"
+        );
+    }
+    let (st, v) = call(&app, &admin, Method::DELETE, &at, None).await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("another admin key"),
+        "{v}"
+    );
+    // Harmless changes to the last admin key still work.
+    let (st, _) = call(&app, &admin, Method::PATCH, &at, Some(json!({"name": "still admin"}))).await;
+    assert_eq!(st, 200);
+    // A suspended admin key does not count as the other admin.
+    let other = app.create_key("second admin", &["admin"], None, None).await;
+    let (_, list) = call(&app, &admin, Method::GET, "/v1/api-keys", None).await;
+    let other_uuid = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "second admin")
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_at = format!("/v1/api-keys/{other_uuid}");
+    let (st, _) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &other_at,
+        Some(json!({"is_active": false})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(call(&app, &admin, Method::DELETE, &at, None).await.0, 409);
+    // With another usable admin, the first may go; then the other is the last.
+    let (st, _) = call(&app, &admin, Method::PATCH, &other_at, Some(json!({"is_active": true}))).await;
+    assert_eq!(st, 200);
+    let (st, v) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &at,
+        Some(json!({"scopes": ["alerts:read"]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(call(&app, &other, Method::DELETE, &other_at, None).await.0, 409);
+    assert_eq!(call(&app, &other, Method::GET, "/v1/api-keys", None).await.0, 200);
+}

@@ -138,6 +138,25 @@ async fn documents_workflows_and_rules_are_managed_over_http_and_shape_the_paylo
         ),
     )
     .await;
+    // Execution settings are refused by name, not silently dropped: nothing here runs code.
+    assert_eq!(st, 422, "{v}");
+    let refused: Vec<&str> = v["error"]["details"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, ["body.code", "body.timeout_seconds"]);
+    let (st, v) = a(
+        Method::POST,
+        "/v1/workflows",
+        Some(
+            json!({"name": "Revoke User Sessions", "workflow_type": "indicator", "indicator_types": ["account"],
+                    "state": "active", "risk_level": "medium", "approval_mode": "agent_only",
+                    "description": "Terminate sessions."}),
+        ),
+    )
+    .await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["data"]["is_active"], json!(true), "follows the state");
     assert!(v["data"].get("code").is_none() && v["data"].get("timeout_seconds").is_none());

@@ -57,6 +57,135 @@ fn body_for(op: &Operation, n: usize) -> Option<Value> {
     Some(b)
 }
 
+/// One of each resource, created through the API (and a dead delivery in SQL).
+struct Fixtures {
+    alert: String,
+    indicator: String,
+    rule: String,
+    doc: String,
+    wf: String,
+    agent: String,
+    source: String,
+    key: String,
+    delivery: uuid::Uuid,
+}
+
+impl Fixtures {
+    async fn new(app: &TestApp) -> Self {
+        let admin = app.admin_key.clone();
+        // Fixtures through the API.
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/ingest/generic",
+            Some(&json!({"title": "fixture", "source_alert_id": "fx-1", "ip": "8.8.8.8"})),
+        )
+        .await;
+        let alert = v["data"]["alert_uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "get",
+            &format!("/v1/alerts/{alert}/indicators"),
+            None,
+        )
+        .await;
+        let indicator = v["data"][0]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/detection-rules",
+            Some(&json!({"name": "fx rule"})),
+        )
+        .await;
+        let rule = v["data"]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/context-documents",
+            Some(&json!({"title": "fx", "document_type": "sop", "content": "x"})),
+        )
+        .await;
+        let doc = v["data"]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(app, Some(&admin), "post", "/v1/workflows", Some(&json!({"name": "fx"}))).await;
+        let wf = v["data"]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/agents",
+            Some(&json!({"name": "fx", "endpoint_url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+        let agent = v["data"]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/sources",
+            Some(&json!({"source_name": "sentinel"})),
+        )
+        .await;
+        let source = v["data"]["uuid"].as_str().unwrap().to_string();
+        let (_, v) = call(
+            app,
+            Some(&admin),
+            "post",
+            "/v1/api-keys",
+            Some(&json!({"name": "fx", "scopes": ["alerts:read"]})),
+        )
+        .await;
+        let key = v["data"]["uuid"].as_str().unwrap().to_string();
+        let c = app.db.pool.get().await.unwrap();
+        let delivery: uuid::Uuid = c
+            .query_one(
+                "INSERT INTO deliveries (alert_id, agent_id, status) SELECT a.id, g.id, 'dead' FROM alerts a, agents g
+                 WHERE a.uuid = $1::text::uuid AND g.uuid = $2::text::uuid RETURNING uuid",
+                &[&alert, &agent],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        Self {
+            alert,
+            indicator,
+            rule,
+            doc,
+            wf,
+            agent,
+            source,
+            key,
+            delivery,
+        }
+    }
+
+    /// The fixture's uuid for an operation path (deliveries: the first one).
+    fn uuid_for(&self, path: &str) -> String {
+        let table: [(&str, &str); 8] = [
+            ("/v1/alerts/", &self.alert),
+            ("/v1/indicators/", &self.indicator),
+            ("/v1/detection-rules/", &self.rule),
+            ("/v1/context-documents/", &self.doc),
+            ("/v1/workflows/", &self.wf),
+            ("/v1/agents/", &self.agent),
+            ("/v1/sources/", &self.source),
+            ("/v1/api-keys/", &self.key),
+        ];
+        if path.starts_with("/v1/deliveries/") {
+            return self.delivery.to_string();
+        }
+        for (prefix, u) in table {
+            if path.starts_with(prefix) {
+                return u.to_string();
+            }
+        }
+        panic!("no fixture for {path}")
+    }
+}
+
 #[tokio::test]
 async fn every_route_enforces_exactly_its_documented_scopes() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,112 +194,10 @@ async fn every_route_enforces_exactly_its_documented_scopes() {
     let providers = calseta::enrich::registry::ProviderSet::simulated(&base, HashMap::new(), 4);
     let (app, _engine) = TestApp::with_enrichment(providers, Default::default()).await;
     let admin = app.admin_key.clone();
-    // Fixtures through the API.
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/ingest/generic",
-        Some(&json!({"title": "fixture", "source_alert_id": "fx-1", "ip": "8.8.8.8"})),
-    )
-    .await;
-    let alert = v["data"]["alert_uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "get",
-        &format!("/v1/alerts/{alert}/indicators"),
-        None,
-    )
-    .await;
-    let indicator = v["data"][0]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/detection-rules",
-        Some(&json!({"name": "fx rule"})),
-    )
-    .await;
-    let rule = v["data"]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/context-documents",
-        Some(&json!({"title": "fx", "document_type": "sop", "content": "x"})),
-    )
-    .await;
-    let doc = v["data"]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/workflows",
-        Some(&json!({"name": "fx"})),
-    )
-    .await;
-    let wf = v["data"]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/agents",
-        Some(&json!({"name": "fx", "endpoint_url": "http://127.0.0.1:9/hook"})),
-    )
-    .await;
-    let agent = v["data"]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/sources",
-        Some(&json!({"source_name": "sentinel"})),
-    )
-    .await;
-    let source = v["data"]["uuid"].as_str().unwrap().to_string();
-    let (_, v) = call(
-        &app,
-        Some(&admin),
-        "post",
-        "/v1/api-keys",
-        Some(&json!({"name": "fx", "scopes": ["alerts:read"]})),
-    )
-    .await;
-    let key = v["data"]["uuid"].as_str().unwrap().to_string();
+    let fx = Fixtures::new(&app).await;
     let c = app.db.pool.get().await.unwrap();
-    let delivery: uuid::Uuid = c
-        .query_one(
-            "INSERT INTO deliveries (alert_id, agent_id, status) SELECT a.id, g.id, 'dead' FROM alerts a, agents g
-             WHERE a.uuid = $1::text::uuid AND g.uuid = $2::text::uuid RETURNING uuid",
-            &[&alert, &agent],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let uuid_for = |path: &str| -> String {
-        let table: [(&str, &str); 9] = [
-            ("/v1/alerts/", &alert),
-            ("/v1/indicators/", &indicator),
-            ("/v1/detection-rules/", &rule),
-            ("/v1/context-documents/", &doc),
-            ("/v1/workflows/", &wf),
-            ("/v1/agents/", &agent),
-            ("/v1/sources/", &source),
-            ("/v1/api-keys/", &key),
-            ("/v1/deliveries/", ""),
-        ];
-        for (prefix, u) in table {
-            if path.starts_with(prefix) {
-                return if prefix == "/v1/deliveries/" {
-                    delivery.to_string()
-                } else {
-                    u.to_string()
-                };
-            }
-        }
-        panic!("no fixture for {path}")
-    };
+    let delivery = fx.delivery;
+    let uuid_for = |path: &str| fx.uuid_for(path);
 
     // One key per scope (the only scope it holds).
     let scopes = [
@@ -245,4 +272,60 @@ async fn every_route_enforces_exactly_its_documented_scopes() {
     }
     eprintln!("scope matrix: {} operations, {checked} checks", OPERATIONS.len());
     assert!(checked >= OPERATIONS.len() * 4 - 8);
+}
+
+/// Strict bodies: every operation of the table that takes a JSON object body refuses an unknown
+/// field and a read-only one with 422 naming it (standard envelope), instead of ignoring them.
+/// Driven from `OPERATIONS`, so a new route is covered as soon as it is documented.
+#[tokio::test]
+async fn every_writable_route_refuses_unknown_and_read_only_fields() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let fx = Fixtures::new(&app).await;
+    let mut checked = 0;
+    for (n, op) in OPERATIONS.iter().enumerate() {
+        // Native SIEM payloads have the SIEM's shape: not ours to restrict.
+        if op.body.is_none() || op.body == Some("AnyJson") {
+            continue;
+        }
+        let path = if op.path.contains("{uuid}") {
+            op.path.replace("{uuid}", &fx.uuid_for(op.path))
+        } else {
+            op.path.to_string()
+        };
+        for (extra, kind) in [
+            ("no_such_field", "extra_forbidden"),
+            ("uuid", "read_only"),
+            ("created_at", "read_only"),
+        ] {
+            let mut body = body_for(op, n + 3000).unwrap();
+            body[extra] = json!("2026-01-01T00:00:00Z");
+            let label = format!("{} {} + {extra}", op.method.to_uppercase(), op.path);
+            let (st, v) = call(&app, Some(&admin), op.method, &path, Some(&body)).await;
+            assert_eq!(st, 422, "{label}: {v}");
+            assert_eq!(v["error"]["code"], json!("VALIDATION_ERROR"), "{label}: {v}");
+            assert_eq!(
+                v["error"]["details"]["errors"][0],
+                json!({"field": format!("body.{extra}"), "message": if kind == "read_only" { "is read-only" } else { "is not a field of this resource" }, "type": kind}),
+                "{label}"
+            );
+            checked += 1;
+        }
+    }
+    // Nested strict objects too.
+    let (st, v) = call(
+        &app,
+        Some(&admin),
+        "post",
+        &format!("/v1/alerts/{}/indicators", fx.alert),
+        Some(&json!({"indicators": [{"type": "ip", "value": "1.2.3.4", "malice": "Malicious"}]})),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(
+        v["error"]["details"]["errors"][0]["field"],
+        json!("body.indicators[0].malice")
+    );
+    eprintln!("strict bodies: {checked} checks");
+    assert!(checked >= 3 * 18, "{checked}");
 }

@@ -143,20 +143,59 @@ async fn source_secrets_are_write_only_and_ingest_honours_them() {
     )
     .await;
     assert_eq!(st, 201);
+    let source_uuid = call(&app, &admin, Method::GET, "/v1/sources", None).await.1["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source_name"] == "generic")
+        .unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sign = |ts: Option<&str>, body: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        if let Some(ts) = ts {
+            mac.update(format!("{ts}.").as_bytes());
+        }
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let post = |body: Vec<u8>, sig: String, ts: Option<String>| {
+        let mut r = app
+            .http
+            .post(app.url("/v1/ingest/generic"))
+            .header("x-calseta-signature", sig)
+            .header("content-type", "application/json");
+        if let Some(ts) = ts {
+            r = r.header("x-calseta-timestamp", ts);
+        }
+        r.body(body).send()
+    };
+    // A body-only signature has no freshness (a captured request replays): refused by default.
     let body = serde_json::to_vec(&json!({"title": "signed", "source_alert_id": "h-1"})).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(&body);
-    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    let ok = app
-        .http
-        .post(app.url("/v1/ingest/generic"))
-        .header("x-calseta-signature", sig)
-        .header("content-type", "application/json")
-        .body(body.clone())
-        .send()
+    let r = post(body.clone(), sign(None, &body), None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["details"]["reason"], json!("missing_timestamp"), "{v}");
+    // The timestamped form passes.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let r = post(body.clone(), sign(Some(&now), &body), Some(now.clone()))
         .await
         .unwrap();
-    assert_eq!(ok.status(), 202);
+    assert_eq!(r.status(), 202);
+    // A source may opt into the legacy body-only mode.
+    let (st, v) = call(
+        &app,
+        &admin,
+        Method::PATCH,
+        &format!("/v1/sources/{source_uuid}"),
+        Some(json!({"hmac_body_only": true})),
+    )
+    .await;
+    assert_eq!((st, v["data"]["hmac_body_only"].clone()), (200, json!(true)), "{v}");
+    let body = serde_json::to_vec(&json!({"title": "legacy", "source_alert_id": "h-2"})).unwrap();
+    let r = post(body.clone(), sign(None, &body), None).await.unwrap();
+    assert_eq!(r.status(), 202);
     let (st, _) = call(
         &app,
         &admin,

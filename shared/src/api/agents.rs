@@ -61,7 +61,7 @@ fn agent_json(r: &tokio_postgres::Row) -> Value {
         "uuid": r.get::<_, Uuid>(0),
         "name": r.get::<_, String>(1),
         "description": r.get::<_, Option<String>>(2),
-        "endpoint_url": r.get::<_, String>(3),
+        "endpoint_url": masked_url(r.get::<_, &str>(3)),
         "auth_header_name": r.get::<_, Option<String>>(4),
         "trigger_on_sources": r.get::<_, Vec<String>>(5),
         "trigger_on_severities": r.get::<_, Vec<String>>(6),
@@ -75,6 +75,63 @@ fn agent_json(r: &tokio_postgres::Row) -> Value {
         "updated_at": iso(r.get(14)),
     })
 }
+
+/// Query parameters whose values are credentials (matched case-insensitively; names containing
+/// `token`, `secret`, `key`, `sig`, `pass` or `auth` too).
+const CREDENTIAL_PARAMS: &[&str] = &["code", "sig", "key"];
+const CREDENTIAL_PARTS: &[&str] = &["token", "secret", "key", "sig", "pass", "auth"];
+
+/// `endpoint_url` as shown in responses: userinfo and credential-like query values replaced by
+/// `***`. The stored URL keeps them (deliveries need them); a reader with `agents:read` must
+/// not learn a credential from it.
+pub fn masked_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    if !u.username().is_empty() {
+        let _ = u.set_username("***");
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let name = k.to_ascii_lowercase();
+                let secret =
+                    CREDENTIAL_PARAMS.contains(&name.as_str()) || CREDENTIAL_PARTS.iter().any(|p| name.contains(p));
+                (
+                    k.into_owned(),
+                    if secret && !v.is_empty() {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A delivery error as a caller may see it. The text may quote the target's response body (a
+/// read-back and port-probing oracle), so only admins get a short excerpt; everyone else gets
+/// the status or the generic reason (`HTTP 500`, `connection failed`, `timed out`).
+fn visible_error(error: Option<String>, admin: bool) -> Option<String> {
+    let e = error?;
+    Some(if admin {
+        let mut short: String = e.chars().take(ADMIN_ERROR_CHARS).collect();
+        if e.chars().count() > ADMIN_ERROR_CHARS {
+            short.push('…');
+        }
+        short
+    } else {
+        e.split(':').next().unwrap_or_default().trim().to_owned()
+    })
+}
+const ADMIN_ERROR_CHARS: usize = 120;
 
 fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
@@ -173,7 +230,12 @@ async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "INVALID_ENDPOINT_URL",
-            format!("endpoint_url is not allowed: {e}"),
+            format!(
+                "endpoint_url is not allowed: {e}. An agent on this machine or a private network \
+                 (e.g. http://host.docker.internal:9000/...) needs its host allow-listed: set \
+                 CALSETA_OUTBOUND_ALLOW_HOSTS=host.docker.internal (OutboundAllowHosts in the stack); \
+                 see docs/receiving-webhooks.md"
+            ),
         )
     })
 }
@@ -215,7 +277,7 @@ async fn get_agent(
 
 async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
-    let input = AgentInput::parse(&page::object_body(&body)?, true)?;
+    let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, true)?;
     let url = input.endpoint_url.clone().unwrap_or_default();
     check_url(&state, &url).await?;
     let secret = signing::generate_secret();
@@ -269,7 +331,21 @@ async fn patch_agent(
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
-    let input = AgentInput::parse(&page::object_body(&body)?, false)?;
+    let mut input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
+    // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
+    // it would replace the credentials with `***`.
+    if let Some(url) = input.endpoint_url.as_deref().filter(|u| u.contains("***")) {
+        let current = stmt::query_opt(
+            &*client,
+            "SELECT endpoint_url FROM agents WHERE uuid = $1",
+            &[(&uuid, Type::UUID)],
+        )
+        .await
+        .map_err(DbError::from)?;
+        if current.is_some_and(|r| masked_url(r.get::<_, &str>(0)) == url) {
+            input.endpoint_url = None;
+        }
+    }
     if let Some(url) = &input.endpoint_url {
         check_url(&state, url).await?;
     }
@@ -356,16 +432,18 @@ async fn test_agent(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    drop(authorize(&state, &headers, &["agents:write"]).await?);
+    let (client, principal) = authorize(&state, &headers, &["agents:write"]).await?;
+    drop(client);
     let uuid = parse_uuid(&uuid, "Agent")?;
     let dispatcher = state
         .dispatch
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("dispatch"))?;
-    let result = dispatcher
+    let mut result = dispatcher
         .test_delivery(uuid)
         .await?
         .ok_or_else(|| not_found("Agent"))?;
+    result.error = visible_error(result.error, principal.has_any(&["admin"]));
     Ok(Json(page::single(json!(result))))
 }
 
@@ -377,7 +455,8 @@ async fn list_deliveries(
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
+    let (client, principal) = authorize(&state, &headers, &["agents:read"]).await?;
+    let admin = principal.has_any(&["admin"]);
     let q = super::list_query::ListQuery::parse(raw.as_deref())?;
     let page = q.page()?;
     let statuses: Vec<String> = match q.one("status").map(str::trim).filter(|s| !s.is_empty()) {
@@ -438,7 +517,7 @@ async fn list_deliveries(
                 "status": r.get::<_, String>(2),
                 "attempts": r.get::<_, i32>(3),
                 "last_status_code": r.get::<_, Option<i32>>(4),
-                "last_error": r.get::<_, Option<String>>(5),
+                "last_error": visible_error(r.get(5), admin),
                 "next_attempt_at": ts(r.get(6)),
                 "delivered_at": ts(r.get(7)),
                 "created_at": iso(r.get(8)),

@@ -283,7 +283,7 @@ pub async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "AlertPatch")?;
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
     let malices: Vec<&str> = Malice::ALL.iter().map(|m| m.as_str()).collect();
     let status = enum_field(&obj, "status", &STATUSES)?;

@@ -1,6 +1,7 @@
-//! API keys (api spec §5.10, admin only): list, create (the key is shown once), get, PATCH,
-//! DELETE (soft: the key stops working at once). Keys are `cai_` + 256 random bits, stored as a
-//! keyed SHA-256; only the 8-character prefix is ever shown again.
+//! API keys (api spec §5.10, admin only): list, create (the key is shown once), get, PATCH
+//! (`is_active: false` suspends a key at once, `true` restores it), DELETE (revokes for good).
+//! Keys are `cai_` + 256 random bits, stored as a keyed SHA-256; only the 8-character prefix is
+//! ever shown again. The last usable admin key cannot be demoted, suspended or revoked (409).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -81,7 +82,7 @@ async fn list(
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE is_active ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+        "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
     );
     let rows = stmt::query(
         &*client,
@@ -94,7 +95,7 @@ async fn list(
         &*client,
         &rows,
         11,
-        "SELECT count(*) FROM api_keys WHERE is_active",
+        "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
         &[],
     )
     .await?;
@@ -103,7 +104,7 @@ async fn list(
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let name = fields::required_text(&obj, "name", 255, true)?.unwrap_or_default();
     let scopes = scopes(&obj, true)?.unwrap_or_default();
     let key_type = fields::one_of(&obj, "key_type", &["human", "agent"])?
@@ -114,6 +115,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     if expires_at.is_some_and(|e| e <= chrono::Utc::now()) {
         return Err(err("expires_at", "must be in the future", "value_error"));
     }
+    let is_active = fields::boolean(&obj, "is_active")?.unwrap_or(true);
     let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let allowed_refs: Option<Vec<&str>> = allowed.as_ref().map(|a| a.iter().map(String::as_str).collect());
     // The prefix is unique; a collision (1 in 16M per pair) just draws again.
@@ -145,8 +147,9 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             Err(e) => return Err(e.into()),
         }
     };
-    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
-    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+    // Created suspended on request (prepared for later hand-over).
+    let sql = format!("UPDATE api_keys SET is_active = $2 WHERE uuid = $1 RETURNING {COLUMNS}");
+    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID), (&is_active, Type::BOOL)])
         .await
         .map_err(DbError::from)?
         .ok_or_else(ApiError::internal)?;
@@ -178,8 +181,8 @@ async fn patch(
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
+    let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let name = fields::required_text(&obj, "name", 255, false)?;
     let scopes = scopes(&obj, false)?;
@@ -190,14 +193,24 @@ async fn patch(
         (a.is_some(), a)
     };
     let (set_expiry, expires_at) = fields::split(fields::timestamp(&obj, "expires_at")?);
+    let is_active = fields::boolean(&obj, "is_active")?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    // Would this change leave the key unable to administer? Then it must not be the last admin.
+    let disarms = scopes.as_ref().is_some_and(|s| !s.iter().any(|x| x == "admin"))
+        || is_active == Some(false)
+        || expires_at.is_some_and(|e| e <= chrono::Utc::now());
+    if disarms {
+        keep_an_admin(&tx, uuid).await?;
+    }
     let sql = format!(
         "UPDATE api_keys SET name = COALESCE($2, name), scopes = COALESCE($3, scopes),
              allowed_sources = CASE WHEN $4 THEN $5 ELSE allowed_sources END,
-             expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END, updated_at = now()
-         WHERE uuid = $1 AND is_active RETURNING {COLUMNS}"
+             expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END,
+             is_active = COALESCE($8, is_active), updated_at = now()
+         WHERE uuid = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
     );
     let row = stmt::query_opt(
-        &*client,
+        &tx,
         &sql,
         &[
             (&uuid, Type::UUID),
@@ -207,12 +220,41 @@ async fn patch(
             (&allowed, Type::TEXT_ARRAY),
             (&set_expiry, Type::BOOL),
             (&expires_at, Type::TIMESTAMPTZ),
+            (&is_active, Type::BOOL),
         ],
     )
     .await
     .map_err(DbError::from)?
     .ok_or_else(not_found)?;
+    tx.commit().await.map_err(DbError::from)?;
+    if let Some(active) = is_active {
+        tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, active, "API key switched");
+    }
     Ok(Json(page::single(key_json(&row))))
+}
+
+/// 409 when the key `uuid` is the last usable admin key (active, not revoked, not expired):
+/// demoting, suspending or revoking it would lock every administrator out. The usable admin
+/// keys are locked first, so two concurrent requests cannot each remove "the other" admin.
+async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> Result<(), ApiError> {
+    let rows = stmt::query(
+        tx,
+        "SELECT uuid FROM api_keys
+         WHERE 'admin' = ANY(scopes) AND is_active AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY id FOR UPDATE",
+        &[],
+    )
+    .await
+    .map_err(DbError::from)?;
+    let admins: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    if admins.contains(&uuid) && admins.len() == 1 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "LAST_ADMIN_KEY",
+            "This is the last active admin key: create another admin key before demoting, deactivating or revoking it",
+        ));
+    }
+    Ok(())
 }
 
 async fn delete(
@@ -220,16 +262,20 @@ async fn delete(
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+    let tx = client.transaction().await.map_err(DbError::from)?;
+    keep_an_admin(&tx, uuid).await?;
     let row = stmt::query_opt(
-        &*client,
-        "UPDATE api_keys SET is_active = false, updated_at = now() WHERE uuid = $1 AND is_active RETURNING key_prefix",
+        &tx,
+        "UPDATE api_keys SET is_active = false, revoked_at = now(), updated_at = now()
+         WHERE uuid = $1 AND revoked_at IS NULL RETURNING key_prefix",
         &[(&uuid, Type::UUID)],
     )
     .await
     .map_err(DbError::from)?
     .ok_or_else(not_found)?;
+    tx.commit().await.map_err(DbError::from)?;
     tracing::info!(key_prefix = %row.get::<_, String>(0), by = %principal.key_prefix, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,30 +48,83 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Verifies a presented API key, on the caller's connection.
+/// Failed authentications allowed per client address and per presented key prefix each minute;
+/// past it the answer is 429 (shared via Postgres like the other rate limits).
+pub const FAILED_AUTH_PER_MINUTE: u32 = 20;
+
+/// The caller's address, when known: the right-most `X-Forwarded-For` entry (the one the
+/// trusted proxy — API Gateway, a load balancer — appended), only when the deployment says a
+/// trusted proxy is in front (`CALSETA_TRUST_FORWARDED_FOR`); otherwise a client could pick it.
+pub fn client_ip(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    if !state.trust_forwarded_for {
+        return None;
+    }
+    let xff = headers.get("x-forwarded-for")?.to_str().ok()?;
+    xff.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// Counts one failed authentication against the caller's buckets: `refusal` (401), or 429 once a
+/// bucket is over [`FAILED_AUTH_PER_MINUTE`].
+async fn failed(
+    client: &impl crate::db::stmt::Cached,
+    ip: Option<std::net::IpAddr>,
+    prefix: Option<&str>,
+    refusal: ApiError,
+) -> ApiError {
+    let buckets = [
+        ip.map(|i| format!("authfail:ip:{i}")),
+        prefix.map(|p| format!("authfail:key:{p}")),
+    ];
+    for bucket in buckets.iter().flatten() {
+        if let Err(e) = super::rate_limit::check(client, bucket, FAILED_AUTH_PER_MINUTE).await {
+            tracing::warn!(bucket = %bucket, "failed authentication rate limited");
+            return e;
+        }
+    }
+    refusal
+}
+
+/// Verifies a presented API key, on the caller's connection. A client address over its
+/// failed-authentication limit is refused (429) before any key is compared; the check rides on
+/// the key lookup, so successful requests pay no extra round trip.
 pub async fn verify_key(
     state: &AppState,
     client: &impl crate::db::stmt::Cached,
+    headers: &HeaderMap,
     presented: &str,
 ) -> Result<Principal, ApiError> {
+    let ip = client_ip(state, headers);
     if !keys::is_well_formed(presented) {
-        return Err(unauthorized());
+        return Err(failed(client, ip, None, unauthorized()).await);
     }
     let prefix = keys::lookup_prefix(presented);
+    let ip_bucket = ip.map(|i| format!("authfail:ip:{i}"));
+    use tokio_postgres::types::Type;
     let row = crate::db::stmt::query_opt(
         client,
-        "SELECT id, key_hash, scopes, allowed_sources, expires_at <= now(),
-                    last_used_at IS NULL OR last_used_at < now() - interval '1 minute'
-             FROM api_keys WHERE key_prefix = $1 AND is_active",
-        &[(&prefix, tokio_postgres::types::Type::TEXT)],
+        "SELECT k.id, k.key_hash, k.scopes, k.allowed_sources, k.expires_at <= now(),
+                k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute',
+                (SELECT r.count FROM rate_limits r
+                 WHERE r.bucket = $2 AND r.window_start = date_trunc('minute', now()))
+             FROM (SELECT 1) AS one
+             LEFT JOIN api_keys k ON k.key_prefix = $1 AND k.is_active AND k.revoked_at IS NULL",
+        &[(&prefix, Type::TEXT), (&ip_bucket, Type::TEXT)],
     )
     .await
     .map_err(crate::db::DbError::from)?;
     let Some(row) = row else { return Err(unauthorized()) };
+    if row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64 {
+        return Err(super::rate_limit::limited(60));
+    }
+    // An unknown prefix is counted per address only: per-prefix rows exist only for real keys,
+    // so guessed prefixes cannot grow the rate-limit table.
+    let Some(key_id) = row.get::<_, Option<i64>>(0) else {
+        return Err(failed(client, ip, None, unauthorized()).await);
+    };
     let stored: Vec<u8> = row.get(1);
     let computed = state.hasher.hash(presented);
     if !bool::from(stored.ct_eq(&computed)) {
-        return Err(unauthorized());
+        return Err(failed(client, ip, Some(prefix), unauthorized()).await);
     }
     if row.get::<_, Option<bool>>(4) == Some(true) {
         return Err(ApiError::new(
@@ -80,7 +133,6 @@ pub async fn verify_key(
             "The API key has expired",
         ));
     }
-    let key_id: i64 = row.get(0);
     if row.get::<_, bool>(5) {
         // Best effort, off the request path: a lost update only delays the timestamp.
         let pool = state.pool.clone();
@@ -107,7 +159,7 @@ pub async fn require_key(
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {
     match bearer(headers) {
-        Some(token) => verify_key(state, client, token).await,
-        None => Err(unauthorized()),
+        Some(token) => verify_key(state, client, headers, token).await,
+        None => Err(failed(client, client_ip(state, headers), None, unauthorized()).await),
     }
 }

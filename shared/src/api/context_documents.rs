@@ -127,7 +127,9 @@ async fn create(State(state): State<AppState>, req: axum::extract::Request) -> R
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"));
     let obj = if multipart {
-        form_body(req, &state).await?
+        let form = form_body(req, &state).await?;
+        fields::strict(&form, "DocumentWrite")?;
+        form
     } else {
         let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES)
             .await
@@ -138,7 +140,7 @@ async fn create(State(state): State<AppState>, req: axum::extract::Request) -> R
                     "Request body is too large",
                 )
             })?;
-        page::object_body(&body)?
+        page::strict_body(&body, "DocumentWrite")?
     };
     let title = fields::required_text(&obj, "title", 500, true)?;
     let kind = fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
@@ -255,7 +257,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "DocumentWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let title = fields::required_text(&obj, "title", 500, false)?;
     let kind = fields::non_null(

@@ -188,7 +188,7 @@ impl Input {
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "RuleWrite")?;
     let i = Input::parse(&obj, true)?;
     let source = fields::one_of(&obj, "source_name", &SOURCES)?.flatten();
     let source_rule_id = fields::text(&obj, "source_rule_id", 500)?.flatten();
@@ -265,7 +265,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "RuleWrite")?;
     for fixed in ["source_name", "source_rule_id", "created_by"] {
         if obj.contains_key(fixed) {
             return Err(err(fixed, "cannot be changed", "value_error"));

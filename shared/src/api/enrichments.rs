@@ -45,7 +45,6 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
         )
         .await?;
     }
-    let engine = engine(&state)?;
     let v: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
     if let Some(path) = super::page::nul_path(&v, "body") {
         return Err(ApiError::validation(
@@ -57,6 +56,8 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let Value::Object(obj) = v else {
         return Err(validation("", "body must be an object", "dict_type"));
     };
+    super::fields::strict(&obj, "EnrichmentRequest")?;
+    let engine = engine(&state)?;
     let pick = |a: &str, b: &str| obj.get(a).or_else(|| obj.get(b)).cloned();
     let kind = match pick("type", "indicator_type") {
         Some(Value::String(s)) => IndicatorType::ALL

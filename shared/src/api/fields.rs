@@ -9,6 +9,59 @@ use super::ApiError;
 
 pub type Body = Map<String, Value>;
 
+/// Fields every resource shows but no request may set.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "uuid",
+    "created_at",
+    "updated_at",
+    "key",
+    "key_prefix",
+    "last_used_at",
+    "is_system",
+    "show_once",
+    "revoked_at",
+    "signing_secret",
+    "closed_at",
+    "alert_uuid",
+    "indicator_count",
+    "enrichment_status",
+];
+
+/// The reference's workflow execution settings: refused rather than silently dropped.
+const WORKFLOW_EXECUTION: &[&str] = &[
+    "code",
+    "timeout_seconds",
+    "retry_count",
+    "approval_channel",
+    "approval_timeout_seconds",
+];
+
+/// 422 naming every field of `body` that request schema `schema` (see
+/// [`super::openapi::unknown_fields`]) does not accept: a caller must never believe an ignored
+/// field took effect.
+pub fn strict(body: &Body, schema: &str) -> Result<(), ApiError> {
+    let unknown = super::openapi::unknown_fields(schema, body);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<Value> = unknown
+        .iter()
+        .map(|path| {
+            let name = path.rsplit('.').next().unwrap_or(path);
+            if schema == "WorkflowWrite" && WORKFLOW_EXECUTION.contains(&name) {
+                serde_json::json!({"field": path, "type": "extra_forbidden",
+                    "message": "is not stored: workflows are documentation for agents; this product never runs code"})
+            } else if READ_ONLY.contains(&name) {
+                serde_json::json!({"field": path, "message": "is read-only", "type": "read_only"})
+            } else {
+                serde_json::json!({"field": path, "message": "is not a field of this resource", "type": "extra_forbidden"})
+            }
+        })
+        .collect();
+    Err(ApiError::validation("body", "", "").with_details(serde_json::json!({ "errors": errors })))
+}
+
 pub fn err(field: &str, message: &str, kind: &str) -> ApiError {
     ApiError::validation(&format!("body.{field}"), message, kind)
 }

@@ -83,7 +83,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "FindingCreate")?;
     let agent_name = text(&obj, "agent_name", 255, true)?;
     let summary = text(&obj, "summary", 50_000, true)?;
     let recommended = text(&obj, "recommended_action", 10_000, false)?;

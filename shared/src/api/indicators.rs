@@ -85,7 +85,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "IndicatorPatch")?;
     let malices: Vec<&str> = Malice::ALL.iter().map(|m| m.as_str()).collect();
     let malice = match fields::one_of(&obj, "malice", &malices)? {
         None => {
@@ -246,7 +246,7 @@ async fn add(
     let enrich = super::list_query::ListQuery::parse(raw.as_deref())?
         .boolean("enrich")?
         .unwrap_or(true);
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "IndicatorsAdd")?;
     let items = match obj.get("indicators") {
         Some(Value::Array(xs)) if !xs.is_empty() && xs.len() <= MAX_ADDED => xs,
         Some(Value::Array(_)) => return Err(err("indicators", "1 to 100 items", "too_long")),

@@ -60,6 +60,9 @@ pub struct AppState {
     pub enrichment: Option<Arc<crate::enrich::engine::Engine>>,
     /// The dispatcher, where this process serves agent tests and checks agent URLs.
     pub dispatch: Option<Arc<crate::dispatch::Dispatcher>>,
+    /// A trusted proxy (API Gateway, a load balancer) appends the caller's address to
+    /// `X-Forwarded-For`: failed authentications are then also limited per address.
+    pub trust_forwarded_for: bool,
 }
 
 impl AppState {
@@ -75,12 +78,19 @@ impl AppState {
             never_send: Arc::new(NeverSendPolicy::default()),
             enrichment: None,
             dispatch: None,
+            trust_forwarded_for: false,
         })
     }
 
     /// Replaces the never-send policy (deployment settings `INTERNAL_CIDRS`, `INTERNAL_DOMAIN_SUFFIXES`).
     pub fn with_never_send(mut self, policy: NeverSendPolicy) -> Self {
         self.never_send = Arc::new(policy);
+        self
+    }
+
+    /// Limits failed authentications per `X-Forwarded-For` address too (only behind a trusted proxy).
+    pub fn with_trusted_forwarded_for(mut self, trust: bool) -> Self {
+        self.trust_forwarded_for = trust;
         self
     }
 
@@ -124,8 +134,13 @@ impl AppState {
         )?;
         let pool = crate::db::build_pool(&db)?;
         let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
+        let trust = match config::var("CALSETA_TRUST_FORWARDED_FOR") {
+            Some(v) => crate::enrich::registry::parse_bool("CALSETA_TRUST_FORWARDED_FOR", &v)?,
+            None => false,
+        };
         let state = Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
-            .with_never_send(config::never_send_from_env()?);
+            .with_never_send(config::never_send_from_env()?)
+            .with_trusted_forwarded_for(trust);
         Ok((state, app))
     }
 }
@@ -206,7 +221,8 @@ async fn common_headers(mut req: Request, next: Next) -> Response {
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     // Only the path is logged: a query string may carry a source's URL token.
-    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let mut resp = enveloped(resp).await;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert(REQUEST_ID.clone(), v);
@@ -219,4 +235,28 @@ async fn common_headers(mut req: Request, next: Next) -> Response {
         HeaderValue::from_static("default-src 'none'"),
     );
     resp
+}
+
+/// axum's own extractor rejections (a path segment that is not UTF-8, a malformed query, a body
+/// over the size limit) answer in plain text; the API answers only in the error envelope, so
+/// they are rewrapped with their status and axum's short reason.
+async fn enveloped(resp: Response) -> Response {
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/plain"));
+    let status = resp.status();
+    if !plain || !status.is_client_error() {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap_or_default();
+    let reason: String = String::from_utf8_lossy(&text).chars().take(300).collect();
+    let code = match status.as_u16() {
+        413 => "PAYLOAD_TOO_LARGE",
+        415 => "UNSUPPORTED_MEDIA_TYPE",
+        422 => "VALIDATION_ERROR",
+        _ => "BAD_REQUEST",
+    };
+    axum::response::IntoResponse::into_response(ApiError::new(status, code, reason))
 }

@@ -495,7 +495,14 @@ pub const OPERATIONS: &[Operation] = &[
         "Delete source settings (back to API keys)",
     ),
     with_query(
-        op("get", "/v1/api-keys", ADMIN, 200, "api-keys", "List active API keys"),
+        op(
+            "get",
+            "/v1/api-keys",
+            ADMIN,
+            200,
+            "api-keys",
+            "List API keys (suspended included, revoked not)",
+        ),
         PAGE,
     ),
     with_body(
@@ -517,7 +524,7 @@ pub const OPERATIONS: &[Operation] = &[
             ADMIN,
             200,
             "api-keys",
-            "Update an API key",
+            "Update an API key (is_active suspends or restores it)",
         ),
         "ApiKeyWrite",
     ),
@@ -585,44 +592,47 @@ fn components() -> Value {
             "AnyJson": {},
             "Rule": {"type": "object", "required": ["field", "op"], "properties": {
                 "field": {"type": "string"}, "op": {"type": "string"}, "value": {}}},
-            "AlertIngest": {"type": "object", "required": ["source_name", "payload"], "properties": {
+            "AlertIngest": {"type": "object", "additionalProperties": false, "required": ["source_name", "payload"], "properties": {
                 "source_name": {"type": "string", "enum": ["sentinel", "elastic", "splunk", "generic"]}, "payload": {}}},
-            "AlertPatch": {"type": "object", "properties": {
+            "AlertPatch": {"type": "object", "additionalProperties": false, "properties": {
                 "status": {"type": "string", "enum": ["Open", "Triaging", "Escalated", "Closed"]},
                 "severity": {"type": "string", "enum": ["Pending", "Informational", "Low", "Medium", "High", "Critical"]},
                 "close_classification": {"type": "string", "enum": super::alerts_manage::CLASSIFICATIONS},
                 "tags": strings(),
                 "malice_override": {"type": "string", "enum": ["Pending", "Benign", "Suspicious", "Malicious"]},
                 "reset_malice_override": {"type": "boolean"}}},
-            "FindingCreate": {"type": "object", "required": ["agent_name", "summary"], "properties": {
+            "FindingCreate": {"type": "object", "additionalProperties": false, "required": ["agent_name", "summary"], "properties": {
                 "agent_name": {"type": "string", "minLength": 1, "maxLength": 255},
                 "summary": {"type": "string", "minLength": 1, "maxLength": 50000},
                 "confidence": {"type": "string", "enum": ["low", "medium", "high"]},
                 "recommended_action": {"type": "string"}, "evidence": {"type": "object"}}},
-            "IndicatorsAdd": {"type": "object", "required": ["indicators"], "properties": {
-                "indicators": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object",
+            "IndicatorsAdd": {"type": "object", "additionalProperties": false, "required": ["indicators"], "properties": {
+                "indicators": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "additionalProperties": false,
                     "required": ["type", "value"], "properties": {
                         "type": {"type": "string", "enum": ["ip", "domain", "url", "hash_md5", "hash_sha1", "hash_sha256", "email", "account"]},
                         "value": {"type": "string", "minLength": 1, "maxLength": 2048}}}}}},
-            "IndicatorPatch": {"type": "object", "required": ["malice"], "properties": {
+            "IndicatorPatch": {"type": "object", "additionalProperties": false, "required": ["malice"], "properties": {
                 "malice": {"type": ["string", "null"], "enum": ["Pending", "Benign", "Suspicious", "Malicious", null]}}},
-            "EnrichmentRequest": {"type": "object", "required": ["type", "value"], "properties": {
+            "EnrichmentRequest": {"type": "object", "additionalProperties": false, "required": ["type", "value"], "properties": {
                 "type": {"type": "string", "enum": ["ip", "domain", "url", "hash_md5", "hash_sha1", "hash_sha256", "email", "account"]},
-                "value": {"type": "string", "minLength": 1, "maxLength": 2048}}},
-            "RuleWrite": {"type": "object", "properties": {
+                "value": {"type": "string", "minLength": 1, "maxLength": 2048},
+                "indicator_type": {"type": "string", "description": "alias of type"},
+                "indicator_value": {"type": "string", "description": "alias of value"}}},
+            "RuleWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 500},
                 "source_name": {"type": "string", "enum": ["sentinel", "elastic", "splunk", "generic"]},
                 "source_rule_id": nullable("string"), "severity": nullable("string"), "is_active": {"type": "boolean"},
                 "mitre_tactics": strings(), "mitre_techniques": strings(), "mitre_subtechniques": strings(),
                 "data_sources": strings(), "false_positive_tags": strings(), "blind_spots": strings(),
                 "run_frequency": nullable("string"), "documentation": nullable("string"), "goal": nullable("string"),
-                "priority": nullable("string")}},
-            "DocumentWrite": {"type": "object", "properties": {
+                "priority": nullable("string"),
+                "created_by": {"type": ["string", "null"], "description": "create only"}}},
+            "DocumentWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "title": {"type": "string", "minLength": 1, "maxLength": 500},
                 "document_type": {"type": "string", "enum": super::context_documents::DOCUMENT_TYPES},
                 "is_global": {"type": "boolean"}, "description": nullable("string"),
                 "content": {"type": "string", "minLength": 1}, "tags": strings(), "targeting_rules": targeting.clone()}},
-            "WorkflowWrite": {"type": "object", "properties": {
+            "WorkflowWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 255}, "description": nullable("string"),
                 "workflow_type": {"type": ["string", "null"], "enum": ["indicator", "alert", null]},
                 "indicator_types": strings(), "state": {"type": "string", "enum": super::workflows::STATES},
@@ -631,7 +641,7 @@ fn components() -> Value {
                 "approval_mode": {"type": "string", "enum": super::workflows::APPROVAL_MODES},
                 "time_saved_minutes": nullable("integer"), "documentation": nullable("string"),
                 "targeting_rules": targeting.clone()}},
-            "AgentWrite": {"type": "object", "properties": {
+            "AgentWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 255}, "description": nullable("string"),
                 "endpoint_url": {"type": "string", "format": "uri"},
                 "auth_header_name": nullable("string"), "auth_header_value": nullable("string"),
@@ -641,24 +651,75 @@ fn components() -> Value {
                 "max_payload_bytes": {"type": ["integer", "null"], "minimum": 256},
                 "is_active": {"type": "boolean"}, "documentation": nullable("string"),
                 "rotate_signing_secret": {"type": "boolean"}}},
-            "SourceWrite": {"type": "object", "properties": {
+            "SourceWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "source_name": {"type": "string", "enum": ["sentinel", "elastic", "splunk", "generic"]},
                 "display_name": nullable("string"), "is_active": {"type": "boolean"},
                 "auth_type": {"type": "string", "enum": super::sources::AUTH_TYPES},
                 "url_token_allowed": {"type": "boolean"},
-                "auth_config": {"type": "object", "description": "write-only", "properties": {
+                "hmac_body_only": {"type": "boolean", "description": "accept HMAC signatures without X-Calseta-Timestamp (no replay protection; default false)"},
+                "auth_config": {"type": "object", "description": "write-only", "additionalProperties": false, "properties": {
                     "shared_secret": nullable("string"), "previous_shared_secret": nullable("string"),
                     "hmac_secret": nullable("string")}},
                 "extra_indicator_fields": {"type": "object", "additionalProperties": {"type": "string"}},
                 "documentation": nullable("string")}},
-            "ApiKeyWrite": {"type": "object", "properties": {
+            "ApiKeyWrite": {"type": "object", "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 255},
                 "scopes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "key_type": {"type": "string", "enum": ["human", "agent"]},
                 "allowed_sources": {"type": ["array", "null"], "items": {"type": "string"}},
-                "expires_at": {"type": ["string", "null"], "format": "date-time"}}},
+                "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                "is_active": {"type": "boolean", "description": "false suspends the key (reversible); DELETE revokes it for good"}}},
         }
     })
+}
+
+/// The component schemas, built once: strict request bodies are checked against them.
+fn schemas() -> &'static Value {
+    static SCHEMAS: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    &SCHEMAS.get_or_init(components)["schemas"]
+}
+
+/// The fields of `body` that request-body schema `schema` does not accept, as `body.a.b` /
+/// `body.a[0].b` paths: a key absent from the `properties` of an object schema that sets
+/// `additionalProperties: false`, at any depth. One table drives both the document and this
+/// check, so a route's contract and its validation cannot disagree.
+pub fn unknown_fields(schema: &str, body: &Map<String, Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = schemas().get(schema) {
+        walk_object(s, body, "body", &mut out);
+    }
+    out
+}
+
+fn walk_object(schema: &Value, m: &Map<String, Value>, at: &str, out: &mut Vec<String>) {
+    let props = schema.get("properties").and_then(Value::as_object);
+    let strict = schema.get("additionalProperties") == Some(&Value::Bool(false));
+    for (k, x) in m {
+        match props.and_then(|p| p.get(k)) {
+            Some(s) => walk(s, x, &format!("{at}.{k}"), out),
+            None if strict => out.push(format!("{at}.{k}")),
+            None => {}
+        }
+    }
+}
+
+fn walk(schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => match r.strip_prefix("#/components/schemas/").and_then(|n| schemas().get(n)) {
+            Some(s) => s,
+            None => return,
+        },
+        None => schema,
+    };
+    match (v, schema.get("items")) {
+        (Value::Object(m), _) => walk_object(schema, m, at, out),
+        (Value::Array(xs), Some(items)) => {
+            for (i, x) in xs.iter().enumerate() {
+                walk(items, x, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn error_ref() -> Value {

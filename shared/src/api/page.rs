@@ -126,6 +126,13 @@ pub fn object_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// [`object_body`] that also refuses fields request schema `schema` does not accept (422 naming them).
+pub fn strict_body(body: &[u8], schema: &str) -> Result<Map<String, Value>, ApiError> {
+    let obj = object_body(body)?;
+    super::fields::strict(&obj, schema)?;
+    Ok(obj)
+}
+
 /// The path of the first string or key holding a NUL character, if any.
 pub fn nul_path(v: &Value, at: &str) -> Option<String> {
     match v {

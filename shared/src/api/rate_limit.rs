@@ -29,15 +29,19 @@ pub async fn check(client: &impl crate::db::stmt::Cached, bucket: &str, limit: u
     let row = row.ok_or_else(|| DbError::Config("rate limit upsert returned no row".into()))?;
     let count: i32 = row.get(0);
     if count as i64 > limit as i64 {
-        let retry: i32 = row.get::<_, i32>(1).max(1);
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
-            "Rate limit exceeded; retry later",
-        )
-        .with_details(json!({ "retry_after_seconds": retry }));
-        e.retry_after = Some(retry as u64);
-        return Err(e);
+        return Err(limited(row.get::<_, i32>(1).max(1) as u64));
     }
     Ok(())
+}
+
+/// 429 `RATE_LIMITED` with `Retry-After: retry` seconds.
+pub fn limited(retry: u64) -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "Rate limit exceeded; retry later",
+    )
+    .with_details(json!({ "retry_after_seconds": retry }));
+    e.retry_after = Some(retry);
+    e
 }

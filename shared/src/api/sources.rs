@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
 
 const COLUMNS: &str = "uuid, source_name, display_name, is_active, auth_type, url_token_allowed,
     shared_secret_enc IS NOT NULL, hmac_secret_enc IS NOT NULL, extra_indicator_fields, documentation, created_at,
-    updated_at, previous_shared_secret_enc IS NOT NULL";
+    updated_at, previous_shared_secret_enc IS NOT NULL, hmac_body_only";
 
 fn source_json(r: &tokio_postgres::Row) -> Value {
     json!({
@@ -43,6 +43,7 @@ fn source_json(r: &tokio_postgres::Row) -> Value {
         "is_active": r.get::<_, bool>(3),
         "auth_type": r.get::<_, String>(4),
         "url_token_allowed": r.get::<_, bool>(5),
+        "hmac_body_only": r.get::<_, bool>(13),
         "has_shared_secret": r.get::<_, bool>(6),
         "has_previous_shared_secret": r.get::<_, bool>(12),
         "has_hmac_secret": r.get::<_, bool>(7),
@@ -169,7 +170,7 @@ async fn detail(
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "SourceWrite")?;
     let source = match obj.get("source_name") {
         Some(Value::String(s)) => SOURCES
             .iter()
@@ -192,8 +193,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     let [s, p, h] = auth_config(&obj, &state)?;
     let sql = format!(
         "INSERT INTO sources (source_name, display_name, is_active, auth_type, url_token_allowed, shared_secret_enc,
-             previous_shared_secret_enc, hmac_secret_enc, extra_indicator_fields, documentation)
-         VALUES ($1, $2, COALESCE($3, true), $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10)
+             previous_shared_secret_enc, hmac_secret_enc, extra_indicator_fields, documentation, hmac_body_only)
+         VALUES ($1, $2, COALESCE($3, true), $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10, COALESCE($11, false))
          ON CONFLICT (source_name) DO NOTHING RETURNING {COLUMNS}"
     );
     let row = stmt::query_opt(
@@ -210,6 +211,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             (&h.1, Type::BYTEA),
             (&extra_fields(&obj)?, Type::JSONB),
             (&fields::text(&obj, "documentation", 100_000)?.flatten(), Type::TEXT),
+            (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
     .await
@@ -232,7 +234,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
-    let obj = page::object_body(&body)?;
+    let obj = page::strict_body(&body, "SourceWrite")?;
     if obj.contains_key("source_name") {
         return Err(err("source_name", "cannot be changed", "value_error"));
     }
@@ -251,6 +253,7 @@ async fn patch(
              hmac_secret_enc = CASE WHEN $11 THEN $12 ELSE hmac_secret_enc END,
              extra_indicator_fields = COALESCE($13, extra_indicator_fields),
              documentation = CASE WHEN $14 THEN $15 ELSE documentation END,
+             hmac_body_only = COALESCE($16, hmac_body_only),
              updated_at = now()
          WHERE uuid = $1 RETURNING {COLUMNS}"
     );
@@ -273,6 +276,7 @@ async fn patch(
             (&extra_fields(&obj)?, Type::JSONB),
             (&set_doc, Type::BOOL),
             (&doc, Type::TEXT),
+            (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
     .await

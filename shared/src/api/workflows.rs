@@ -154,7 +154,7 @@ impl Input {
 
 async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (client, _) = authorize(&state, &headers, &["workflows:write"]).await?;
-    let i = Input::parse(&page::object_body(&body)?, true)?;
+    let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, true)?;
     let wf_state = i.state.clone().unwrap_or_else(|| "draft".into());
     // `is_active` follows the state unless given.
     let is_active = i.is_active.unwrap_or(wf_state == "active");
@@ -213,7 +213,7 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["workflows:write"]).await?;
-    let i = Input::parse(&page::object_body(&body)?, false)?;
+    let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, false)?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let (set_desc, desc) = fields::split(i.description);
     let (set_type, wtype) = fields::split(i.workflow_type);

@@ -40,6 +40,8 @@ pub struct SourceSettings {
     pub is_active: bool,
     pub auth_type: AuthType,
     pub url_token_allowed: bool,
+    /// HMAC: accept the legacy body-only signature (no timestamp, no freshness).
+    pub hmac_body_only: bool,
     pub shared_secret: Option<Vec<u8>>,
     pub previous_shared_secret: Option<Vec<u8>>,
     pub hmac_secret: Option<Vec<u8>>,
@@ -54,6 +56,7 @@ impl SourceSettings {
             is_active: true,
             auth_type: AuthType::ApiKey,
             url_token_allowed: false,
+            hmac_body_only: false,
             shared_secret: None,
             previous_shared_secret: None,
             hmac_secret: None,
@@ -80,7 +83,7 @@ pub async fn get(client: &impl super::stmt::Cached, source: SourceName) -> Resul
     let row = super::stmt::query_opt(
         client,
         "SELECT is_active, auth_type, url_token_allowed, shared_secret_enc, previous_shared_secret_enc,
-                    hmac_secret_enc, extra_indicator_fields
+                    hmac_secret_enc, extra_indicator_fields, hmac_body_only
              FROM sources WHERE source_name = $1",
         &[(&source.as_str(), tokio_postgres::types::Type::TEXT)],
     )
@@ -99,6 +102,7 @@ pub async fn get(client: &impl super::stmt::Cached, source: SourceName) -> Resul
         previous_shared_secret: row.get(4),
         hmac_secret: row.get(5),
         extra_indicator_fields: extra_fields(&row.get::<_, Value>(6)),
+        hmac_body_only: row.get(7),
     })
 }
 

@@ -240,7 +240,7 @@ pub async fn providers_from_env(secrets: Option<&crate::secrets::SecretsClient>)
     ProviderSet::build(&creds, &ProviderSettings::from_env()?)
 }
 
-fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
+pub(crate) fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),

@@ -20,6 +20,8 @@ pub enum Refusal {
     BadSignature,
     StaleTimestamp,
     NotConfigured,
+    /// A body-only signature where the source requires the timestamped form.
+    MissingTimestamp,
 }
 
 impl Refusal {
@@ -30,6 +32,7 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::StaleTimestamp => "stale_timestamp",
             Refusal::NotConfigured => "not_configured",
+            Refusal::MissingTimestamp => "missing_timestamp",
         }
     }
 }
@@ -123,13 +126,16 @@ fn hmac_hex(secret: &SecretString, parts: &[&[u8]]) -> Vec<u8> {
     hex::encode(mac.finalize().into_bytes()).into_bytes()
 }
 
-/// Verifies `X-Calseta-Signature` (and the legacy per-source headers) over the raw body.
+/// Verifies `X-Calseta-Signature` over `timestamp.body` (with `X-Calseta-Timestamp`). The
+/// body-only forms (no timestamp, or the legacy per-source headers) carry no freshness, so a
+/// captured request could be replayed: they pass only when the source opts in (`body_only`).
 pub fn check_hmac(
     headers: &HeaderMap,
     body: &[u8],
     source: SourceName,
     secret: Option<&SecretString>,
     now_unix: i64,
+    body_only: bool,
 ) -> Result<(), Refusal> {
     let h = |name: &str| {
         headers
@@ -163,7 +169,8 @@ pub fn check_hmac(
             }
             hmac_hex(secret, &[ts.as_bytes(), b".", body])
         }
-        None => hmac_hex(secret, &[body]),
+        None if body_only => hmac_hex(secret, &[body]),
+        None => return Err(Refusal::MissingTimestamp),
     };
     if digest_eq(presented.as_bytes(), &expected) {
         Ok(())
@@ -231,20 +238,23 @@ mod tests {
         let body = br#"{"title":"x"}"#;
         let mut h = HeaderMap::new();
         assert_eq!(
-            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1000),
+            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1000, true),
             Err(Refusal::MissingCredentials)
         );
         h.insert(
             "x-calseta-signature",
             HeaderValue::from_str(&sign(&secret, None, body)).expect("hv"),
         );
-        assert_eq!(check_hmac(&h, body, SourceName::Generic, Some(&secret), 1000), Ok(()));
         assert_eq!(
-            check_hmac(&h, b"{}", SourceName::Generic, Some(&secret), 1000),
+            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1000, true),
+            Ok(())
+        );
+        assert_eq!(
+            check_hmac(&h, b"{}", SourceName::Generic, Some(&secret), 1000, true),
             Err(Refusal::BadSignature)
         );
         assert_eq!(
-            check_hmac(&h, body, SourceName::Generic, None, 1000),
+            check_hmac(&h, body, SourceName::Generic, None, 1000, true),
             Err(Refusal::NotConfigured)
         );
         h.insert(
@@ -252,18 +262,38 @@ mod tests {
             HeaderValue::from_str(&sign(&secret, Some(1000), body)).expect("hv"),
         );
         h.insert("x-calseta-timestamp", HeaderValue::from_static("1000"));
-        assert_eq!(check_hmac(&h, body, SourceName::Generic, Some(&secret), 1200), Ok(()));
         assert_eq!(
-            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1400),
+            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1200, true),
+            Ok(())
+        );
+        assert_eq!(
+            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1400, true),
             Err(Refusal::StaleTimestamp)
+        );
+        // Without the source's opt-in, a body-only signature is refused even when it is right.
+        h.remove("x-calseta-timestamp");
+        h.insert(
+            "x-calseta-signature",
+            HeaderValue::from_str(&sign(&secret, None, body)).expect("hv"),
+        );
+        assert_eq!(
+            check_hmac(&h, body, SourceName::Generic, Some(&secret), 1000, false),
+            Err(Refusal::MissingTimestamp)
         );
         // Legacy header: hex without prefix, no timestamp, only for its own source.
         let mut legacy = HeaderMap::new();
         let hex = sign(&secret, None, body).trim_start_matches("sha256=").to_owned();
         legacy.insert("x-elastic-signature", HeaderValue::from_str(&hex).expect("hv"));
-        assert_eq!(check_hmac(&legacy, body, SourceName::Elastic, Some(&secret), 0), Ok(()));
         assert_eq!(
-            check_hmac(&legacy, body, SourceName::Sentinel, Some(&secret), 0),
+            check_hmac(&legacy, body, SourceName::Elastic, Some(&secret), 0, true),
+            Ok(())
+        );
+        assert_eq!(
+            check_hmac(&legacy, body, SourceName::Elastic, Some(&secret), 0, false),
+            Err(Refusal::MissingTimestamp)
+        );
+        assert_eq!(
+            check_hmac(&legacy, body, SourceName::Sentinel, Some(&secret), 0, true),
             Err(Refusal::MissingCredentials)
         );
     }

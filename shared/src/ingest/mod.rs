@@ -117,7 +117,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
     let (settings, principal) = tokio::join!(db::sources::get(&*client, source), async {
         match key {
-            Some(token) => auth::verify_key(state, &*client, token).await.map(Some),
+            Some(token) => auth::verify_key(state, &*client, req.headers, token).await.map(Some),
             None => Ok(None),
         }
     });
@@ -163,6 +163,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
                 source,
                 secret.as_ref(),
                 chrono::Utc::now().timestamp(),
+                settings.hmac_body_only,
             )
             .map_err(invalid_signature)?;
         }
@@ -233,6 +234,11 @@ pub async fn ingest_wrapped(
         payload: Option<&'a RawValue>,
     }
     let w: Wrapped = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    // Any other top-level field is refused (422 naming it), never silently ignored.
+    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    let top: serde_json::Map<String, Value> = keys.into_keys().map(|k| (k, Value::Null)).collect();
+    crate::api::fields::strict(&top, "AlertIngest")?;
     let missing = |field: &str| ApiError::validation(&format!("body.{field}"), "field required", "missing");
     let name = match &w.source_name {
         Some(Value::String(s)) => s.clone(),
