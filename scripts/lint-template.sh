@@ -4,7 +4,7 @@
 #   2. sam validate --lint (offline: SAM transform locally, then cfn-lint on the result)
 #   3. checkov on template.yaml: every accepted finding is skipped in the template itself
 #      (Metadata.checkov.skip with a one-line comment), so any failure here is new
-#   4. when infra/cdk.out/Calseta.template.json exists (scripts/cdk-check.sh): cfn-lint on it
+# The CDK app's template is checked by scripts/cdk-check.sh (synth, cfn-lint, parity).
 #
 #   scripts/lint-template.sh
 #   VENV=/path/to/venv scripts/lint-template.sh   # look for the tools in $VENV/bin first
@@ -46,10 +46,3 @@ echo "lint-template: checkov $("$checkov" --version) template.yaml"
 # --quiet prints failed checks only; the exit status is non-zero on any failure.
 "$checkov" -f template.yaml --framework cloudformation --compact --quiet --skip-download
 echo "lint-template: checkov clean (accepted findings are skipped with reasons in template.yaml)"
-
-cdk_template="infra/cdk.out/Calseta.template.json"
-if [[ -f "$cdk_template" ]]; then
-  echo "lint-template: cfn-lint $cdk_template"
-  "$cfn_lint" "$cdk_template"
-  echo "lint-template: cfn-lint clean on the CDK template"
-fi
