@@ -194,6 +194,7 @@ export class Calseta extends Construct {
       { secretStringTemplate: '{"name":"bootstrap-admin"}', generateStringKey: 'key_random', passwordLength: 43, excludePunctuation: true, includeSpace: false });
 
     let proxyEndpoint: string | undefined;
+    let proxyTargetGroup: rds.CfnDBProxyTargetGroup | undefined;
     if (c.useRdsProxy) {
       const proxySg = fixId(new ec2.CfnSecurityGroup(this, 'ProxySecurityGroup', {
         groupDescription: 'Calseta RDS Proxy (5432 from the functions, 5432 to the database)', vpcId,
@@ -209,7 +210,7 @@ export class Calseta extends Construct {
         roleArn: proxyRole.roleArn, vpcSubnetIds: privateSubnets, vpcSecurityGroupIds: [proxySg.ref],
         auth: [{ authScheme: 'SECRETS', secretArn: appUser.ref, iamAuth: 'DISABLED', clientPasswordAuthType: 'POSTGRES_SCRAM_SHA_256' }],
       }), 'DatabaseProxy');
-      new rds.CfnDBProxyTargetGroup(this, 'DatabaseProxyTargetGroup', {
+      proxyTargetGroup = new rds.CfnDBProxyTargetGroup(this, 'DatabaseProxyTargetGroup', {
         dbProxyName: proxy.ref, targetGroupName: 'default', dbInstanceIdentifiers: [db.ref],
         connectionPoolConfigurationInfo: { maxConnectionsPercent: 80, maxIdleConnectionsPercent: 40, connectionBorrowTimeout: 30 },
       });
@@ -349,6 +350,7 @@ export class Calseta extends Construct {
         SecretsManagerEndpoint: smEndpoint?.ref ?? 'none',
         S3GatewayEndpoint: s3Endpoint?.ref ?? 'none',
         NatRoute: natRoute ? (natRoute as cdk.CfnResource).ref : 'none',
+        ProxyTargetGroup: proxyTargetGroup?.ref ?? 'none',
         ConnectionReserve: '2',
         ConnectionBudget: c.useRdsProxy ? '' : connectionBudget(c).spec,
         AppUserSecret: appUser.ref,
@@ -413,9 +415,11 @@ export class Calseta extends Construct {
     // ---------------------------------------------------------------- MCP (ECS Fargate + ALB)
     let mcpDns: string | undefined;
     if (c.mcpImageUri) {
-      const vpc = ec2.Vpc.fromVpcAttributes(this, 'McpVpc', { vpcId, availabilityZones: [0, 1].map((i) => cdk.Fn.select(i, cdk.Fn.getAzs())), privateSubnetIds: privateSubnets, publicSubnetIds: publicSubnets.length ? publicSubnets : undefined });
-      const cluster = new ecs.Cluster(this, 'McpCluster', { vpc, containerInsightsV2: ecs.ContainerInsights.ENABLED });
+      // L1 cluster: the L2 one wants a VPC object (a lookup or a new VPC); the service below
+      // takes subnet ids.
+      const cluster = new ecs.CfnCluster(this, 'McpCluster', { clusterSettings: [{ name: 'containerInsights', value: 'enabled' }] });
       const task = new ecs.FargateTaskDefinition(this, 'McpTaskDefinition', { cpu: 256, memoryLimitMiB: 512, runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX } });
+      task.obtainExecutionRole().addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/AmazonECSTaskExecutionRolePolicy'));
       task.addToTaskRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [appUser.ref, appSecret.ref] }));
       task.addToTaskRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage'], resources: [this.enrichQueue.attrArn, this.dispatchQueue.attrArn] }));
       const albSg = new ec2.CfnSecurityGroup(this, 'McpAlbSecurityGroup', { groupDescription: 'Calseta MCP load balancer (443 from McpAllowedCidr)', vpcId, securityGroupIngress: [{ description: 'HTTPS from MCP clients', ipProtocol: 'tcp', fromPort: 443, toPort: 443, cidrIp: c.mcpAllowedCidr }] });
@@ -427,23 +431,24 @@ export class Calseta extends Construct {
         loadBalancerAttributes: [{ key: 'routing.http.drop_invalid_header_fields.enabled', value: 'true' }, { key: 'idle_timeout.timeout_seconds', value: '300' }],
       });
       const logGroup = new logs.LogGroup(this, 'McpLogGroup', { logGroupName: `/ecs/${name}-mcp`, retention: logs.RetentionDays.ONE_MONTH, removalPolicy: cdk.RemovalPolicy.DESTROY });
-      task.addContainer('mcp', {
+      const container = task.addContainer('mcp', {
         image: ecs.ContainerImage.fromRegistry(c.mcpImageUri), essential: true, readonlyRootFilesystem: true,
         portMappings: [{ containerPort: 8001 }], logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'mcp' }),
         environment: { ...env, CALSETA_MCP_HOST: '0.0.0.0', CALSETA_MCP_PORT: '8001', CALSETA_MCP_ALLOWED_HOSTS: c.mcpDomainName || alb.attrDnsName, DATABASE_POOL_SIZE: String(c.mcpPoolSize) },
       });
+      cdk.Annotations.of(container).acknowledgeWarning('@aws-cdk/aws-ecs:ecrImageRequiresPolicy', 'the execution role has AmazonECSTaskExecutionRolePolicy (ECR pull)');
       const tg = new elbv2.CfnTargetGroup(this, 'McpTargetGroup', { targetType: 'ip', protocol: 'HTTP', port: 8001, vpcId, healthCheckPath: '/health', healthCheckIntervalSeconds: 15, healthyThresholdCount: 2, unhealthyThresholdCount: 3, matcher: { httpCode: '200' }, targetGroupAttributes: [{ key: 'deregistration_delay.timeout_seconds', value: '30' }] });
       const listener = new elbv2.CfnListener(this, 'McpHttpsListener', { loadBalancerArn: alb.ref, port: 443, protocol: 'HTTPS', sslPolicy: 'ELBSecurityPolicy-TLS13-1-2-2021-06', certificates: [{ certificateArn: c.mcpCertificateArn }], defaultActions: [{ type: 'forward', targetGroupArn: tg.ref }] });
       const svc = new ecs.CfnService(this, 'McpService', {
-        cluster: cluster.clusterName, launchType: 'FARGATE', desiredCount: c.mcpMinTasks, taskDefinition: task.taskDefinitionArn,
+        cluster: cluster.ref, launchType: 'FARGATE', desiredCount: c.mcpMinTasks, taskDefinition: task.taskDefinitionArn,
         healthCheckGracePeriodSeconds: 30,
         deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 200, deploymentCircuitBreaker: { enable: true, rollback: true } },
         networkConfiguration: { awsvpcConfiguration: { assignPublicIp: 'DISABLED', subnets: privateSubnets, securityGroups: [lambdaSg.ref, svcSg.ref] } },
         loadBalancers: [{ containerName: 'mcp', containerPort: 8001, targetGroupArn: tg.ref }],
       });
-      svc.addDependency(listener);
+      svc.node.addDependency(listener);
       svc.node.addDependency(migrations);
-      const target = new cdk.aws_applicationautoscaling.CfnScalableTarget(this, 'McpScalableTarget', { serviceNamespace: 'ecs', scalableDimension: 'ecs:service:DesiredCount', resourceId: cdk.Fn.sub('service/${C}/${S}', { C: cluster.clusterName, S: svc.attrName }), minCapacity: c.mcpMinTasks, maxCapacity: c.mcpMaxTasks });
+      const target = new cdk.aws_applicationautoscaling.CfnScalableTarget(this, 'McpScalableTarget', { serviceNamespace: 'ecs', scalableDimension: 'ecs:service:DesiredCount', resourceId: cdk.Fn.sub('service/${C}/${S}', { C: cluster.ref, S: svc.attrName }), minCapacity: c.mcpMinTasks, maxCapacity: c.mcpMaxTasks });
       new cdk.aws_applicationautoscaling.CfnScalingPolicy(this, 'McpCpuScaling', { policyName: `${name}-mcp-cpu`, policyType: 'TargetTrackingScaling', scalingTargetId: target.ref, targetTrackingScalingPolicyConfiguration: { targetValue: 60, scaleInCooldown: 300, scaleOutCooldown: 60, predefinedMetricSpecification: { predefinedMetricType: 'ECSServiceAverageCPUUtilization' } } });
       mcpDns = alb.attrDnsName;
     }
