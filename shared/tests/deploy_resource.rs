@@ -156,6 +156,17 @@ async fn migrate_creates_a_least_privilege_app_role() {
         .expect("answered");
     assert_eq!(r.status, "SUCCESS", "{}", r.reason);
     assert_eq!(r.data["AppRole"], json!(name));
+    let verifier = |pool: db::Pool, name: String| async move {
+        let c = pool.get().await.expect("admin");
+        let v: String = c
+            .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&name])
+            .await
+            .expect("rolpassword")
+            .get(0);
+        v
+    };
+    let first = verifier(pool.clone(), name.clone()).await;
+    assert!(first.starts_with("SCRAM-SHA-256$4096:"), "{first}");
     // A second run (password rotated) is idempotent.
     let rotated = AppRole::new(&name, "second-password-0123456789".to_owned().into()).expect("role");
     let steps = migrations_resource::Steps {
@@ -166,6 +177,11 @@ async fn migrate_creates_a_least_privilege_app_role() {
         .await
         .expect("answered");
     assert_eq!(r.status, "SUCCESS", "{}", r.reason);
+    assert_ne!(
+        verifier(pool.clone(), name.clone()).await,
+        first,
+        "the rotated password is set"
+    );
 
     let app = db::build_pool(&DbConfig::from_url(as_user(&db_url, &name))).expect("app pool");
     let c = app.get().await.expect("app connects");

@@ -83,17 +83,19 @@ impl AppRole {
             .await
             .map_err(|e| e.to_string())?
             .is_some();
-        // The server quotes (format %I/%L): the password never passes through our string
-        // building. ALTER/CREATE ROLE take no bind parameters, hence the two steps.
+        // ALTER/CREATE ROLE take no bind parameters, so the server quotes (format %I/%L) and
+        // we send a SCRAM verifier, never the password: the statement text may reach a log
+        // (log_min_duration_statement) and must not carry the secret.
         let verb = if exists {
             "ALTER ROLE %I WITH LOGIN PASSWORD %L"
         } else {
             "CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L"
         };
+        let verifier = postgres_protocol::password::scram_sha_256(self.password.expose_secret().as_bytes());
         let stmt: String = tx
             .query_one(
                 "SELECT format($1::text, $2::text, $3::text)",
-                &[&verb, &self.username, &self.password.expose_secret()],
+                &[&verb, &self.username, &verifier],
             )
             .await
             .map_err(|e| e.to_string())?
