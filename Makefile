@@ -1,7 +1,8 @@
 # Shortcuts; the scripts are the source of truth.
 .PHONY: dev test build lambda-build lint fmt
 
-LAMBDA_PACKAGES := $(patsubst functions/%/,-p %,$(wildcard functions/*/))
+# functions/mcp (when present) is the MCP container, not a Lambda.
+LAMBDA_PACKAGES := $(patsubst functions/%/,-p %,$(filter-out functions/mcp/,$(wildcard functions/*/)))
 LAMBDA_TARGET := $(or $(CARGO_TARGET_DIR),target)/lambda
 
 dev:

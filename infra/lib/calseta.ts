@@ -434,7 +434,7 @@ export class Calseta extends Construct {
       const container = task.addContainer('mcp', {
         image: ecs.ContainerImage.fromRegistry(c.mcpImageUri), essential: true, readonlyRootFilesystem: true,
         portMappings: [{ containerPort: 8001 }], logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'mcp' }),
-        environment: { ...env, CALSETA_MCP_HOST: '0.0.0.0', CALSETA_MCP_PORT: '8001', CALSETA_MCP_ALLOWED_HOSTS: c.mcpDomainName || alb.attrDnsName, DATABASE_POOL_SIZE: String(c.mcpPoolSize) },
+        environment: { ...env, CALSETA_MCP_ADDR: '0.0.0.0:8001', CALSETA_MCP_ALLOWED_HOSTS: c.mcpDomainName || alb.attrDnsName, DATABASE_POOL_SIZE: String(c.mcpPoolSize) },
       });
       cdk.Annotations.of(container).acknowledgeWarning('@aws-cdk/aws-ecs:ecrImageRequiresPolicy', 'the execution role has AmazonECSTaskExecutionRolePolicy (ECR pull)');
       const tg = new elbv2.CfnTargetGroup(this, 'McpTargetGroup', { targetType: 'ip', protocol: 'HTTP', port: 8001, vpcId, healthCheckPath: '/health', healthCheckIntervalSeconds: 15, healthyThresholdCount: 2, unhealthyThresholdCount: 3, matcher: { httpCode: '200' }, targetGroupAttributes: [{ key: 'deregistration_delay.timeout_seconds', value: '30' }] });
