@@ -480,7 +480,7 @@ export class Calseta extends Construct {
     alarm('DispatchQueueAgeAlarm', 'The oldest dispatch message is over 1 hour old (agents unreachable or delivery blocked).', 'AWS/SQS', 'ApproximateAgeOfOldestMessage', { QueueName: this.dispatchQueue.attrQueueName }, 'Maximum', 300, 2, 3600);
     alarm('DatabaseCpuAlarm', 'Calseta database CPU above 80 % for 15 minutes.', 'AWS/RDS', 'CPUUtilization', { DBInstanceIdentifier: db.ref }, 'Average', 300, 3, 80);
     alarm('DatabaseStorageAlarm', 'Calseta database free storage below 2 GiB (storage autoscaling at its ceiling?).', 'AWS/RDS', 'FreeStorageSpace', { DBInstanceIdentifier: db.ref }, 'Minimum', 300, 1, 2147483648, 'LessThanThreshold');
-    alarm('OutboxBacklogAlarm', 'Outbox rows waiting to be sent stayed above 100 for 10 minutes (queue sends failing). Metric Calseta/OutboxBacklog, emitted by the sweep function (EMF).', 'Calseta', 'OutboxBacklog', {}, 'Maximum', 60, 10, 100);
+    alarm('OutboxBacklogAlarm', 'Outbox rows waiting to be sent stayed above 100 for 10 minutes (queue sends failing). Metric Calseta/OutboxBacklog (service = the sweep function), emitted by the sweep as EMF.', 'Calseta', 'OutboxBacklog', { service: fns.sweep.functionName }, 'Maximum', 60, 10, 100);
     fixId(new cloudwatch.CfnAlarm(this, 'DatabaseConnectionsAlarm', {
       alarmDescription: 'Calseta database connections above 80 % of max_connections for 10 minutes.',
       evaluationPeriods: 2, datapointsToAlarm: 2, threshold: 80, comparisonOperator: 'GreaterThanThreshold', treatMissingData: 'notBreaching',
