@@ -2,10 +2,15 @@
 # fresh Debian/Ubuntu machine, and nothing when it is already there.
 #   - PostgreSQL server binaries (the local stack and tests start throwaway clusters from them)
 #   - a Python venv with moto (real SQS API for tests) and cfn-lint (template lint)
-# CALSETA_VENV overrides the venv location (CI keeps it in a cache outside the clone).
+#   - a second venv with the template policy tools: checkov, aws-sam-cli (sam validate --lint,
+#     sam build), cfn-lint - separate because aws-sam-cli pins boto3/cfn-lint versions moto
+#     must not inherit
+# CALSETA_VENV overrides the venv location (CI keeps it in a cache outside the clone);
+# CALSETA_POLICY_VENV the policy tools' (default: "$CALSETA_VENV-policy").
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${CALSETA_VENV:-$repo_root/.venv}"
+POLICY_VENV="${CALSETA_POLICY_VENV:-$VENV-policy}"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -49,4 +54,14 @@ ensure_venv() {
     "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.30,<2'
   fi
   export MOTO_SERVER="$VENV/bin/moto_server"
+}
+
+ensure_policy_venv() {
+  if [ ! -x "$POLICY_VENV/bin/python" ]; then
+    python3 -m venv "$POLICY_VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$POLICY_VENV"; }
+  fi
+  if [ ! -x "$POLICY_VENV/bin/checkov" ] || [ ! -x "$POLICY_VENV/bin/sam" ] || [ ! -x "$POLICY_VENV/bin/cfn-lint" ]; then
+    echo "setup: installing checkov, aws-sam-cli and cfn-lint into $POLICY_VENV" >&2
+    "$POLICY_VENV/bin/pip" install -q --disable-pip-version-check 'checkov>=3.2,<4' 'aws-sam-cli>=1.120,<2' 'cfn-lint>=1.30,<2'
+  fi
 }

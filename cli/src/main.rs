@@ -69,7 +69,8 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
-    /// Apply pending migrations to DATABASE_URL.
+    /// Apply pending migrations to DATABASE_URL, or DATABASE_HOST + the login in
+    /// DATABASE_SECRET_ARN (a deployed stack's master secret: the DatabaseSecretArn output).
     Migrate,
     /// Measure the product (see docs in `calseta bench --help`).
     Bench {
@@ -81,7 +82,20 @@ enum Command {
         #[command(subcommand)]
         what: ApiKeyWhat,
     },
-    /// List queue messages that were parked because they can never succeed.
+    /// A deployed stack through its API: health, queue depth, outbox backlog, provider states.
+    Status {
+        /// The stack's ApiUrl output (or `calseta dev`'s URL).
+        #[arg(long, env = "CALSETA_URL")]
+        url: String,
+        /// An API key; sent when given (/health itself needs none).
+        #[arg(long, env = "CALSETA_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// Print the /health JSON as is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List queue messages that were parked because they can never succeed (DATABASE_URL or
+    /// DATABASE_HOST + DATABASE_SECRET_ARN).
     Parked {
         #[arg(long, default_value = "enrich")]
         queue: String,
@@ -168,6 +182,71 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// DATABASE_URL, or DATABASE_HOST + the secret at DATABASE_SECRET_ARN (like `api-key create`).
+async fn db_config_from_env() -> anyhow::Result<DbConfig> {
+    let sm = if std::env::var("DATABASE_SECRET_ARN").is_ok_and(|v| !v.is_empty()) {
+        Some(calseta::secrets::SecretsClient::new(
+            &calseta::config::aws_sdk_config().await,
+        ))
+    } else {
+        None
+    };
+    DbConfig::from_env(sm.as_ref())
+        .await
+        .context("DATABASE_URL, or DATABASE_HOST with DATABASE_SECRET_ARN, is required")
+}
+
+/// `calseta status`: what the stack's `/health` reports, readable.
+async fn status(url: &str, key: Option<&str>, json: bool) -> anyhow::Result<bool> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let endpoint = format!("{}/health", url.trim_end_matches('/'));
+    let mut req = http.get(&endpoint);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.with_context(|| format!("GET {endpoint}"))?;
+    let code = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .with_context(|| format!("GET {endpoint}: HTTP {code}, not JSON"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(code.is_success());
+    }
+    let field = |k: &str| match body.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(v) => v.to_string(),
+    };
+    println!("{endpoint}: HTTP {}", code.as_u16());
+    for (label, k) in [
+        ("status", "status"),
+        ("version", "version"),
+        ("database", "database"),
+        ("queue", "queue"),
+        ("queue backend", "queue_backend"),
+        ("queued messages", "queue_depth"),
+        ("outbox unsent", "outbox_unsent"),
+    ] {
+        println!("  {label:<16} {}", field(k));
+    }
+    if let Some(serde_json::Value::Object(queues)) = body.get("queues") {
+        for (name, d) in queues {
+            println!("  queue {name:<10} {d}");
+        }
+    }
+    match body.get("enrichment_providers") {
+        Some(serde_json::Value::Object(p)) if !p.is_empty() => {
+            for (name, state) in p {
+                println!("  provider {name:<12} {}", state.as_str().unwrap_or("-"));
+            }
+        }
+        _ => println!("  providers        (not reported)"),
+    }
+    Ok(code.is_success() && body.get("status").and_then(|s| s.as_str()) == Some("ok"))
 }
 
 fn database_url() -> Option<SecretString> {
@@ -282,7 +361,7 @@ async fn main() -> anyhow::Result<()> {
             demo::run(&url, &admin_key, &out, Duration::from_secs(wait)).await?;
         }
         Command::Migrate => {
-            let cfg = DbConfig::from_env(None).await.context("DATABASE_URL is required")?;
+            let cfg = db_config_from_env().await?;
             let pool = db::build_pool(&cfg)?;
             let report = db::migrate::run_on_pool(&pool).await?;
             println!(
@@ -338,9 +417,15 @@ async fn main() -> anyhow::Result<()> {
         } => {
             api_key_create(&name, &scopes, &key_type, expires_at.as_deref()).await?;
         }
+        Command::Status { url, key, json } => {
+            if !status(&url, key.as_deref(), json).await? {
+                // Scripts and monitors act on the exit status.
+                std::process::exit(1);
+            }
+        }
         Command::Parked { queue, limit } => {
             let q = QueueName::parse(&queue).context("queue is enrich or dispatch")?;
-            let cfg = DbConfig::from_env(None).await.context("DATABASE_URL is required")?;
+            let cfg = db_config_from_env().await?;
             let pool = db::build_pool(&cfg)?;
             for m in batch::list_parked(&pool, q, limit).await? {
                 println!("{}", serde_json::to_string(&m)?);

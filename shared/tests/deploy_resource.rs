@@ -122,3 +122,145 @@ async fn failures_are_reported_not_swallowed() {
     assert!(seen[0].1["Reason"].as_str().expect("reason").contains("access denied"));
     assert_eq!(seen[1].1["Status"], "FAILED");
 }
+
+/// A URL for the same database as `url`, logged in as `user` (the test cluster trusts
+/// 127.0.0.1, so this proves the role and its grants, not its password).
+fn as_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}@{host}")
+}
+
+fn request_with(kind: &str, url: &str, props: Value) -> CloudFormationCustomResourceRequest {
+    let mut r = serde_json::to_value(request(kind, url)).expect("value");
+    r["ResourceProperties"] = props;
+    serde_json::from_value(r).expect("request")
+}
+
+#[tokio::test]
+async fn migrate_creates_a_least_privilege_app_role() {
+    use calseta::deploy::app_role::AppRole;
+    let (_, db_url) = TestDb::empty().await;
+    let pool = db::build_pool(&DbConfig::from_url(db_url.clone())).expect("pool");
+    let (url, _seen) = response_server().await;
+    let http = reqwest::Client::new();
+    // Roles are cluster-wide: a unique name per run.
+    let name = format!("app_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let role = AppRole::new(&name, "first-password-0123456789".to_owned().into()).expect("role");
+    let steps = migrations_resource::Steps {
+        bootstrap: None,
+        app_role: Some(&role),
+    };
+    let r = migrations_resource::handle_with(request("Create", &url), Ok(&pool), &http, steps)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "SUCCESS", "{}", r.reason);
+    assert_eq!(r.data["AppRole"], json!(name));
+    let verifier = |pool: db::Pool, name: String| async move {
+        let c = pool.get().await.expect("admin");
+        let v: String = c
+            .query_one("SELECT rolpassword FROM pg_authid WHERE rolname = $1", &[&name])
+            .await
+            .expect("rolpassword")
+            .get(0);
+        v
+    };
+    let first = verifier(pool.clone(), name.clone()).await;
+    assert!(first.starts_with("SCRAM-SHA-256$4096:"), "{first}");
+    // A second run (password rotated) is idempotent.
+    let rotated = AppRole::new(&name, "second-password-0123456789".to_owned().into()).expect("role");
+    let steps = migrations_resource::Steps {
+        bootstrap: None,
+        app_role: Some(&rotated),
+    };
+    let r = migrations_resource::handle_with(request("Update", &url), Ok(&pool), &http, steps)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "SUCCESS", "{}", r.reason);
+    assert_ne!(
+        verifier(pool.clone(), name.clone()).await,
+        first,
+        "the rotated password is set"
+    );
+
+    let app = db::build_pool(&DbConfig::from_url(as_user(&db_url, &name))).expect("app pool");
+    let c = app.get().await.expect("app connects");
+    // Data access on the migrated tables ...
+    c.batch_execute("DELETE FROM api_keys WHERE false")
+        .await
+        .expect("delete");
+    c.query_one("SELECT count(*) FROM alerts", &[]).await.expect("select");
+    c.query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .expect("reads schema versions");
+    // ... but no DDL and no tampering with the migration history.
+    for denied in [
+        "CREATE TABLE app_owned (id int)",
+        "DROP TABLE alerts",
+        "ALTER TABLE alerts ADD COLUMN x int",
+        "DELETE FROM schema_migrations",
+        "CREATE ROLE sneaky",
+    ] {
+        let e = c.batch_execute(denied).await.expect_err(denied);
+        let code = e.code().map(|c| c.code().to_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "{denied}: {e}");
+    }
+    let is_super: bool = c
+        .query_one(
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .expect("attrs")
+        .get(0);
+    assert!(!is_super);
+    drop(c);
+    drop(app);
+    // Leave the cluster clean: the role owns nothing, so it can go.
+    let admin = pool.get().await.expect("admin");
+    admin
+        .batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE {name}"))
+        .await
+        .expect("drop role");
+}
+
+#[tokio::test]
+async fn a_connection_budget_over_max_connections_fails_the_deployment() {
+    let (_, db_url) = TestDb::empty().await;
+    let pool = db::build_pool(&DbConfig::from_url(db_url)).expect("pool");
+    let (url, seen) = response_server().await;
+    let http = reqwest::Client::new();
+    let c = pool.get().await.expect("client");
+    let max: i64 = c
+        .query_one("SELECT current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint", &[])
+        .await
+        .expect("max")
+        .get(0);
+    drop(c);
+    let fits = json!({"ServiceToken": "x", "ConnectionBudget": format!("ingest={}x1,sweep=1x1", max - 1)});
+    let r = migrations_resource::handle(request_with("Create", &url, fits), Ok(&pool), &http)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "SUCCESS", "{}", r.reason);
+    assert_eq!(r.data["ConnectionBudget"], json!(max));
+
+    let over = json!({"ServiceToken": "x", "ConnectionBudget": format!("ingest={}x1,sweep=1x1", max)});
+    let r = migrations_resource::handle(request_with("Update", &url, over.clone()), Ok(&pool), &http)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "FAILED");
+    assert!(r.reason.contains("exceeds"), "{}", r.reason);
+    // The provider's own reserve counts too.
+    let reserved = json!({"ServiceToken": "x", "ConnectionReserve": "1",
+                          "ConnectionBudget": format!("ingest={}x1", max)});
+    let r = migrations_resource::handle(request_with("Update", &url, reserved), Ok(&pool), &http)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "FAILED");
+    let bad = json!({"ServiceToken": "x", "ConnectionBudget": "ingest=lots"});
+    let r = migrations_resource::handle(request_with("Update", &url, bad), Ok(&pool), &http)
+        .await
+        .expect("answered");
+    assert_eq!(r.status, "FAILED");
+    assert_eq!(seen.lock().expect("lock").len(), 4);
+}

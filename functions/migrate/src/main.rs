@@ -2,7 +2,12 @@
 //! traffic. See `calseta::deploy::migrations_resource`.
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
-use calseta::{config, db, deploy::migrations_resource, secrets::SecretsClient, telemetry};
+use calseta::{
+    config, db,
+    deploy::{app_role::AppRole, migrations_resource},
+    secrets::SecretsClient,
+    telemetry,
+};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -21,13 +26,25 @@ async fn main() -> Result<(), Error> {
             tracing::error!(error = %e, "bootstrap admin key secret unreadable");
             None
         });
+    // Unreadable means the functions could not log in: fail the deployment, not later traffic.
+    let app_role = migrations_resource_app_role(&secrets).await;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<CloudFormationCustomResourceRequest>| {
-        let pool = pool.as_ref().map_err(String::as_str);
         let (http, bootstrap) = (&http, bootstrap.as_ref());
-        async move { Ok::<_, Error>(migrations_resource::handle_with(event.payload, pool, http, bootstrap).await?) }
+        let (pool, app_role) = match (&pool, &app_role) {
+            (Ok(p), Ok(r)) => (Ok(p), r.as_ref()),
+            (Err(e), _) | (_, Err(e)) => (Err(e.as_str()), None),
+        };
+        let steps = migrations_resource::Steps { bootstrap, app_role };
+        async move { Ok::<_, Error>(migrations_resource::handle_with(event.payload, pool, http, steps).await?) }
     }))
     .await
+}
+
+async fn migrations_resource_app_role(secrets: &SecretsClient) -> Result<Option<AppRole>, String> {
+    AppRole::from_env(secrets)
+        .await
+        .map_err(|e| format!("CALSETA_APP_DB_SECRET_ARN: {e}"))
 }

@@ -13,6 +13,7 @@ use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceReques
 use serde::Serialize;
 use serde_json::Value;
 
+use super::app_role::{AppRole, ConnectionBudget};
 use crate::db::{migrate, Pool};
 
 pub const PHYSICAL_ID: &str = "calseta-database-migrations";
@@ -109,16 +110,39 @@ pub async fn handle(
     pool: Result<&Pool, &str>,
     http: &reqwest::Client,
 ) -> Result<CfnResponse, ResponseError> {
-    handle_with(request, pool, http, None).await
+    handle_with(request, pool, http, Steps::default()).await
 }
 
-/// [`handle`], registering the bootstrap admin key after the migrations.
+/// What runs after the migrations besides them.
+#[derive(Default, Clone, Copy)]
+pub struct Steps<'a> {
+    /// Registers the bootstrap admin key (reported, never fatal).
+    pub bootstrap: Option<&'a Bootstrap>,
+    /// Creates/updates the functions' least-privilege role (fatal: they could not connect).
+    pub app_role: Option<&'a AppRole>,
+}
+
+/// The resource property holding the connection budget (`ingest=20x2,...`), checked against the
+/// server's `max_connections`; `ConnectionReserve` is what the provider keeps for itself.
+pub const BUDGET_PROPERTY: &str = "ConnectionBudget";
+pub const RESERVE_PROPERTY: &str = "ConnectionReserve";
+
+fn property<'p>(props: &'p Value, name: &str) -> Option<&'p str> {
+    props.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// [`handle`] plus the post-migration [`Steps`] and the connection budget check.
 pub async fn handle_with(
     request: CloudFormationCustomResourceRequest,
     pool: Result<&Pool, &str>,
     http: &reqwest::Client,
-    bootstrap: Option<&Bootstrap>,
+    steps: Steps<'_>,
 ) -> Result<CfnResponse, ResponseError> {
+    let props = match &request {
+        CloudFormationCustomResourceRequest::Create(r) => r.resource_properties.clone(),
+        CloudFormationCustomResourceRequest::Update(r) => r.resource_properties.clone(),
+        _ => Value::Null,
+    };
     let (kind, url, stack_id, request_id, logical_id, physical_id) = match &request {
         CloudFormationCustomResourceRequest::Create(r) => (
             "Create",
@@ -153,9 +177,10 @@ pub async fn handle_with(
     } else {
         match pool {
             Err(why) => Err(format!("database configuration: {why}")),
-            Ok(pool) => match migrate::run_on_pool(pool).await {
+            Ok(pool) => match migrate_and_check(pool, &props, steps, &mut data).await {
+                Err(e) => Err(e),
                 Ok(report) => {
-                    if let Some(b) = bootstrap {
+                    if let Some(b) = steps.bootstrap {
                         // Reported, never fatal: a deployment must not roll back over it.
                         match b.ensure(pool).await {
                             Ok(created) => {
@@ -176,7 +201,6 @@ pub async fn handle_with(
                         report.already_applied
                     ))
                 }
-                Err(e) => Err(e.to_string()),
             },
         }
     };
@@ -200,6 +224,35 @@ pub async fn handle_with(
     send(http, url, &response).await?;
     tracing::info!(request_type = kind, status, "custom resource answered");
     Ok(response)
+}
+
+/// Migrations, then the checks that must pass before traffic: the connection budget fits and
+/// the app role exists with its grants.
+async fn migrate_and_check(
+    pool: &Pool,
+    props: &Value,
+    steps: Steps<'_>,
+    data: &mut serde_json::Map<String, Value>,
+) -> Result<migrate::MigrationReport, String> {
+    let report = migrate::run_on_pool(pool).await.map_err(|e| e.to_string())?;
+    if let Some(spec) = property(props, BUDGET_PROPERTY) {
+        let budget = ConnectionBudget::parse(spec)?;
+        let reserve = match property(props, RESERVE_PROPERTY) {
+            Some(r) => r
+                .parse::<i64>()
+                .map_err(|_| format!("{RESERVE_PROPERTY} {r:?} is not a number"))?,
+            None => 0,
+        };
+        let (total, available) = budget.check(pool, reserve).await?;
+        tracing::info!(total, available, "connection budget fits");
+        data.insert("ConnectionBudget".into(), Value::from(total));
+        data.insert("ConnectionsAvailable".into(), Value::from(available));
+    }
+    if let Some(role) = steps.app_role {
+        role.ensure(pool).await.map_err(|e| format!("app database role: {e}"))?;
+        data.insert("AppRole".into(), Value::from(role.username.clone()));
+    }
+    Ok(report)
 }
 
 async fn send(http: &reqwest::Client, url: &str, response: &CfnResponse) -> Result<(), ResponseError> {

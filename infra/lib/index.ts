@@ -1,0 +1,2 @@
+export { Calseta, CalsetaProps } from './calseta';
+export { CalsetaConfig, connectionBudget, defaultConfig, validateConfig } from './config';
