@@ -256,6 +256,8 @@ export class Calseta extends Construct {
       CALSETA_OUTBOUND_ALLOW_HOSTS: c.outboundAllowHosts,
       RUST_LOG: c.logLevel,
       AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH: 'true',
+      // API Gateway appends the caller's address to X-Forwarded-For (failed-auth limit per address).
+      CALSETA_TRUST_FORWARDED_FOR: 'true',
     };
     const providerEnv = {
       CALSETA_PROVIDER_SECRETS_ARN: appSecret.ref,
