@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod dispatch;
 pub mod domain;
 pub mod enrich;
+pub mod esm;
 pub mod ingest;
 pub mod local;
 pub mod net;
