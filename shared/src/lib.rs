@@ -16,6 +16,7 @@ pub mod enrich;
 pub mod esm;
 pub mod ingest;
 pub mod local;
+pub mod metrics;
 pub mod net;
 pub mod queue;
 pub mod secrets;
