@@ -2,6 +2,7 @@
 # fresh Debian/Ubuntu machine, and nothing when it is already there.
 #   - PostgreSQL server binaries (the local stack and tests start throwaway clusters from them)
 #   - a Python venv with moto (real SQS API for tests) and cfn-lint (template lint)
+#   - cargo-lambda in that venv (ensure_cargo_lambda: the Lambda-mode local stack and its test)
 # CALSETA_VENV overrides the venv location (CI keeps it in a cache outside the clone).
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,4 +50,18 @@ ensure_venv() {
     "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.30,<2'
   fi
   export MOTO_SERVER="$VENV/bin/moto_server"
+}
+
+ensure_cargo_lambda() {
+  ensure_venv
+  if [ ! -x "$VENV/bin/cargo-lambda" ]; then
+    echo "setup: installing cargo-lambda into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'cargo-lambda>=1.8,<2'
+  fi
+  export CARGO_LAMBDA="$VENV/bin/cargo-lambda"
+}
+
+# The directory cargo builds into (honours CARGO_TARGET_DIR and .cargo/config).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 }

@@ -276,9 +276,14 @@ impl Driver {
                 while !stop.is_cancelled() {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        r = driver.poll_once() => if let Err(e) = r {
-                            tracing::warn!(function = %driver.mapping.function, error = %e, "poll failed");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        r = driver.poll_once() => match r {
+                            Err(e) => {
+                                tracing::warn!(function = %driver.mapping.function, error = %e, "poll failed");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                            // The function is failing as a whole: back off like Lambda's poller does.
+                            Ok(o) if o.received > 0 && o.deleted == 0 => tokio::time::sleep(Duration::from_secs(1)).await,
+                            Ok(_) => {}
                         },
                     }
                 }

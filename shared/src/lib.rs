@@ -15,6 +15,7 @@ pub mod domain;
 pub mod enrich;
 pub mod esm;
 pub mod ingest;
+pub mod lambda_local;
 pub mod local;
 pub mod metrics;
 pub mod net;
