@@ -2,6 +2,7 @@
 # fresh Debian/Ubuntu machine, and nothing when it is already there.
 #   - PostgreSQL server binaries (the local stack and tests start throwaway clusters from them)
 #   - a Python venv with moto (real SQS API for tests) and cfn-lint (template lint)
+#   - cargo-lambda in that venv (ensure_cargo_lambda: the Lambda-mode local stack and its test)
 #   - a second venv with the template policy tools: checkov, aws-sam-cli (sam validate --lint,
 #     sam build), cfn-lint - separate because aws-sam-cli pins boto3/cfn-lint versions moto
 #     must not inherit
@@ -64,4 +65,18 @@ ensure_policy_venv() {
     echo "setup: installing checkov, aws-sam-cli and cfn-lint into $POLICY_VENV" >&2
     "$POLICY_VENV/bin/pip" install -q --disable-pip-version-check 'checkov>=3.2,<4' 'aws-sam-cli>=1.120,<2' 'cfn-lint>=1.30,<2'
   fi
+}
+
+ensure_cargo_lambda() {
+  ensure_venv
+  if [ ! -x "$VENV/bin/cargo-lambda" ]; then
+    echo "setup: installing cargo-lambda into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'cargo-lambda>=1.8,<2'
+  fi
+  export CARGO_LAMBDA="$VENV/bin/cargo-lambda"
+}
+
+# The directory cargo builds into (honours CARGO_TARGET_DIR and .cargo/config).
+cargo_target_dir() {
+  cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 }

@@ -69,6 +69,32 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
+    /// Run the functions as Lambdas locally: `cargo lambda watch` (the runtime emulator) over a
+    /// local Postgres and moto's SQS API, with SQS event-source mappings for enrich/dispatch, a
+    /// sweep tick, and migrate run first as the CloudFormation custom resource.
+    LambdaLocal {
+        /// Invoke API / function URL port (`http://127.0.0.1:<port>/lambda-url/<function>/…`).
+        #[arg(long, default_value_t = 9000)]
+        port: u16,
+        /// State folder (Postgres data, the functions' env file, logs).
+        #[arg(long, default_value = ".calseta/lambda")]
+        data_dir: PathBuf,
+        /// The cargo-lambda executable.
+        #[arg(long, env = "CARGO_LAMBDA", default_value = "cargo-lambda")]
+        cargo_lambda: PathBuf,
+        /// The moto_server executable (SQS API).
+        #[arg(long, env = "MOTO_SERVER", default_value = "moto_server")]
+        moto_server: PathBuf,
+        /// Visibility timeout of the local queues, in seconds.
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout: u64,
+        /// MaximumConcurrency of each SQS mapping.
+        #[arg(long, default_value_t = 2)]
+        max_concurrency: usize,
+        /// Seconds between sweep invocations (EventBridge rate(1 minute) on AWS).
+        #[arg(long, default_value_t = 60)]
+        sweep_interval: u64,
+    },
     /// Apply pending migrations to DATABASE_URL, or DATABASE_HOST + the login in
     /// DATABASE_SECRET_ARN (a deployed stack's master secret: the DatabaseSecretArn output).
     Migrate,
@@ -351,6 +377,44 @@ async fn main() -> anyhow::Result<()> {
                 demo: !no_demo,
             };
             local::run(opts, shutdown_signal()).await?;
+        }
+        Command::LambdaLocal {
+            port,
+            data_dir,
+            cargo_lambda,
+            moto_server,
+            visibility_timeout,
+            max_concurrency,
+            sweep_interval,
+        } => {
+            let opts = calseta::lambda_local::LambdaLocalOptions {
+                workspace: std::env::current_dir()?,
+                data_dir,
+                invoke_port: port,
+                cargo_lambda,
+                moto_server,
+                visibility_timeout: Duration::from_secs(visibility_timeout),
+                max_concurrency,
+                sweep_interval: Duration::from_secs(sweep_interval),
+                extra_env: Vec::new(),
+            };
+            eprintln!("starting: postgres, moto, cargo lambda watch (the first invocations compile the functions)");
+            let stack = calseta::lambda_local::start(&opts).await?;
+            println!(
+                "Lambda-mode stack ready (migrate succeeded)\n  ingest:  {}/v1/ingest/<source>\n  api:     {}/v1/...\n  \
+                 invoke:  {}/2015-03-31/functions/<name>/invocations\n  sqs:     {} (enrich {}, dispatch {})\n  \
+                 env:     {}\n  admin key (shown once): {}",
+                stack.function_url("ingest"),
+                stack.function_url("api"),
+                stack.invoke_base,
+                stack.moto_endpoint,
+                stack.enrich_queue,
+                stack.dispatch_queue,
+                stack.env_file.display(),
+                secrecy::ExposeSecret::expose_secret(&stack.admin_key),
+            );
+            shutdown_signal().await;
+            stack.stop().await;
         }
         Command::Demo {
             url,

@@ -1,6 +1,6 @@
 //! Configuration from the environment into typed structs, read once per binary in `main`.
 
-use std::{path::PathBuf, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -76,6 +76,42 @@ pub struct DbConfig {
     pub application_name: String,
     /// Named prepared statements (off behind RDS Proxy, where they pin sessions).
     pub prepared_statements: bool,
+    /// Where `user`/`password` came from, re-read when the server rejects them (a rotated secret).
+    pub credentials: Option<Arc<dyn DbCredentialSource>>,
+}
+
+/// A source of database credentials that may change while the process lives (RDS rotates its
+/// managed secret; a warm Lambda must pick up the new password without a cold start).
+#[async_trait::async_trait]
+pub trait DbCredentialSource: Send + Sync {
+    /// The current user name and password.
+    async fn fetch(&self) -> Result<(String, SecretString), ConfigError>;
+}
+
+/// The `username`/`password` fields of a Secrets Manager JSON secret (the RDS-managed secret).
+pub struct SecretsManagerCredentials {
+    client: SecretsClient,
+    arn: String,
+}
+
+impl SecretsManagerCredentials {
+    pub fn new(client: SecretsClient, arn: impl Into<String>) -> Self {
+        Self {
+            client,
+            arn: arn.into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DbCredentialSource for SecretsManagerCredentials {
+    async fn fetch(&self) -> Result<(String, SecretString), ConfigError> {
+        let secret = self.client.json(&self.arn).await?;
+        Ok((
+            secret.require("username")?.expose_secret().to_owned(),
+            secret.require("password")?,
+        ))
+    }
 }
 
 impl std::fmt::Debug for DbConfig {
@@ -87,6 +123,7 @@ impl std::fmt::Debug for DbConfig {
             .field("name", &self.name)
             .field("ssl_mode", &self.ssl_mode)
             .field("pool_size", &self.pool_size)
+            .field("rotating_credentials", &self.credentials.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +145,7 @@ impl DbConfig {
             statement_timeout: Duration::from_secs(30),
             application_name: "calseta".into(),
             prepared_statements: true,
+            credentials: None,
         }
     }
 
@@ -132,6 +170,7 @@ impl DbConfig {
             let secret = client.json(&arn).await?;
             cfg.user = Some(secret.require("username")?.expose_secret().to_owned());
             cfg.password = Some(secret.require("password")?);
+            cfg.credentials = Some(Arc::new(SecretsManagerCredentials::new(client.clone(), arn.clone())));
             if cfg.host.is_none() {
                 cfg.host = secret.get("host").map(|h| h.expose_secret().to_owned());
             }

@@ -44,5 +44,22 @@ pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport,
     if report != SweepReport::default() {
         tracing::info!(?report, "sweep");
     }
+    // After the pass: what is still unsent (the alarm-worthy backlog), as CloudWatch EMF.
+    let client = outbox.pool().get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+             FROM outbox WHERE sent_at IS NULL",
+            &[],
+        )
+        .await?;
+    let (backlog, oldest): (i64, f64) = (row.get(0), row.get(1));
+    crate::metrics::emit(
+        &[],
+        &[
+            ("OutboxBacklog", backlog as f64, crate::metrics::Unit::Count),
+            ("OutboxOldestAge", oldest, crate::metrics::Unit::Seconds),
+        ],
+    );
     Ok(report)
 }

@@ -312,3 +312,39 @@ async fn the_local_poller_deletes_handled_messages_and_keeps_failed_ones() {
     let depth = sqs.depth(QueueName::Enrich).await.expect("depth");
     assert_eq!((depth.visible, depth.in_flight), (0, 1), "{depth:?}");
 }
+
+/// X-Ray: the Lambda runtime's `_X_AMZN_TRACE_ID` leaves with every message as the
+/// `AWSTraceHeader` system attribute, so the consumer's invocation continues the same trace.
+#[tokio::test]
+async fn the_invocation_trace_header_travels_as_aws_trace_header() {
+    let sqs = queue_pair().await;
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    std::env::set_var("_X_AMZN_TRACE_ID", header);
+    let msg = calseta::queue::OutgoingMessage {
+        entry_id: "0".into(),
+        body: "{}".into(),
+        attributes: Default::default(),
+        delay_seconds: 0,
+    };
+    let sent = sqs.send_batch(QueueName::Dispatch, &[msg]).await.expect("send");
+    std::env::remove_var("_X_AMZN_TRACE_ID");
+    assert_eq!(sent.sent, vec!["0".to_owned()]);
+    let out = sqs
+        .sdk()
+        .receive_message()
+        .queue_url(sqs.url(QueueName::Dispatch).expect("url"))
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    let m = out.messages().first().expect("message");
+    assert_eq!(
+        m.message_attributes()
+            .and_then(|a| a.get(calseta::queue::sqs::TRACE_ATTRIBUTE))
+            .and_then(|v| v.string_value()),
+        Some(header),
+        "{m:?}"
+    );
+}

@@ -1,10 +1,20 @@
-use std::time::Duration;
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use secrecy::ExposeSecret;
+use deadpool_postgres::{Connect, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::task::JoinHandle;
+use tokio_postgres::{
+    tls::{MakeTlsConnect, TlsConnect},
+    Socket,
+};
 
 use super::{tls, DbError};
-use crate::config::{DbConfig, SslMode};
+use crate::config::{DbConfig, DbCredentialSource, SslMode};
 
 /// A connection idle longer than this is verified (one empty query) before it is handed out.
 const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(10);
@@ -49,11 +59,13 @@ pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
     let mgr_cfg = ManagerConfig {
         recycling_method: RecyclingMethod::Verified,
     };
+    let source = cfg.credentials.clone();
     let mgr = match cfg.ssl_mode {
-        SslMode::Disable => Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg),
+        SslMode::Disable => Manager::from_connect(pg, RotatingConnect::new(tokio_postgres::NoTls, source), mgr_cfg),
         mode => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            Manager::from_config(pg, tls::connector(mode, cfg.ca_file.as_deref())?, mgr_cfg)
+            let tls = tls::connector(mode, cfg.ca_file.as_deref())?;
+            Manager::from_connect(pg, RotatingConnect::new(tls, source), mgr_cfg)
         }
     };
     Pool::builder(mgr)
@@ -77,4 +89,85 @@ pub fn build_pool(cfg: &DbConfig) -> Result<Pool, DbError> {
         })
         .build()
         .map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// Opens connections with the configured credentials; when the server rejects them
+/// (SQLSTATE 28P01, e.g. after RDS rotated its managed secret) it re-reads the credential source
+/// once and retries, then keeps the new credentials for later connections. Connections already
+/// open are unaffected by a password change, so only new ones take this path.
+struct RotatingConnect<T> {
+    tls: T,
+    source: Option<Arc<dyn DbCredentialSource>>,
+    current: RwLock<Option<(String, SecretString)>>,
+}
+
+impl<T> RotatingConnect<T> {
+    fn new(tls: T, source: Option<Arc<dyn DbCredentialSource>>) -> Self {
+        Self {
+            tls,
+            source,
+            current: RwLock::new(None),
+        }
+    }
+}
+
+type Connected = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>;
+
+async fn open<T>(cfg: &tokio_postgres::Config, tls: T) -> Connected
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = cfg.connect(tls).await?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection closed with an error");
+        }
+    });
+    Ok((client, task))
+}
+
+/// SQLSTATE 28P01 invalid_password (also what Postgres reports for an unknown user).
+fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "28P01")
+}
+
+impl<T> Connect for RotatingConnect<T>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    fn connect(&self, pg_config: &tokio_postgres::Config) -> Pin<Box<dyn Future<Output = Connected> + Send + '_>> {
+        let mut cfg = pg_config.clone();
+        Box::pin(async move {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some((user, password)) = current {
+                cfg.user(&user).password(password.expose_secret());
+            }
+            let err = match open(&cfg, self.tls.clone()).await {
+                Err(e) if is_auth_failure(&e) => e,
+                other => return other,
+            };
+            let Some(source) = &self.source else {
+                return Err(err);
+            };
+            tracing::warn!("database rejected the credentials; re-reading the secret (rotated?)");
+            let (user, password) = match source.fetch().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "database credentials could not be re-read");
+                    return Err(err);
+                }
+            };
+            cfg.user(&user).password(password.expose_secret());
+            let connected = open(&cfg, self.tls.clone()).await?;
+            tracing::info!("database credentials refreshed");
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some((user, password));
+            Ok(connected)
+        })
+    }
 }

@@ -526,6 +526,12 @@ impl Dispatcher {
             _ => None,
         };
         let span_fields = (t.alert_id, t.alert_uuid, t.delivery_uuid, &t.agent_name);
+        let outcome = match (&a.verdict, retry_delay) {
+            (Verdict::Delivered, _) => "delivered",
+            (_, Some(_)) => "retrying",
+            _ => "failed",
+        };
+        crate::metrics::count("Deliveries", Some(("outcome", outcome)), 1);
         match (&a.verdict, retry_delay) {
             (Verdict::Delivered, _) => {
                 let refs = json!({

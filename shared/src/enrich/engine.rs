@@ -498,6 +498,10 @@ impl Engine {
             for p in self.providers.providers.iter().filter(|p| p.supports(*kind)) {
                 let key = (*id, p.name().to_string());
                 if let Some(c) = cached.get(&key) {
+                    crate::metrics::emit(
+                        &[("provider", p.name()), ("outcome", "cache_hit")],
+                        &[("EnrichmentLookups", 1.0, crate::metrics::Unit::Count)],
+                    );
                     outcomes.insert((*id, p.name()), Fetch::Done(ProviderResult::from_cached(c, true)));
                 } else if let Some(r) = settled.get(&key) {
                     outcomes.insert((*id, p.name()), Fetch::Done(r.clone()));
@@ -833,6 +837,10 @@ impl Engine {
             match admission {
                 Admission::Granted => {}
                 Admission::Wait(w) => {
+                    crate::metrics::emit(
+                        &[("provider", name), ("outcome", "quota_wait")],
+                        &[("EnrichmentLookups", 1.0, crate::metrics::Unit::Count)],
+                    );
                     let e = ProviderError::throttled(Some(w));
                     let r = ProviderResult::from_error(name, &e);
                     return Ok(Called::Final(match e {
@@ -860,6 +868,17 @@ impl Engine {
                 }
             }
             let outcome = provider.lookup(kind, value).await;
+            let label = match &outcome {
+                Ok(_) => "found",
+                Err(ProviderError::RateLimited { .. }) => "rate_limited",
+                Err(ProviderError::QuotaExhausted { .. }) => "quota_exhausted",
+                Err(ProviderError::AuthFailed(_)) => "auth_failed",
+                Err(_) => "error",
+            };
+            crate::metrics::emit(
+                &[("provider", name), ("outcome", label)],
+                &[("EnrichmentLookups", 1.0, crate::metrics::Unit::Count)],
+            );
             if let Some(pause) = provider.rate_limit_state().and_then(|s| s.pause_until) {
                 let wait = (pause - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 if !wait.is_zero() {

@@ -608,6 +608,16 @@ async fn process(
             },
         });
     }
+    // CloudWatch EMF (inside Lambda): counts per source and rejection reason.
+    let tally = |status: &str| out_items.iter().filter(|i| i.status == status).count() as u64;
+    crate::metrics::count("AlertsIngested", Some(("source", source.as_str())), tally("queued"));
+    crate::metrics::count(
+        "AlertsDeduplicated",
+        Some(("source", source.as_str())),
+        tally("deduplicated"),
+    );
+    crate::metrics::count("AlertsRejected", Some(("reason", "invalid_alert")), tally("rejected"));
+    crate::metrics::count("AlertsSkipped", Some(("source", source.as_str())), tally("skipped"));
     let first = out_items
         .iter()
         .find(|i| i.status == "queued" || i.status == "deduplicated")

@@ -5,11 +5,17 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::{
     error::DisplayErrorContext,
-    types::{MessageAttributeValue, QueueAttributeName, SendMessageBatchRequestEntry},
+    types::{
+        MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue, QueueAttributeName,
+        SendMessageBatchRequestEntry,
+    },
     Client,
 };
 
 use super::{OutgoingMessage, Queue, QueueDepth, QueueError, QueueName, SendOutcome, MAX_BATCH};
+
+/// Message attribute carrying the producer's X-Ray trace header.
+pub const TRACE_ATTRIBUTE: &str = "trace_header";
 
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -205,6 +211,19 @@ impl Queue for SqsQueue {
             )));
         }
         let url = self.url(queue)?;
+        // X-Ray: the invocation's trace header (set per invocation by the Lambda runtime) travels
+        // as the AWSTraceHeader system attribute, so the consumer's invocation joins the trace.
+        let trace = std::env::var("_X_AMZN_TRACE_ID")
+            .ok()
+            .filter(|t| !t.is_empty() && t.len() <= 1024)
+            .map(|t| {
+                MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(t)
+                    .build()
+                    .map_err(|e| QueueError::Refused(e.to_string()))
+            })
+            .transpose()?;
         let mut entries = Vec::with_capacity(messages.len());
         for m in messages {
             let mut e = SendMessageBatchRequestEntry::builder()
@@ -218,6 +237,19 @@ impl Queue for SqsQueue {
                     .build()
                     .map_err(|e| QueueError::Refused(e.to_string()))?;
                 e = e.message_attributes(k, attr);
+            }
+            if let Some(t) = &trace {
+                // The system attribute for AWS (SQS and Lambda continue the trace); the message
+                // attribute for the consumers' logs and emulators that drop system attributes.
+                e = e.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, t.clone());
+                if !m.attributes.contains_key(TRACE_ATTRIBUTE) {
+                    let attr = MessageAttributeValue::builder()
+                        .data_type("String")
+                        .set_string_value(t.string_value().map(str::to_owned))
+                        .build()
+                        .map_err(|e| QueueError::Refused(e.to_string()))?;
+                    e = e.message_attributes(TRACE_ATTRIBUTE, attr);
+                }
             }
             entries.push(e.build().map_err(|e| QueueError::Refused(e.to_string()))?);
         }
