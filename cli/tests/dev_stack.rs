@@ -308,3 +308,114 @@ fn dev_on_sqs_enriches_through_the_queue() {
     let (_, payloads) = demo.expect("demo ran");
     assert_eq!(payloads.len(), 5);
 }
+
+/// The embedded cluster's TCP port, from the ready line.
+fn embedded_pg_port(ready: &str) -> u16 {
+    ready
+        .split("embedded postgres on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no embedded postgres port in {ready}"))
+}
+
+/// `psql -c 'select 1'` as the superuser without a password prompt; its stderr when refused.
+fn psql(host: &str, port: u16, password: Option<&str>) -> Result<(), String> {
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-w",
+        "-X",
+        "-h",
+        host,
+        "-p",
+        &port.to_string(),
+        "-U",
+        "calseta",
+        "-d",
+        "postgres",
+        "-c",
+        "select 1",
+    ])
+    .env_remove("PGPASSWORD")
+    .env_remove("PGPASSFILE")
+    .env("PGCONNECT_TIMEOUT", "5");
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = cmd.output().expect("run psql (PostgreSQL client on PATH)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+/// Issue #17 (defects 3 and 5): the embedded cluster refuses connections without its random
+/// password (TCP and the socket), keeps socket and password private, a second start on the same
+/// folder refuses instead of deleting the running cluster's data, and `kill -9` of the stack
+/// takes the cluster with it.
+#[test]
+fn embedded_postgres_is_private_and_dies_with_the_stack() {
+    let dir = std::env::temp_dir().join(format!("calseta-dev-private-test-{}", std::process::id()));
+    let admin_key = "cai_PRIVPRIVPRIVPRIVPRIVPRIVPRIVPRIVPRIVPRIVPRI";
+    let mut dev = start_dev(&dir, admin_key, &[("CALSETA_NO_DEMO", "1")], Duration::from_secs(30));
+    let port = embedded_pg_port(&dev.ready);
+    let root = dir.join("pg");
+
+    let refused = psql("127.0.0.1", port, None).expect_err("a passwordless TCP connection must be refused");
+    assert!(refused.contains("password"), "{refused}");
+    let refused = psql("127.0.0.1", port, Some("not-the-password")).expect_err("a wrong password must be refused");
+    assert!(refused.contains("password authentication failed"), "{refused}");
+    let socket = root.to_string_lossy().into_owned();
+    let refused = psql(&socket, port, None).expect_err("a passwordless socket connection must be refused");
+    assert!(refused.contains("password"), "{refused}");
+    assert_eq!(mode(&root), 0o700, "the socket folder is private");
+    assert_eq!(mode(&root.join("superuser.password")), 0o600);
+    let password = std::fs::read_to_string(root.join("superuser.password")).expect("password file");
+    psql("127.0.0.1", port, Some(password.trim())).expect("the cluster's own password works");
+    assert!(!dev.ready.contains(password.trim()), "the password is never printed");
+
+    // A second stack on the same folder must not wipe the running cluster.
+    let second = Command::new(env!("CARGO_BIN_EXE_calseta"))
+        .args(["dev", "--port", "0", "--no-demo", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("CALSETA_ADMIN_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run a second calseta dev");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("still runs on"), "{stderr}");
+    assert!(
+        root.join("data/PG_VERSION").exists(),
+        "the running cluster's data was kept"
+    );
+    let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", dev.url))
+        .expect("GET /health")
+        .json()
+        .expect("json");
+    assert_eq!(health["database"], "ok", "{health}");
+
+    // kill -9: nobody runs the orderly shutdown, the cluster must still go.
+    dev.child.kill().expect("SIGKILL calseta dev");
+    let _ = dev.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_mentioning(&data_dir_name(&dir)).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "postgres left running after kill -9 of calseta dev"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And the folder is usable again by the next start.
+    let mut again = start_dev(&dir, admin_key, &[("CALSETA_NO_DEMO", "1")], Duration::from_secs(30));
+    let status = again.stop().expect("calseta dev did not stop within 20 s");
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
