@@ -40,8 +40,15 @@ struct Dev {
 /// Starts `calseta dev` on a free port with a throwaway cluster in `dir`, and waits up to
 /// `wait` for its ready line.
 fn start_dev(dir: &Path, admin_key: &str, env: &[(&str, &str)], wait: Duration) -> Dev {
+    start_dev_with(dir, &["--admin-key", admin_key], env, wait)
+}
+
+/// [`start_dev`] with other arguments for the admin key.
+fn start_dev_with(dir: &Path, key_args: &[&str], env: &[(&str, &str)], wait: Duration) -> Dev {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_calseta"));
-    cmd.args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
+    cmd.args(["dev", "--port", "0"])
+        .args(key_args)
+        .arg("--data-dir")
         .arg(dir)
         .env_remove("DATABASE_URL")
         .env_remove("SQS_ENDPOINT_URL")
@@ -382,7 +389,15 @@ fn embedded_postgres_is_private_and_dies_with_the_stack() {
 
     // A second stack on the same folder must not wipe the running cluster.
     let second = Command::new(env!("CARGO_BIN_EXE_calseta"))
-        .args(["dev", "--port", "0", "--no-demo", "--data-dir"])
+        .args([
+            "dev",
+            "--port",
+            "0",
+            "--no-demo",
+            "--admin-key",
+            admin_key,
+            "--data-dir",
+        ])
         .arg(&dir)
         .env_remove("DATABASE_URL")
         .env_remove("CALSETA_ADMIN_KEY")
@@ -392,6 +407,7 @@ fn embedded_postgres_is_private_and_dies_with_the_stack() {
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("still runs on"), "{stderr}");
+    assert!(stderr.contains("warning: --admin-key is visible"), "{stderr}");
     assert!(
         root.join("data/PG_VERSION").exists(),
         "the running cluster's data was kept"
@@ -417,5 +433,82 @@ fn embedded_postgres_is_private_and_dies_with_the_stack() {
     let mut again = start_dev(&dir, admin_key, &[("CALSETA_NO_DEMO", "1")], Duration::from_secs(30));
     let status = again.stop().expect("calseta dev did not stop within 20 s");
     assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue #17 (defect 4, secrets): against a persistent `DATABASE_URL`, a restart keeps the
+/// key-hashing and encryption secrets (0600 file in the data folder), so the bootstrap admin key
+/// (given by file, not argv) is accepted again and an API key created before still works.
+#[test]
+fn restart_on_a_persistent_database_keeps_api_keys_working() {
+    let dir = std::env::temp_dir().join(format!("calseta-dev-persist-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pg = calseta::db::embedded::EmbeddedPostgres::start(&calseta::db::embedded::EmbeddedOptions {
+        root: dir.join("server"),
+        port: None,
+        remove_on_stop: true,
+    })
+    .expect("a persistent test server");
+    let created = Command::new("psql")
+        .args(["-w", "-X", &pg.url("postgres"), "-c", "CREATE DATABASE persist"])
+        .output()
+        .expect("psql");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let url = pg.url("persist");
+    let admin_key = "cai_KEEPKEEPKEEPKEEPKEEPKEEPKEEPKEEPKEEPKEEPKEE";
+    let key_file = dir.join("admin.key");
+    std::fs::write(&key_file, format!("{admin_key}\n")).expect("key file");
+    let key_file = key_file.to_string_lossy().into_owned();
+    let state = dir.join("state");
+    let env = [("DATABASE_URL", url.as_str()), ("CALSETA_NO_DEMO", "1")];
+    let http = reqwest::blocking::Client::new();
+
+    let mut dev = start_dev_with(&state, &["--admin-key-file", &key_file], &env, Duration::from_secs(30));
+    let r = http
+        .post(format!("{}/v1/api-keys", dev.url))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({"name": "survives restarts", "scopes": ["alerts:read"]}))
+        .send()
+        .expect("create key");
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().expect("json");
+    let reader = body["data"]["key"].as_str().expect("the new key").to_owned();
+    let status = |dev: &Dev, key: &str, path: &str| {
+        http.get(format!("{}{path}", dev.url))
+            .bearer_auth(key)
+            .send()
+            .expect("request")
+            .status()
+    };
+    assert_eq!(status(&dev, &reader, "/v1/alerts"), 200);
+    assert!(dev.stop().expect("stopped").success());
+    let files: Vec<_> = std::fs::read_dir(state.join("secrets"))
+        .expect("secrets folder")
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(mode(&files[0].path()), 0o600);
+    assert_eq!(mode(&state.join("secrets")), 0o700);
+    let text = std::fs::read_to_string(files[0].path()).expect("read");
+    assert!(
+        !text.contains(url.split(['@', ':']).nth(2).unwrap_or("?")),
+        "no database password stored"
+    );
+
+    // Same database, same bootstrap key: it starts, and every key still authenticates.
+    let mut dev = start_dev_with(&state, &["--admin-key-file", &key_file], &env, Duration::from_secs(30));
+    assert_eq!(
+        status(&dev, &reader, "/v1/alerts"),
+        200,
+        "a key created before the restart"
+    );
+    assert_eq!(status(&dev, admin_key, "/v1/api-keys"), 200, "the bootstrap admin key");
+    assert_eq!(
+        status(&dev, "cai_NOPENOPENOPENOPENOPENOPENOPENOPENOPENOPENOP", "/v1/alerts"),
+        401
+    );
+    assert!(dev.stop().expect("stopped").success());
+    drop(pg);
     let _ = std::fs::remove_dir_all(&dir);
 }
