@@ -171,21 +171,27 @@ fn database_url() -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Installs the SIGINT/SIGTERM handlers at once (a signal right after the ready line must stop
+/// the stack in order, not kill it with the default action), then resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
-    eprintln!("shutting down");
+    async move {
+        tokio::select! {
+            _ = recv(int) => {}
+            _ = recv(term) => {}
+        }
+        eprintln!("shutting down");
+    }
 }
 
 /// `calseta api-key create`: the way to the first admin key without an open door.
