@@ -436,9 +436,35 @@ fn embedded_postgres_is_private_and_dies_with_the_stack() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A loopback webhook receiver answering 200; sends each request's head (lower-cased) on.
+fn receiver() -> (u16, mpsc::Receiver<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // The head is enough: the test looks at the auth header only.
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&buf).to_lowercase());
+        }
+    });
+    (port, rx)
+}
+
 /// Issue #17 (defect 4, secrets): against a persistent `DATABASE_URL`, a restart keeps the
 /// key-hashing and encryption secrets (0600 file in the data folder), so the bootstrap admin key
-/// (given by file, not argv) is accepted again and an API key created before still works.
+/// (given by file, not argv) is accepted again, an API key created before still works, and an
+/// agent's encrypted auth header is still decrypted and sent.
 #[test]
 fn restart_on_a_persistent_database_keeps_api_keys_working() {
     let dir = std::env::temp_dir().join(format!("calseta-dev-persist-test-{}", std::process::id()));
@@ -482,6 +508,23 @@ fn restart_on_a_persistent_database_keeps_api_keys_working() {
             .status()
     };
     assert_eq!(status(&dev, &reader, "/v1/alerts"), 200);
+    let (hook_port, hooks) = receiver();
+    let r = http
+        .post(format!("{}/v1/agents", dev.url))
+        .bearer_auth(admin_key)
+        .json(&serde_json::json!({
+            "name": "survives restarts",
+            "endpoint_url": format!("http://127.0.0.1:{hook_port}/hook"),
+            "auth_header_name": "X-Agent-Token",
+            "auth_header_value": "agent-secret-kept",
+        }))
+        .send()
+        .expect("create agent");
+    let agent: serde_json::Value = r.json().expect("json");
+    let agent_uuid = agent["data"]["uuid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{agent}"))
+        .to_owned();
     assert!(dev.stop().expect("stopped").success());
     let files: Vec<_> = std::fs::read_dir(state.join("secrets"))
         .expect("secrets folder")
@@ -508,6 +551,18 @@ fn restart_on_a_persistent_database_keeps_api_keys_working() {
         status(&dev, "cai_NOPENOPENOPENOPENOPENOPENOPENOPENOPENOPENOP", "/v1/alerts"),
         401
     );
+    let r = http
+        .post(format!("{}/v1/agents/{agent_uuid}/test", dev.url))
+        .bearer_auth(admin_key)
+        .send()
+        .expect("test agent");
+    let test_status = r.status();
+    let body = r.text().unwrap_or_default();
+    assert_eq!(test_status, 200, "{body}");
+    let head = hooks
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("no test webhook: {body}"));
+    assert!(head.contains("x-agent-token: agent-secret-kept"), "{head}");
     assert!(dev.stop().expect("stopped").success());
     drop(pg);
     let _ = std::fs::remove_dir_all(&dir);
