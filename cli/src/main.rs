@@ -9,7 +9,7 @@ use calseta::{
     queue::{batch, QueueName},
     telemetry,
 };
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod bench_e2e;
@@ -42,9 +42,13 @@ enum Command {
         /// MCP port (reserved for the MCP server).
         #[arg(long, env = "CALSETA_MCP_PORT", default_value_t = 8001)]
         mcp_port: u16,
-        /// Use this bootstrap admin key instead of generating one.
+        /// Use this bootstrap admin key instead of generating one. Prefer CALSETA_ADMIN_KEY or
+        /// --admin-key-file: a flag's value is visible to every local user in `ps`.
         #[arg(long, env = "CALSETA_ADMIN_KEY", hide_env_values = true)]
         admin_key: Option<String>,
+        /// Read the bootstrap admin key from this file (first line).
+        #[arg(long, conflicts_with = "admin_key")]
+        admin_key_file: Option<PathBuf>,
         /// State folder (the throwaway cluster lives in <data-dir>/pg).
         #[arg(long, env = "CALSETA_DATA_DIR", default_value = ".calseta")]
         data_dir: PathBuf,
@@ -275,6 +279,17 @@ async fn status(url: &str, key: Option<&str>, json: bool) -> anyhow::Result<bool
     Ok(code.is_success() && body.get("status").and_then(|s| s.as_str()) == Some("ok"))
 }
 
+/// The first line of `path`, trimmed: a key file written by `echo` or an editor works.
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--admin-key-file {}: {e}", path.display()))?;
+    let key = text.lines().next().unwrap_or_default().trim();
+    if key.is_empty() {
+        anyhow::bail!("--admin-key-file {} is empty", path.display());
+    }
+    Ok(SecretString::from(key.to_owned()))
+}
+
 fn database_url() -> Option<SecretString> {
     std::env::var("DATABASE_URL")
         .ok()
@@ -282,21 +297,27 @@ fn database_url() -> Option<SecretString> {
         .map(SecretString::from)
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Installs the SIGINT/SIGTERM handlers at once (a signal right after the ready line must stop
+/// the stack in order, not kill it with the default action), then resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
-    eprintln!("shutting down");
+    async move {
+        tokio::select! {
+            _ = recv(int) => {}
+            _ = recv(term) => {}
+        }
+        eprintln!("shutting down");
+    }
 }
 
 /// `calseta api-key create`: the way to the first admin key without an open door.
@@ -355,21 +376,37 @@ async fn api_key_create(name: &str, scopes: &[String], key_type: &str, expires_a
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_from_env();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let admin_key_on_argv = matches
+        .subcommand_matches("dev")
+        .and_then(|m| m.value_source("admin_key"))
+        == Some(clap::parser::ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Dev {
             host,
             port,
             mcp_port,
             admin_key,
+            admin_key_file,
             data_dir,
             no_demo,
         } => {
+            if admin_key_on_argv {
+                eprintln!(
+                    "warning: --admin-key is visible to every local user (ps, /proc); \
+                     use CALSETA_ADMIN_KEY or --admin-key-file instead"
+                );
+            }
+            let admin_key = match admin_key_file {
+                Some(path) => Some(read_key_file(&path)?),
+                None => admin_key.map(SecretString::from),
+            };
             let opts = local::DevOptions {
                 host,
                 port,
                 mcp_port,
-                admin_key: admin_key.map(SecretString::from),
+                admin_key,
                 data_dir,
                 database_url: database_url(),
                 sqs_endpoint_url: std::env::var("SQS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()),

@@ -31,6 +31,8 @@ use crate::{
     sweep,
 };
 
+pub mod secrets;
+
 /// Options of `calseta dev` (flags or environment).
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -120,8 +122,18 @@ async fn serve(
         "migrations"
     );
 
-    // Throwaway database, throwaway secrets: fresh for every run.
-    let secrets = AppSecrets::random();
+    // Throwaway database, throwaway secrets; a persistent database keeps its secrets on disk.
+    let secrets = match (&opts.database_url, embedded_port) {
+        (Some(url), None) => {
+            let (s, created) = secrets::load_or_create(&opts.data_dir, url.expose_secret())
+                .map_err(|e| DevError::Other(format!("secrets in {}: {e}", opts.data_dir.display())))?;
+            if created {
+                tracing::info!(dir = %opts.data_dir.join("secrets").display(), "new key-hashing and encryption secrets stored");
+            }
+            s
+        }
+        _ => AppSecrets::random(),
+    };
     let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
 
     let cancel = CancellationToken::new();
@@ -213,7 +225,7 @@ async fn serve(
         None => (api::keys::generate(), true),
     };
     let client = pool.get().await.map_err(db::DbError::from)?;
-    api_keys::insert(
+    api_keys::ensure(
         &**client,
         &state.hasher,
         &admin_key,

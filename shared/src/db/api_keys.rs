@@ -19,6 +19,36 @@ pub struct NewApiKey<'a> {
     pub created_by: Option<&'a str>,
 }
 
+/// Stores `key` unless that very key is already stored (a restart of `calseta dev` with the
+/// same bootstrap key against a persistent database); returns the row's uuid. A different key
+/// sharing its lookup prefix is refused.
+pub async fn ensure(
+    client: &impl tokio_postgres::GenericClient,
+    hasher: &KeyHasher,
+    key: &SecretString,
+    new: &NewApiKey<'_>,
+) -> Result<Uuid, DbError> {
+    let plain = key.expose_secret();
+    if keys::is_well_formed(plain) {
+        let existing = client
+            .query_opt(
+                "SELECT uuid, key_hash FROM api_keys WHERE key_prefix = $1",
+                &[&keys::lookup_prefix(plain)],
+            )
+            .await?;
+        if let Some(row) = existing {
+            let stored: Vec<u8> = row.get(1);
+            if stored == hasher.hash(plain) {
+                return Ok(row.get(0));
+            }
+            return Err(DbError::Config(
+                "another API key with the same prefix exists (or the database's key-hashing secret changed)".into(),
+            ));
+        }
+    }
+    insert(client, hasher, key, new).await
+}
+
 /// Stores `key` (already generated or supplied by an operator) and returns the row's uuid.
 pub async fn insert(
     client: &impl tokio_postgres::GenericClient,
