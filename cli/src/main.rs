@@ -38,7 +38,7 @@ enum Command {
         /// REST + ingest port.
         #[arg(long, env = "CALSETA_PORT", default_value_t = 8000)]
         port: u16,
-        /// MCP port (reserved for the MCP server).
+        /// MCP port (streamable HTTP at /mcp; 0 = any free port).
         #[arg(long, env = "CALSETA_MCP_PORT", default_value_t = 8001)]
         mcp_port: u16,
         /// Use this bootstrap admin key instead of generating one.

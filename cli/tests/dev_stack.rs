@@ -41,13 +41,22 @@ struct Dev {
 /// `wait` for its ready line.
 fn start_dev(dir: &Path, admin_key: &str, env: &[(&str, &str)], wait: Duration) -> Dev {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_calseta"));
-    cmd.args(["dev", "--port", "0", "--admin-key", admin_key, "--data-dir"])
-        .arg(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("SQS_ENDPOINT_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "dev",
+        "--port",
+        "0",
+        "--mcp-port",
+        "0",
+        "--admin-key",
+        admin_key,
+        "--data-dir",
+    ])
+    .arg(dir)
+    .env_remove("DATABASE_URL")
+    .env_remove("SQS_ENDPOINT_URL")
+    .env("RUST_LOG", "warn")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
