@@ -94,7 +94,7 @@ def client(key):
 
 
 def validate(tool, result):
-    ok(not result.is_error, f"{tool.name}: not an error ({result.content[0].text[:200] if result.content else ''})")
+    ok(not result.is_error, f"{tool.name}: not an error ({result.content[0].text[:120].replace(chr(10), ' ') if result.content else ''})")
     ok(result.structured_content is not None, f"{tool.name}: structuredContent present")
     jsonschema.validate(result.structured_content, tool.output_schema)
     ok(True, f"{tool.name}: structuredContent matches its output schema")
@@ -214,8 +214,19 @@ def refused_without_key(mcp_url):
     ok(r.status_code == 401 and r.headers.get("www-authenticate", "").startswith("Bearer"), f"no key: 401 ({r.status_code})")
     r = httpx2.post(mcp_url, json=body, headers={**headers, "Authorization": "Bearer cai_wrong"}, timeout=10)
     ok(r.status_code == 401, "a wrong key: 401")
-    r = httpx2.post(mcp_url, json=body, headers={**headers, "Authorization": "Bearer cai_wrong", "Origin": "https://evil.example"}, timeout=10)
-    ok(r.status_code in (401, 403), "a foreign Origin is refused")
+
+
+def refused_from_elsewhere(mcp_url, key):
+    """DNS rebinding and cross-site browsers: a valid key from a foreign Host or Origin is refused."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}"}
+    r = httpx2.post(mcp_url, json=body, headers=headers, timeout=10)
+    ok(r.status_code == 200, f"a valid key from loopback initializes ({r.status_code})")
+    r = httpx2.post(mcp_url, json=body, headers={**headers, "Origin": "https://evil.example"}, timeout=10)
+    ok(r.status_code == 403, f"a foreign Origin is refused ({r.status_code})")
+    r = httpx2.post(mcp_url, json=body, headers={**headers, "Host": "evil.example"}, timeout=10)
+    ok(r.status_code == 403, f"a foreign Host is refused ({r.status_code})")
 
 
 async def main():
@@ -235,6 +246,7 @@ async def main():
         except BaseException:  # the SDK surfaces the 401 as an exception (group)
             return True
     ok(await sdk_without_key(), "the SDK cannot initialize without a key")
+    refused_from_elsewhere(a.mcp, agent)
     await as_agent(a.mcp, agent, uuids)
     await as_reader(a.mcp, reader, uuids)
     print(f"mcp-client-test: {checks} checks passed", flush=True)

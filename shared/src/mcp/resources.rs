@@ -5,7 +5,8 @@ use rmcp::ErrorData;
 use serde_json::{json, Value};
 
 use crate::api::auth::Principal;
-use crate::api::AppState;
+use crate::api::enrichments::ON_DEMAND_PER_MINUTE as ENRICH_PER_MINUTE;
+use crate::api::{rate_limit, AppState};
 use crate::service::{alerts, catalog, enrichments, metrics, ServiceError};
 
 const JSON: &str = "application/json";
@@ -224,6 +225,17 @@ pub(super) async fn read(
         ["workflows", uuid] => catalog::get_workflow(c, uuid).await,
         ["metrics", "summary"] => metrics::summary(c, state.enrichment.as_deref()).await,
         ["enrichments", kind, value] => match state.enrichment.as_deref() {
+            // The per-key bucket of `POST /v1/enrichments` and `enrich_indicator`.
+            Some(_)
+                if rate_limit::check(c, &format!("key:{}:enrich", who.key_prefix), ENRICH_PER_MINUTE)
+                    .await
+                    .is_err() =>
+            {
+                return Err(ErrorData::invalid_request(
+                    "Rate limit exceeded for on-demand enrichment; retry in a minute",
+                    Some(json!({"uri": uri})),
+                ))
+            }
             Some(engine) => enrichments::enrich_now(engine, kind, &decode(value))
                 .await
                 .map(|mut v| {
