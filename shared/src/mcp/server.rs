@@ -347,10 +347,9 @@ impl CalsetaMcp {
                     evidence: None,
                 };
                 let posted = svc!(alerts::add_finding(&*client, &actor, &a.alert_uuid, &f).await);
-                let (_, alert_uuid) = svc!(alerts::alert_id(&*client, &a.alert_uuid).await);
                 Ok(structured(&FindingPosted {
                     finding_id: posted.id.to_string(),
-                    alert_uuid: alert_uuid.to_string(),
+                    alert_uuid: posted.alert_uuid.to_string(),
                     posted_at: posted.posted_at,
                 }))
             }

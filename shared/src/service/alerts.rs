@@ -220,6 +220,9 @@ pub async fn indicators(client: &impl Cached, alert_id: i64) -> Result<Vec<Value
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub id: Uuid,
+    /// The alert it is about (not part of the REST body).
+    #[serde(skip)]
+    pub alert_uuid: Uuid,
     pub agent_name: String,
     pub summary: String,
     pub confidence: Option<String>,
@@ -230,9 +233,10 @@ pub struct Finding {
 
 const FINDING_COLUMNS: &str = "uuid, agent_name, summary, confidence, recommended_action, evidence, posted_at";
 
-fn finding(r: &tokio_postgres::Row) -> Finding {
+fn finding(r: &tokio_postgres::Row, alert_uuid: Uuid) -> Finding {
     Finding {
         id: r.get(0),
+        alert_uuid,
         agent_name: r.get(1),
         summary: r.get(2),
         confidence: r.get(3),
@@ -246,11 +250,13 @@ fn finding(r: &tokio_postgres::Row) -> Finding {
 pub async fn findings(client: &impl Cached, alert_id: i64) -> Result<Vec<Finding>, ServiceError> {
     let rows = stmt::query(
         client,
-        &format!("SELECT {FINDING_COLUMNS} FROM findings WHERE alert_id = $1 ORDER BY posted_at, id"),
+        &format!(
+            "SELECT {FINDING_COLUMNS}, (SELECT uuid FROM alerts WHERE id = $1) FROM findings WHERE alert_id = $1 ORDER BY posted_at, id"
+        ),
         &[(&alert_id, Type::INT8)],
     )
     .await?;
-    Ok(rows.iter().map(finding).collect())
+    Ok(rows.iter().map(|r| finding(r, r.get(7))).collect())
 }
 
 /// The full alert (`data`) and its metadata (`meta`), as `GET /v1/alerts/{uuid}` and the MCP
@@ -577,7 +583,7 @@ pub async fn add_finding(
     .await?
     .ok_or(ServiceError::Db(crate::db::DbError::Config("finding insert returned no row".into())))?;
     tracing::info!(alert_id = id, alert_uuid = %alert_uuid, actor = actor.kind.as_str(), "finding added");
-    Ok(finding(&row))
+    Ok(finding(&row, alert_uuid))
 }
 
 /// An activity event of an alert.
