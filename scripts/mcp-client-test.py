@@ -227,6 +227,9 @@ def refused_from_elsewhere(mcp_url, key):
     ok(r.status_code == 403, f"a foreign Origin is refused ({r.status_code})")
     r = httpx2.post(mcp_url, json=body, headers={**headers, "Host": "evil.example"}, timeout=10)
     ok(r.status_code == 403, f"a foreign Host is refused ({r.status_code})")
+    big = {**body, "params": {**body["params"], "padding": "x" * 300_000}}
+    r = httpx2.post(mcp_url, json=big, headers=headers, timeout=10)
+    ok(r.status_code == 413, f"a body over the limit is refused ({r.status_code})")
 
 
 async def main():
