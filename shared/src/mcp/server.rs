@@ -246,10 +246,13 @@ fn objects(items: Vec<Value>) -> Vec<serde_json::Map<String, Value>> {
 }
 
 impl CalsetaMcp {
+    /// One handler per request (stateless transport): the tool list, schemas included, is built
+    /// once per process, not per request.
     pub fn new(state: AppState) -> Self {
+        static TOOLS: std::sync::OnceLock<Arc<Vec<Tool>>> = std::sync::OnceLock::new();
         Self {
             state,
-            tools: Arc::new(tool_list()),
+            tools: TOOLS.get_or_init(|| Arc::new(tool_list())).clone(),
         }
     }
 
