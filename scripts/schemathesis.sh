@@ -18,7 +18,7 @@ bin="${CARGO_TARGET_DIR:-$repo_root/target}/debug/calseta"
 port="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 key="cai_$("$VENV/bin/python" -c 'import secrets, base64; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
 work="$(mktemp -d)"
-RUST_LOG=warn CALSETA_NO_DEMO=true CALSETA_ADMIN_KEY="$key" "$bin" dev --port "$port" --data-dir "$work/dev" \
+RUST_LOG=warn CALSETA_NO_DEMO=true CALSETA_ADMIN_KEY="$key" "$bin" dev --port "$port" --mcp-port 0 --data-dir "$work/dev" \
   >"$work/dev.log" 2>&1 &
 dev_pid=$!
 cleanup() {

@@ -50,9 +50,11 @@ ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
   fi
-  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ]; then
-    echo "setup: installing moto[server] and cfn-lint into $VENV" >&2
-    "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.30,<2'
+  if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/cfn-lint" ] \
+      || ! "$VENV/bin/python" -c 'import mcp, jsonschema' 2>/dev/null; then
+    echo "setup: installing moto[server], cfn-lint and the MCP Python SDK into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6' 'cfn-lint>=1.30,<2' \
+      'mcp>=2.3,<3' 'jsonschema>=4,<5'
   fi
   export MOTO_SERVER="$VENV/bin/moto_server"
 }

@@ -15,6 +15,7 @@ mod bench;
 mod bench_e2e;
 mod bench_enrich;
 mod bench_flood;
+mod bench_mcp;
 mod demo;
 use secrecy::SecretString;
 
@@ -39,7 +40,7 @@ enum Command {
         /// REST + ingest port.
         #[arg(long, env = "CALSETA_PORT", default_value_t = 8000)]
         port: u16,
-        /// MCP port (reserved for the MCP server).
+        /// MCP port (streamable HTTP at /mcp; 0 = any free port).
         #[arg(long, env = "CALSETA_MCP_PORT", default_value_t = 8001)]
         mcp_port: u16,
         /// Use this bootstrap admin key instead of generating one. Prefer CALSETA_ADMIN_KEY or
@@ -197,6 +198,20 @@ enum BenchWhat {
         /// Concurrent consumers draining the backlog (Lambda instances).
         #[arg(long, default_value_t = 8)]
         consumers: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// MCP vs REST: `get_alert_payload` vs `GET /v1/alerts/{uuid}/payload` on the same alerts
+    /// (p50/p99, ratio), and `search_alerts` p50 at `--alerts` rows (DATABASE_URL or an embedded
+    /// cluster).
+    Mcp {
+        /// Alerts ingested first (the table size `search_alerts` runs against).
+        #[arg(long, default_value_t = 10_000)]
+        alerts: usize,
+        /// Payload requests per transport.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -506,6 +521,11 @@ async fn main() -> anyhow::Result<()> {
             what: BenchWhat::E2e { alerts, json },
         } => {
             bench_e2e::e2e(alerts, json).await?;
+        }
+        Command::Bench {
+            what: BenchWhat::Mcp { alerts, samples, json },
+        } => {
+            bench_mcp::bench(alerts, samples, json).await?;
         }
         Command::ApiKey {
             what:

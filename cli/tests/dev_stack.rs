@@ -46,7 +46,7 @@ fn start_dev(dir: &Path, admin_key: &str, env: &[(&str, &str)], wait: Duration) 
 /// [`start_dev`] with other arguments for the admin key.
 fn start_dev_with(dir: &Path, key_args: &[&str], env: &[(&str, &str)], wait: Duration) -> Dev {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_calseta"));
-    cmd.args(["dev", "--port", "0"])
+    cmd.args(["dev", "--port", "0", "--mcp-port", "0"])
         .args(key_args)
         .arg("--data-dir")
         .arg(dir)

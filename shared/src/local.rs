@@ -278,6 +278,28 @@ async fn serve(
             source,
         })?;
     let local: SocketAddr = listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    // MCP on its own port (0 = any free one), over the same state and keys.
+    let mcp_addr = format!("{}:{}", opts.host, opts.mcp_port);
+    let mcp_listener = tokio::net::TcpListener::bind(&mcp_addr)
+        .await
+        .map_err(|source| DevError::Bind {
+            addr: mcp_addr.clone(),
+            source,
+        })?;
+    let mcp_local: SocketAddr = mcp_listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    let mut mcp_config = crate::mcp::McpConfig::from_env();
+    if !mcp_config.allowed_hosts.iter().any(|h| h == &opts.host) {
+        mcp_config.allowed_hosts.push(opts.host.clone());
+    }
+    let mcp_app = crate::mcp::router(state.clone(), &mcp_config, cancel.child_token());
+    let mcp_server = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            axum::serve(mcp_listener, mcp_app)
+                .with_graceful_shutdown(async move { cancel.cancelled().await })
+                .await
+        })
+    };
     let app = api::router(state);
 
     let db_note = match embedded_port {
@@ -286,7 +308,7 @@ async fn serve(
     };
     // One ready line: scripts wait for it.
     println!(
-        "calseta dev ready: api http://{local} (health http://{local}/health), database {db_note}, queues {}, providers {simulator_note}",
+        "calseta dev ready: api http://{local} (health http://{local}/health), database {db_note}, queues {}, providers {simulator_note}, mcp http://{mcp_local}/mcp",
         queue.kind()
     );
     if generated {
@@ -299,6 +321,7 @@ async fn serve(
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let served = server.await.map_err(|e| DevError::Other(e.to_string()));
     cancel.cancel();
+    let _ = mcp_server.await;
     let _ = sweeper.await;
     for c in consumers {
         let _ = c.await;

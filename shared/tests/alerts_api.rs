@@ -282,7 +282,15 @@ async fn the_list_filters_sorts_and_pages_and_the_detail_carries_metadata() {
     assert_eq!(d["raw_payload"]["source_alert_id"], json!("ls-1"));
     assert_eq!(d["indicators"][0]["value"], json!("185.220.101.47"));
     assert_eq!(d["malice"], json!("Malicious"));
-    let m = &v["meta"]["_metadata"];
+    // The reference's agents read per-provider results from the detail (no raw bodies there).
+    assert_eq!(
+        d["indicators"][0]["enrichment_results"]["virustotal"]["status"],
+        json!("found")
+    );
+    assert!(!d["indicators"].to_string().contains("last_analysis_results"));
+    // Metadata keys sit directly in `meta`, as in the reference.
+    let m = &v["meta"];
+    assert!(m.get("_metadata").is_none());
     assert_eq!(m["alert_source"], json!("generic"));
     assert_eq!(m["indicator_count"], json!(1));
     assert!(m["enrichment"]["succeeded"]
@@ -501,6 +509,7 @@ async fn metrics_follow_the_spec_definitions() {
     assert_eq!(d["top_detection_rules"][0]["count"], json!(4));
     let (st, v) = s.call(Method::GET, "/v1/metrics/summary", None).await;
     assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["period"], json!("last_30_days"));
     assert_eq!(v["data"]["alerts"]["active"], json!(2));
     assert_eq!(v["data"]["platform"]["detection_rules"], json!(1));
     assert_eq!(v["data"]["platform"]["enrichment_providers"], json!(5));

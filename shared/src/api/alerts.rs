@@ -4,14 +4,12 @@
 //! (addition) — the exact payload an agent receives, built now, not wrapped in the envelope.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
-use tokio_postgres::types::Type;
 
 use super::{auth, ApiError, AppState};
-use crate::context::payload::{self, PayloadOptions};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,10 +27,6 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/alerts/{uuid}/activity", get(super::findings::activity))
         .route("/v1/alerts/{uuid}/indicators", get(super::findings::indicators))
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Alert not found")
 }
 
 async fn alert_payload(
@@ -55,20 +49,6 @@ async fn alert_payload(
                 .ok_or_else(|| ApiError::validation("query.max_bytes", "a whole number >= 256", "int_parsing"))?,
         ),
     };
-    let Ok(uuid) = uuid::Uuid::parse_str(&uuid) else {
-        return Err(not_found());
-    };
-    let id: i64 = crate::db::stmt::query_opt(
-        &*client,
-        "SELECT id FROM alerts WHERE uuid = $1",
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(crate::db::DbError::from)?
-    .map(|r| r.get(0))
-    .ok_or_else(not_found)?;
-    let p = payload::build(&*client, id, &PayloadOptions { max_bytes })
-        .await?
-        .ok_or_else(not_found)?;
+    let p = crate::service::alerts::agent_payload(&*client, &uuid, max_bytes).await?;
     Ok(Json(p))
 }

@@ -17,7 +17,7 @@ use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
-use crate::enrich::providers::iso;
+use crate::service::catalog::{self, doc_json, DOC_COLUMNS as COLUMNS};
 
 pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
 /// Largest document body (1 MiB).
@@ -28,29 +28,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/context-documents", get(list).post(create))
         .route("/v1/context-documents/{uuid}", get(detail).patch(patch).delete(delete))
         .route("/v1/alerts/{uuid}/context", get(for_alert))
-}
-
-const COLUMNS: &str = "uuid, title, document_type, is_global, description, tags, version, is_system, created_at,
-    updated_at, content, targeting_rules";
-
-fn doc_json(r: &tokio_postgres::Row, full: bool) -> Value {
-    let mut v = json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "title": r.get::<_, String>(1),
-        "document_type": r.get::<_, String>(2),
-        "is_global": r.get::<_, bool>(3),
-        "description": r.get::<_, Option<String>>(4),
-        "tags": r.get::<_, Vec<String>>(5),
-        "version": r.get::<_, i32>(6),
-        "is_system": r.get::<_, bool>(7),
-        "created_at": iso(r.get(8)),
-        "updated_at": iso(r.get(9)),
-    });
-    if full {
-        v["content"] = json!(r.get::<_, String>(10));
-        v["targeting_rules"] = r.get::<_, Option<Value>>(11).unwrap_or(Value::Null);
-    }
-    v
 }
 
 fn not_found() -> ApiError {
@@ -93,27 +70,8 @@ async fn list(
         "created_at",
         "id",
     )?;
-    let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM context_documents
-         WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)
-         ORDER BY {sort} LIMIT $3 OFFSET $4"
-    );
-    let rows = stmt::query(
-        &*client,
-        &sql,
-        &[
-            (&types, Type::TEXT_ARRAY),
-            (&is_global, Type::BOOL),
-            (&page.page_size, Type::INT8),
-            (&page.offset(), Type::INT8),
-        ],
-    )
-    .await
-    .map_err(DbError::from)?;
-    let total = page::total(&*client, &rows, 12, "SELECT count(*) FROM context_documents WHERE ($1::text[] IS NULL OR document_type = ANY($1)) AND ($2::bool IS NULL OR is_global = $2)", &[(&types, Type::TEXT_ARRAY), (&is_global, Type::BOOL)]).await?;
-    Ok(Json(
-        page.envelope(rows.iter().map(|r| doc_json(r, false)).collect(), total),
-    ))
+    let listed = catalog::list_documents(&*client, types, is_global, &sort, page.page_size, page.offset()).await?;
+    Ok(Json(page.envelope(listed.items, listed.total)))
 }
 
 /// Largest request body (a 1 MiB document plus form overhead).
@@ -241,13 +199,7 @@ async fn detail(
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let sql = format!("SELECT {COLUMNS} FROM context_documents WHERE uuid = $1");
-    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
-        .ok_or_else(not_found)?;
-    Ok(Json(page::single(doc_json(&row, true))))
+    Ok(Json(page::single(catalog::get_document(&*client, &uuid).await?)))
 }
 
 async fn patch(
@@ -320,19 +272,6 @@ async fn for_alert(
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let (id, _) = super::alerts_manage::alert_id(&*client, &uuid).await?;
-    let uuids: Vec<Uuid> = crate::context::payload::applicable_documents(&*client, id)
-        .await?
-        .ok_or_else(super::alerts_manage::not_found)?
-        .into_iter()
-        .map(|d| d.uuid)
-        .collect();
-    let sql = format!(
-        "SELECT {COLUMNS} FROM context_documents d JOIN unnest($1::uuid[]) WITH ORDINALITY AS o(u, n) ON o.u = d.uuid ORDER BY o.n"
-    );
-    let rows = stmt::query(&*client, &sql, &[(&uuids, Type::UUID_ARRAY)])
-        .await
-        .map_err(DbError::from)?;
-    Ok(Json(
-        json!({"data": rows.iter().map(|r| doc_json(r, true)).collect::<Vec<_>>(), "meta": {}}),
-    ))
+    let docs = catalog::documents_for_alert(&*client, id).await?;
+    Ok(Json(json!({"data": docs, "meta": {}})))
 }

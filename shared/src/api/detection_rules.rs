@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -20,17 +20,13 @@ use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::domain::mitre::{classify_id, with_parent_techniques, MitreKind};
 use crate::domain::severity::Severity;
-use crate::enrich::providers::iso;
+use crate::service::catalog::{self, rule_json, RULE_COLUMNS as COLUMNS};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/detection-rules", get(list).post(create))
         .route("/v1/detection-rules/{uuid}", get(detail).patch(patch).delete(delete))
 }
-
-const COLUMNS: &str = "uuid, name, source_rule_id, source_name, severity, is_active, mitre_tactics, mitre_techniques,
-    mitre_subtechniques, data_sources, run_frequency, created_by, documentation, goal, priority, false_positive_tags,
-    blind_spots, is_system, created_at, updated_at";
 
 const LISTS: [&str; 6] = [
     "mitre_tactics",
@@ -40,31 +36,6 @@ const LISTS: [&str; 6] = [
     "false_positive_tags",
     "blind_spots",
 ];
-
-fn rule_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "name": r.get::<_, String>(1),
-        "source_rule_id": r.get::<_, Option<String>>(2),
-        "source_name": r.get::<_, Option<String>>(3),
-        "severity": r.get::<_, Option<String>>(4),
-        "is_active": r.get::<_, bool>(5),
-        "mitre_tactics": r.get::<_, Vec<String>>(6),
-        "mitre_techniques": r.get::<_, Vec<String>>(7),
-        "mitre_subtechniques": r.get::<_, Vec<String>>(8),
-        "data_sources": r.get::<_, Vec<String>>(9),
-        "run_frequency": r.get::<_, Option<String>>(10),
-        "created_by": r.get::<_, Option<String>>(11),
-        "documentation": r.get::<_, Option<String>>(12),
-        "goal": r.get::<_, Option<String>>(13),
-        "priority": r.get::<_, Option<String>>(14),
-        "false_positive_tags": r.get::<_, Vec<String>>(15),
-        "blind_spots": r.get::<_, Vec<String>>(16),
-        "is_system": r.get::<_, bool>(17),
-        "created_at": iso(r.get(18)),
-        "updated_at": iso(r.get(19)),
-    })
-}
 
 fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Detection rule not found")
@@ -96,35 +67,15 @@ async fn list(
         "created_at",
         "a.id",
     )?;
-    // A technique matches itself and its sub-techniques in either list, so `T1566` finds a rule
-    // that names only `T1566.002` (rules written before parents were derived included).
-    let filter = "($1::text[] IS NULL OR source_name = ANY($1)) AND ($2::text[] IS NULL OR severity = ANY($2))
-         AND ($3::bool IS NULL OR is_active = $3)
-         AND ($4::text[] IS NULL OR EXISTS (
-             SELECT 1 FROM unnest(mitre_techniques || mitre_subtechniques) t,
-                 LATERAL (SELECT upper(substring(t from '^\\s*([Tt][0-9]{4}(\\.[0-9]{3})?)')) AS id) x
-             WHERE x.id = ANY($4) OR left(x.id, 5) = ANY($4)))";
-    let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM detection_rules a WHERE {filter} ORDER BY {sort} LIMIT $5 OFFSET $6"
-    );
-    let params: [stmt::Param<'_>; 6] = [
-        (&sources, Type::TEXT_ARRAY),
-        (&sev, Type::TEXT_ARRAY),
-        (&active, Type::BOOL),
-        (&techniques, Type::TEXT_ARRAY),
-        (&page.page_size, Type::INT8),
-        (&page.offset(), Type::INT8),
-    ];
-    let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
-    let total = page::total(
-        &*client,
-        &rows,
-        20,
-        &format!("SELECT count(*) FROM detection_rules WHERE {filter}"),
-        &params[..4],
-    )
-    .await?;
-    Ok(Json(page.envelope(rows.iter().map(rule_json).collect(), total)))
+    let filter = catalog::RuleFilter {
+        source_name: sources,
+        severity: sev,
+        is_active: active,
+        mitre_technique: techniques,
+        ..Default::default()
+    };
+    let listed = catalog::search_rules(&*client, &filter, &sort, page.page_size, page.offset()).await?;
+    Ok(Json(page.envelope(listed.items, listed.total)))
 }
 
 /// `mitre_technique`: comma-separated (or repeated) technique or sub-technique ids.
@@ -246,16 +197,7 @@ async fn detail(
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let row = stmt::query_opt(
-        &*client,
-        &format!("SELECT {COLUMNS} FROM detection_rules WHERE uuid = $1"),
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .ok_or_else(not_found)?;
-    Ok(Json(page::single(rule_json(&row))))
+    Ok(Json(page::single(catalog::get_rule(&*client, &uuid).await?)))
 }
 
 async fn patch(

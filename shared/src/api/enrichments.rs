@@ -9,7 +9,6 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::{auth, rate_limit, ApiError, AppState};
-use crate::domain::indicator::{self, IndicatorType};
 use crate::enrich::cache;
 use crate::enrich::registry::BUILT_IN;
 
@@ -59,36 +58,17 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
     super::fields::strict(&obj, "EnrichmentRequest")?;
     let engine = engine(&state)?;
     let pick = |a: &str, b: &str| obj.get(a).or_else(|| obj.get(b)).cloned();
-    let kind = match pick("type", "indicator_type") {
-        Some(Value::String(s)) => IndicatorType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s.trim())
-            .ok_or_else(|| {
-                validation(
-                    "type",
-                    "must be one of ip, domain, url, hash_md5, hash_sha1, hash_sha256, email, account",
-                    "enum",
-                )
-            })?,
-        Some(_) => return Err(validation("type", "must be a string", "string_type")),
-        None => return Err(validation("type", "field required", "missing")),
+    let text = |a: &str, b: &str, field: &str| match pick(a, b) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(validation(field, "must be a string", "string_type")),
+        None => Err(validation(field, "field required", "missing")),
     };
-    let raw = match pick("value", "indicator_value") {
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(validation("value", "must be a string", "string_type")),
-        None => return Err(validation("value", "field required", "missing")),
-    };
-    if raw.is_empty() || raw.len() > indicator::MAX_VALUE_LEN {
-        return Err(validation("value", "must be 1 to 2048 characters", "string_length"));
-    }
-    let normalized =
-        indicator::normalize(kind, &raw).map_err(|e| validation("value", &e.to_string(), "value_error"))?;
-    // A value normalizes to one indicator of the asked type (a hash may be re-typed by length).
-    let Some((kind, value)) = normalized.into_iter().next() else {
-        return Err(validation("value", "not a valid indicator of this type", "value_error"));
-    };
-    let answer = engine.enrich_now(kind, &value).await?;
-    Ok(Json(json!({"data": answer.to_json(), "meta": {}})))
+    let (kind, raw) = (
+        text("type", "indicator_type", "type")?,
+        text("value", "indicator_value", "value")?,
+    );
+    let answer = crate::service::enrichments::enrich_now(engine, &kind, &raw).await?;
+    Ok(Json(json!({"data": answer, "meta": {}})))
 }
 
 async fn list_providers(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

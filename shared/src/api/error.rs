@@ -109,3 +109,16 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match e {
+            S::NotFound(what) => ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found")),
+            // Service arguments come from the body on every REST write; queries map their own.
+            S::Invalid { field, message, kind } => ApiError::validation(&format!("body.{field}"), &message, kind),
+            S::Unavailable(what) => ApiError::unavailable(what),
+            S::Db(e) => e.into(),
+        }
+    }
+}

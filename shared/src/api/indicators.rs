@@ -25,9 +25,9 @@ use super::page;
 use super::{rate_limit, ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::domain::malice::Malice;
-use crate::enrich::providers::iso;
 use crate::queue::messages::EnrichRequest;
 use crate::queue::outbox::{self, NewMessage};
+use crate::service::{Actor, ActorKind};
 
 /// `POST /v1/alerts/{uuid}/enrich` per key per minute (api spec §1).
 pub const REENRICH_PER_MINUTE: u32 = 60;
@@ -39,43 +39,14 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts/{uuid}/indicators", post(add))
 }
 
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Indicator not found")
-}
-
-const SQL: &str = "SELECT i.uuid, i.type, i.value, i.malice, i.malice_source, i.malice_overridden_at, i.first_seen,
-        i.last_seen, i.is_enriched, i.created_at, i.updated_at,
-        COALESCE((SELECT jsonb_object_agg(r.provider, jsonb_build_object(
-                      'status', r.status, 'extracted', r.block, 'malice', r.verdict, 'reasons', r.reasons,
-                      'raw', r.raw, 'error', r.error,
-                      'enriched_at', to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                      'expires_at', to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))
-                  FROM enrichment_results r WHERE r.indicator_id = i.id), '{}'::jsonb)
-    FROM indicators i WHERE i.uuid = $1";
-
-fn indicator_json(r: &tokio_postgres::Row) -> Value {
-    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(iso);
-    json!({
-        "uuid": r.get::<_, Uuid>(0), "type": r.get::<_, String>(1), "value": r.get::<_, String>(2),
-        "malice": r.get::<_, String>(3), "malice_source": r.get::<_, String>(4),
-        "malice_overridden_at": ts(r.get(5)), "first_seen": iso(r.get(6)), "last_seen": iso(r.get(7)),
-        "is_enriched": r.get::<_, bool>(8), "created_at": iso(r.get(9)), "updated_at": iso(r.get(10)),
-        "enrichment_results": r.get::<_, Value>(11),
-    })
-}
-
 async fn detail(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["enrichments:read"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let row = stmt::query_opt(&*client, SQL, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
-        .ok_or_else(not_found)?;
-    Ok(Json(page::single(indicator_json(&row))))
+    let v = crate::service::indicators::get(&*client, &uuid).await?;
+    Ok(Json(page::single(v)))
 }
 
 async fn patch(
@@ -97,58 +68,12 @@ async fn patch(
         }
         Some(m) => m,
     };
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
-    // An override, or back to the worst verdict among stored results.
-    let row = stmt::query_opt(
-        &tx,
-        "WITH cur AS (SELECT id, malice FROM indicators WHERE uuid = $1 FOR UPDATE),
-         upd AS (
-             UPDATE indicators i SET
-                 malice = COALESCE($2, (SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
-                     MAX(CASE r.verdict WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
-                     FROM enrichment_results r WHERE r.indicator_id = i.id AND r.status IN ('found', 'not_found'))),
-                 malice_source = CASE WHEN $2::text IS NULL THEN 'enrichment' ELSE 'analyst' END,
-                 malice_overridden_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END,
-                 updated_at = now()
-             FROM cur WHERE i.id = cur.id RETURNING i.id, cur.malice AS old, i.malice AS new)
-         SELECT id, old, new FROM upd",
-        &[(&uuid, Type::UUID), (&malice, Type::TEXT)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .ok_or_else(not_found)?;
-    let (id, old, new): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
-    // Linked enriched alerts take the worst of their indicators again; each gets an event.
-    stmt::execute(
-        &tx,
-        "WITH linked AS (SELECT alert_id FROM alert_indicators WHERE indicator_id = $1),
-         upd AS (
-             UPDATE alerts a SET malice = (SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
-                     MAX(CASE i.malice WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
-                     FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id WHERE l.alert_id = a.id),
-                 updated_at = now()
-             FROM linked WHERE a.id = linked.alert_id AND a.enrichment_status <> 'Pending' RETURNING a.id)
-         INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-         SELECT l.alert_id, 'indicator_malice_updated', 'api', $2,
-                jsonb_build_object('indicator_uuid', $3::uuid, 'from', $4::text, 'to', $5::text)
-         FROM linked l",
-        &[
-            (&id, Type::INT8),
-            (&principal.key_prefix, Type::TEXT),
-            (&uuid, Type::UUID),
-            (&old, Type::TEXT),
-            (&new, Type::TEXT),
-        ],
-    )
-    .await
-    .map_err(DbError::from)?;
-    tx.commit().await.map_err(DbError::from)?;
-    let row = stmt::query_opt(&*client, SQL, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
-        .ok_or_else(not_found)?;
-    Ok(Json(page::single(indicator_json(&row))))
+    let actor = Actor {
+        kind: ActorKind::Api,
+        key_prefix: principal.key_prefix,
+    };
+    let v = crate::service::indicators::set_malice(&mut client, &actor, &uuid, malice.as_deref()).await?;
+    Ok(Json(page::single(v)))
 }
 
 async fn reenrich(

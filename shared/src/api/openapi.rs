@@ -117,7 +117,7 @@ pub const OPERATIONS: &[Operation] = &[
         R,
         200,
         "alerts",
-        "An alert with its _metadata",
+        "An alert with its metadata (indicators carry their enrichment results)",
     ),
     with_body(
         op(

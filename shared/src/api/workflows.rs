@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use super::page;
 use super::{ApiError, AppState};
 use crate::db::{stmt, DbError};
 use crate::domain::indicator::IndicatorType;
-use crate::enrich::providers::iso;
+use crate::service::catalog::{self, wf_json, WORKFLOW_COLUMNS as COLUMNS};
 
 pub const STATES: [&str; 3] = ["draft", "active", "inactive"];
 pub const RISK_LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
@@ -30,30 +30,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/workflows", get(list).post(create))
         .route("/v1/workflows/{uuid}", get(detail).patch(patch).delete(delete))
-}
-
-const COLUMNS: &str = "uuid, name, description, workflow_type, indicator_types, state, is_active, is_system, tags,
-    risk_level, approval_mode, time_saved_minutes, documentation, targeting_rules, created_at, updated_at";
-
-fn wf_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "name": r.get::<_, String>(1),
-        "description": r.get::<_, Option<String>>(2),
-        "workflow_type": r.get::<_, Option<String>>(3),
-        "indicator_types": r.get::<_, Vec<String>>(4),
-        "state": r.get::<_, String>(5),
-        "is_active": r.get::<_, bool>(6),
-        "is_system": r.get::<_, bool>(7),
-        "tags": r.get::<_, Vec<String>>(8),
-        "risk_level": r.get::<_, String>(9),
-        "approval_mode": r.get::<_, String>(10),
-        "time_saved_minutes": r.get::<_, Option<i32>>(11),
-        "documentation": r.get::<_, Option<String>>(12),
-        "targeting_rules": r.get::<_, Option<Value>>(13),
-        "created_at": iso(r.get(14)),
-        "updated_at": iso(r.get(15)),
-    })
 }
 
 fn not_found() -> ApiError {
@@ -90,28 +66,14 @@ async fn list(
         "created_at",
         "id",
     )?;
-    let filter = "($1::text[] IS NULL OR workflow_type = ANY($1)) AND ($2::text[] IS NULL OR state = ANY($2))
-         AND ($3::text[] IS NULL OR risk_level = ANY($3)) AND ($4::bool IS NULL OR is_active = $4)";
-    let sql =
-        format!("SELECT {COLUMNS}, count(*) OVER () FROM workflows WHERE {filter} ORDER BY {sort} LIMIT $5 OFFSET $6");
-    let params: [stmt::Param<'_>; 6] = [
-        (&kinds, Type::TEXT_ARRAY),
-        (&states, Type::TEXT_ARRAY),
-        (&risks, Type::TEXT_ARRAY),
-        (&active, Type::BOOL),
-        (&page.page_size, Type::INT8),
-        (&page.offset(), Type::INT8),
-    ];
-    let rows = stmt::query(&*client, &sql, &params).await.map_err(DbError::from)?;
-    let total = page::total(
-        &*client,
-        &rows,
-        16,
-        &format!("SELECT count(*) FROM workflows WHERE {filter}"),
-        &params[..4],
-    )
-    .await?;
-    Ok(Json(page.envelope(rows.iter().map(wf_json).collect(), total)))
+    let filter = catalog::WorkflowFilter {
+        workflow_type: kinds,
+        state: states,
+        risk_level: risks,
+        is_active: active,
+    };
+    let listed = catalog::list_workflows(&*client, &filter, &sort, page.page_size, page.offset()).await?;
+    Ok(Json(page.envelope(listed.items, listed.total)))
 }
 
 struct Input {
@@ -194,16 +156,7 @@ async fn detail(
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (client, _) = authorize(&state, &headers, &["workflows:read"]).await?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let row = stmt::query_opt(
-        &*client,
-        &format!("SELECT {COLUMNS} FROM workflows WHERE uuid = $1"),
-        &[(&uuid, Type::UUID)],
-    )
-    .await
-    .map_err(DbError::from)?
-    .ok_or_else(not_found)?;
-    Ok(Json(page::single(wf_json(&row))))
+    Ok(Json(page::single(catalog::get_workflow(&*client, &uuid).await?)))
 }
 
 async fn patch(
