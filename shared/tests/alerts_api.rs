@@ -584,6 +584,27 @@ async fn indicators_added_through_the_api_are_normalized_and_enriched() {
         )
         .await;
     assert_eq!(v["data"]["added_count"], json!(0));
+    // A URL brings its host, as at ingest; an internal host is linked but never sent.
+    let (st, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/alerts/{a}/indicators?enrich=false"),
+            Some(
+                json!({"indicators": [{"type": "url", "value": "https://Phish.Example.org/login?x=1"},
+                                       {"type": "url", "value": "http://192.168.1.20:8080/a"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let added: Vec<(&str, &str)> = v["data"]["indicators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["type"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    assert!(added.contains(&("domain", "phish.example.org")), "{added:?}");
+    assert!(added.contains(&("ip", "192.168.1.20")), "{added:?}");
+    assert_eq!(v["data"]["added_count"], json!(4), "{v}");
     for bad in [
         json!({"indicators": []}),
         json!({"indicators": [{"type": "mac", "value": "x"}]}),

@@ -199,7 +199,13 @@ async fn add(
         };
         let normalized =
             indicator::normalize(kind, value).map_err(|e| err(&f("value"), &e.to_string(), "value_error"))?;
-        for n in normalized {
+        // A URL brings its host too, as at ingest (reputation services know domains better).
+        let hosts: Vec<_> = normalized
+            .iter()
+            .filter(|(t, _)| *t == IndicatorType::Url)
+            .filter_map(|(_, v)| indicator::url_host_indicator(v))
+            .collect();
+        for n in normalized.into_iter().chain(hosts) {
             if !wanted.contains(&n) {
                 wanted.push(n);
             }
