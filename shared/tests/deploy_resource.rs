@@ -125,10 +125,11 @@ async fn failures_are_reported_not_swallowed() {
 
 /// A URL for the same database as `url`, logged in as `user` (the test cluster trusts
 /// 127.0.0.1, so this proves the role and its grants, not its password).
-fn as_user(url: &str, user: &str) -> String {
+/// `url` with another login (the test cluster requires passwords).
+fn as_user(url: &str, user: &str, password: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("scheme");
-    let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-    format!("{scheme}://{user}@{host}")
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}:{password}@{host}")
 }
 
 fn request_with(kind: &str, url: &str, props: Value) -> CloudFormationCustomResourceRequest {
@@ -183,7 +184,12 @@ async fn migrate_creates_a_least_privilege_app_role() {
         "the rotated password is set"
     );
 
-    let app = db::build_pool(&DbConfig::from_url(as_user(&db_url, &name))).expect("app pool");
+    let app = db::build_pool(&DbConfig::from_url(as_user(
+        &db_url,
+        &name,
+        "second-password-0123456789",
+    )))
+    .expect("app pool");
     let c = app.get().await.expect("app connects");
     // Data access on the migrated tables ...
     c.batch_execute("DELETE FROM api_keys WHERE false")
