@@ -38,13 +38,15 @@ for _ in $(seq 1 300); do
 done
 pg_port="$(grep '^calseta dev ready' "$work/dev.log" | sed -E 's/.*embedded postgres on 127\.0\.0\.1:([0-9]+).*/\1/')"
 port="$(free_port)"
+# The embedded cluster is private (SCRAM): its random password is in a 0600 file beside it.
+pg_password="$(cat "$work/dev/pg/superuser.password")"
 
 # As the image runs it: only these variables, a non-root user.
 run_as=()
 if [ "$(id -u)" = 0 ]; then run_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups); fi
 env -i PATH=/usr/bin:/bin HOME=/nonexistent \
   CALSETA_MCP_ADDR="127.0.0.1:$port" \
-  DATABASE_URL="postgres://calseta@127.0.0.1:$pg_port/calseta" \
+  DATABASE_URL="postgres://calseta:$pg_password@127.0.0.1:$pg_port/calseta" \
   CALSETA_KEY_HASH_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
   CALSETA_ENCRYPTION_KEY="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" \
   ENRICH_QUEUE_URL=http://127.0.0.1:1/queue/enrich DISPATCH_QUEUE_URL=http://127.0.0.1:1/queue/dispatch \
