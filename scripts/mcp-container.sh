@@ -12,31 +12,22 @@ cd "$repo_root"
 : "${VENV:?set VENV to a Python venv (scripts/setup.sh ensure_venv)}"
 target="${CARGO_TARGET_DIR:-$repo_root/target}"
 cargo build --release --locked -p mcp
-cargo build -p calseta-cli --locked -q
-work="$(mktemp -d)"
-chmod 755 "$work"
-install -m 755 "$target/release/mcp" "$work/mcp"   # the image's /usr/local/bin/mcp
-echo "mcp-container: binary $(du -h "$work/mcp" | cut -f1)" >&2
-free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-key="cai_$("$VENV/bin/python" -c 'import secrets, base64; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
-RUST_LOG=warn CALSETA_NO_DEMO=true "$target/debug/calseta" dev --port 0 --mcp-port 0 --admin-key "$key" \
-  --data-dir "$work/dev" >"$work/dev.log" 2>&1 &
-dev_pid=$!
+source scripts/dev-stack.sh
 mcp_pid=""
 cleanup() {
   [ -n "$mcp_pid" ] && kill "$mcp_pid" 2>/dev/null || true
-  kill -INT "$dev_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$dev_pid" 2>/dev/null || break; sleep 0.2; done
-  rm -rf "$work"
+  stop_dev_stack
 }
 trap cleanup EXIT
-for _ in $(seq 1 300); do
-  if grep -q '^calseta dev ready' "$work/dev.log" 2>/dev/null; then break; fi
-  if ! kill -0 "$dev_pid" 2>/dev/null; then cat "$work/dev.log" >&2; exit 1; fi
-  sleep 0.2
-done
-pg_port="$(grep '^calseta dev ready' "$work/dev.log" | sed -E 's/.*embedded postgres on 127\.0\.0\.1:([0-9]+).*/\1/')"
+# Made before the stack starts: the non-root binary and the postgres user both need to enter it.
+dev_work="$(mktemp -d)"
+chmod 755 "$dev_work"
+start_dev_stack --port 0
+work="$dev_work"
+install -m 755 "$target/release/mcp" "$work/mcp"   # the image's /usr/local/bin/mcp
+echo "mcp-container: binary $(du -h "$work/mcp" | cut -f1)" >&2
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+pg_port="$(sed -E 's/.*embedded postgres on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$dev_ready")"
 port="$(free_port)"
 # The embedded cluster is private (SCRAM): its random password is in a 0600 file beside it.
 pg_password="$(cat "$work/dev/pg/superuser.password")"

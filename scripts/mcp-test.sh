@@ -15,25 +15,12 @@ if ! "$VENV/bin/python" -c 'import mcp, jsonschema' 2>/dev/null; then
   echo "mcp-test: installing the MCP Python SDK into $VENV" >&2
   "$VENV/bin/pip" install -q --disable-pip-version-check 'mcp>=2.3,<3' 'jsonschema>=4,<5'
 fi
-cargo build -p calseta-cli --locked -q
-bin="${CARGO_TARGET_DIR:-$repo_root/target}/debug/calseta"
-key="cai_$("$VENV/bin/python" -c 'import secrets, base64; print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))')"
-work="$(mktemp -d)"
-RUST_LOG=warn CALSETA_NO_DEMO=true "$bin" dev --port 0 --mcp-port 0 --admin-key "$key" --data-dir "$work/dev" \
-  >"$work/dev.log" 2>&1 &
-dev_pid=$!
-cleanup() {
-  kill -INT "$dev_pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$dev_pid" 2>/dev/null || break; sleep 0.2; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 1 300); do
-  if grep -q '^calseta dev ready' "$work/dev.log" 2>/dev/null; then break; fi
-  if ! kill -0 "$dev_pid" 2>/dev/null; then cat "$work/dev.log" >&2; exit 1; fi
-  sleep 0.2
-done
-ready="$(grep '^calseta dev ready' "$work/dev.log")"
+source scripts/dev-stack.sh
+trap stop_dev_stack EXIT
+start_dev_stack --port 0
+key="$dev_key"
+work="$dev_work"
+ready="$dev_ready"
 api="$(sed -E 's/.*api (http:\/\/[^ ]+).*/\1/' <<<"$ready")"
 mcp="$(sed -E 's/.*mcp (http:\/\/[^ ]+\/mcp).*/\1/' <<<"$ready")"
 echo "mcp-test: api $api, mcp $mcp" >&2
