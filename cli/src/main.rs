@@ -274,14 +274,28 @@ async fn status(url: &str, key: Option<&str>, json: bool) -> anyhow::Result<bool
         ("queue", "queue"),
         ("queue backend", "queue_backend"),
         ("queued messages", "queue_depth"),
+        ("dead letters", "dead_letters"),
         ("outbox unsent", "outbox_unsent"),
     ] {
         println!("  {label:<16} {}", field(k));
     }
     if let Some(serde_json::Value::Object(queues)) = body.get("queues") {
+        let n = |d: &serde_json::Value, k: &str| match d.get(k) {
+            Some(serde_json::Value::Number(v)) => v.to_string(),
+            _ => "-".into(),
+        };
         for (name, d) in queues {
-            println!("  queue {name:<10} {d}");
+            println!(
+                "  queue {name:<10} visible {} · in flight {} · delayed {} · DLQ {}",
+                n(d, "visible"),
+                n(d, "in_flight"),
+                n(d, "delayed"),
+                n(d, "dead_letters")
+            );
         }
+    }
+    if body.get("dead_letters").and_then(|v| v.as_u64()).unwrap_or(0) > 0 {
+        println!("  ! messages are parked in a dead-letter queue: see docs/deploy.md (DLQ redrive)");
     }
     match body.get("enrichment_providers") {
         Some(serde_json::Value::Object(p)) if !p.is_empty() => {

@@ -274,7 +274,7 @@ export class Calseta extends Construct {
       ingest: { description: 'Calseta - authenticates, normalizes and stores SIEM alerts (202), starts enrichment', timeout: 29, reserved: c.ingestReservedConcurrency, env: { DATABASE_POOL_SIZE: String(c.ingestPoolSize) } },
       enrich: { description: 'Calseta - enriches indicators (one message per alert x indicator) and completes alerts', timeout: 60, env: { ...providerEnv, DATABASE_POOL_SIZE: String(c.enrichPoolSize) } },
       dispatch: { description: 'Calseta - builds the agent payload and delivers signed webhooks (retries as delayed messages)', timeout: 330, env: { CALSETA_DELIVERY_RETRY_BASE_SECONDS: String(c.deliveryRetryBaseSeconds), DATABASE_POOL_SIZE: String(c.dispatchPoolSize) } },
-      api: { description: 'Calseta - REST API (alerts, findings, agents, deliveries, payloads, on-demand enrichment, health)', timeout: 29, reserved: c.apiReservedConcurrency, env: { ...providerEnv, DATABASE_POOL_SIZE: String(c.apiPoolSize) } },
+      api: { description: 'Calseta - REST API (alerts, findings, agents, deliveries, payloads, on-demand enrichment, health)', timeout: 29, reserved: c.apiReservedConcurrency, env: { ...providerEnv, DATABASE_POOL_SIZE: String(c.apiPoolSize), ENRICH_DLQ_URL: enrichDlq.ref, DISPATCH_DLQ_URL: dispatchDlq.ref } },
     };
     const vpcConfig = { securityGroupIds: [lambdaSg.ref], subnetIds: privateSubnets };
     for (const fn of FUNCTIONS) {
@@ -323,6 +323,8 @@ export class Calseta extends Construct {
     fns.enrich.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:ChangeMessageVisibility'], resources: [this.enrichQueue.attrArn] }));
     send(fns.dispatch, [this.dispatchQueue], ['sqs:ChangeMessageVisibility']);
     send(fns.api, [this.enrichQueue, this.dispatchQueue], ['sqs:GetQueueAttributes']);
+    // Depth only: /health and `calseta status` show parked messages.
+    fns.api.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadDeadLetterDepth', actions: ['sqs:GetQueueAttributes'], resources: [enrichDlq.attrArn, dispatchDlq.attrArn] }));
 
     // Event sources: the same settings as template.yaml's SQS events.
     const esm = (f: lambda.Function, q: sqs.CfnQueue, max: number, logical: string) => {

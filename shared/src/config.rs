@@ -203,6 +203,9 @@ impl DbConfig {
 pub struct QueueConfig {
     pub enrich_url: Option<String>,
     pub dispatch_url: Option<String>,
+    /// The dead-letter queues, read only for their depth (`/health`, `calseta status`).
+    pub enrich_dlq_url: Option<String>,
+    pub dispatch_dlq_url: Option<String>,
     /// Overrides the SQS endpoint (a local emulator such as moto).
     pub endpoint_url: Option<String>,
 }
@@ -212,6 +215,8 @@ impl QueueConfig {
         Self {
             enrich_url: var("ENRICH_QUEUE_URL"),
             dispatch_url: var("DISPATCH_QUEUE_URL"),
+            enrich_dlq_url: var("ENRICH_DLQ_URL"),
+            dispatch_dlq_url: var("DISPATCH_DLQ_URL"),
             endpoint_url: var("SQS_ENDPOINT_URL"),
         }
     }

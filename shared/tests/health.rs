@@ -81,3 +81,105 @@ async fn unknown_routes_and_methods_use_the_error_envelope() {
     assert_eq!(status, 405);
     assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
 }
+
+fn message(body: &str) -> calseta::queue::OutgoingMessage {
+    calseta::queue::OutgoingMessage {
+        entry_id: "m1".into(),
+        body: body.into(),
+        attributes: Default::default(),
+        delay_seconds: 0,
+    }
+}
+
+/// A message that exhausted its receives is counted per queue and in the total, so an operator
+/// sees parked work in `/health` and `calseta status`.
+#[tokio::test]
+async fn dead_letters_are_reported_per_queue() {
+    use calseta::queue::{Queue, QueueName};
+    let db = TestDb::new().await;
+    let queue = InProcessQueue::new(QueueSettings {
+        visibility_timeout: std::time::Duration::ZERO,
+        max_receives: 1,
+        ..QueueSettings::default()
+    });
+    queue
+        .send_batch(QueueName::Enrich, &[message("poison")])
+        .await
+        .expect("send");
+    assert_eq!(queue.receive(QueueName::Enrich, 10).len(), 1);
+    assert!(
+        queue.receive(QueueName::Enrich, 10).is_empty(),
+        "second receive dead-letters it"
+    );
+    let state = AppState::new(
+        db.pool.clone(),
+        Arc::new(queue),
+        &AppSecrets::random(),
+        Limits::default(),
+    )
+    .expect("state");
+    let (status, _, body) = call(
+        api::router(state),
+        Request::get("/health").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["dead_letters"], 1, "{body}");
+    assert_eq!(body["queues"]["enrich"]["dead_letters"], 1);
+    assert_eq!(body["queues"]["dispatch"]["dead_letters"], 0);
+    assert_eq!(body["queue_depth"], 0);
+}
+
+/// On SQS the DLQ depth comes from the DLQ's own attributes, when its URL is configured
+/// (`ENRICH_DLQ_URL` / `DISPATCH_DLQ_URL`); without it the depth is unknown (null), not zero.
+#[tokio::test]
+async fn sqs_dead_letter_queue_depth_is_read_from_the_dlq() {
+    use calseta::queue::{sqs::SqsQueue, QueueName};
+    use std::collections::HashMap;
+    let db = TestDb::new().await;
+    let client = calseta::testing::sqs_client();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut urls = HashMap::new();
+    let mut dlqs = HashMap::new();
+    for q in QueueName::ALL {
+        let (url, dlq) = calseta::esm::ensure_queue_with_dlq(
+            &client,
+            &format!("health-{q}-{tag}"),
+            std::time::Duration::from_secs(30),
+            3,
+        )
+        .await
+        .expect("queue");
+        urls.insert(q, url);
+        dlqs.insert(q, dlq);
+    }
+    for _ in 0..2 {
+        client
+            .send_message()
+            .queue_url(&dlqs[&QueueName::Dispatch])
+            .message_body("{}")
+            .send()
+            .await
+            .expect("send to dlq");
+    }
+    let without = SqsQueue::new(client.clone(), urls.clone());
+    let with = SqsQueue::new(client, urls).with_dead_letter_urls(dlqs);
+    for (queue, expect_dispatch, expect_total) in [(without, Value::Null, Value::Null), (with, 2.into(), 2.into())] {
+        let state = AppState::new(
+            db.pool.clone(),
+            Arc::new(queue),
+            &AppSecrets::random(),
+            Limits::default(),
+        )
+        .expect("state");
+        let (status, _, body) = call(
+            api::router(state),
+            Request::get("/health").body(Body::empty()).expect("req"),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["queue"], "ok", "{body}");
+        assert_eq!(body["queues"]["dispatch"]["dead_letters"], expect_dispatch, "{body}");
+        assert_eq!(body["dead_letters"], expect_total, "{body}");
+    }
+}

@@ -1,7 +1,7 @@
 //! `GET /health` (api spec §5.12): database and queue state, no authentication. Each check is
 //! capped at 2 s so a sick dependency cannot hang the probe.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{extract::State, http::StatusCode, Json};
 use serde::Serialize;
@@ -19,8 +19,20 @@ pub struct Health {
     pub queue: &'static str,
     pub queue_backend: &'static str,
     pub queue_depth: Option<u64>,
+    /// Messages in the dead-letter queues (all queues), when the backend knows its DLQs.
+    pub dead_letters: Option<u64>,
+    /// Per queue: visible / in flight / delayed messages and its dead letters.
+    pub queues: BTreeMap<&'static str, QueueState>,
     pub outbox_unsent: Option<i64>,
     pub enrichment_providers: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueState {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    pub dead_letters: Option<u64>,
 }
 
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -29,14 +41,35 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         client.query_one("SELECT 1", &[]).await.ok().map(|_| ())
     };
     let database_ok = matches!(tokio::time::timeout(CHECK_LIMIT, db).await, Ok(Some(())));
-    let depth = async {
-        let mut total = 0u64;
+    // One pass over the queues; a queue that cannot be read leaves the totals unknown.
+    let per_queue = async {
+        let mut out = BTreeMap::new();
         for q in QueueName::ALL {
-            total += state.queue.depth(q).await.ok()?.total();
+            let d = state.queue.depth(q).await.ok()?;
+            let dead = state.queue.dead_letter_depth(q).await.ok()?;
+            out.insert(
+                q.as_str(),
+                QueueState {
+                    visible: d.visible,
+                    in_flight: d.in_flight,
+                    delayed: d.delayed,
+                    dead_letters: dead,
+                },
+            );
         }
-        Some(total)
+        Some(out)
     };
-    let queue_depth = tokio::time::timeout(CHECK_LIMIT, depth).await.ok().flatten();
+    let queues = tokio::time::timeout(CHECK_LIMIT, per_queue)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let queue_depth = (!queues.is_empty()).then(|| queues.values().map(|q| q.visible + q.in_flight + q.delayed).sum());
+    let dead_letters = queues
+        .values()
+        .map(|q| q.dead_letters)
+        .sum::<Option<u64>>()
+        .filter(|_| !queues.is_empty());
     let outbox_unsent = if database_ok {
         tokio::time::timeout(CHECK_LIMIT, state.outbox.backlog())
             .await
@@ -80,6 +113,8 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         queue: if queue_depth.is_some() { "ok" } else { "error" },
         queue_backend: state.queue.kind(),
         queue_depth,
+        dead_letters,
+        queues,
         outbox_unsent,
         enrichment_providers,
     };

@@ -368,6 +368,10 @@ impl Queue for InProcessQueue {
         Ok(d)
     }
 
+    async fn dead_letter_depth(&self, queue: QueueName) -> Result<Option<u64>, QueueError> {
+        Ok(Some(self.lock().get(&queue).map_or(0, |s| s.dead.len() as u64)))
+    }
+
     fn kind(&self) -> &'static str {
         "in-process"
     }

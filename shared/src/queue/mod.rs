@@ -101,6 +101,12 @@ pub trait Queue: Send + Sync + 'static {
 
     async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError>;
 
+    /// Messages parked in the queue's dead-letter queue, or `None` when this backend does not
+    /// know its DLQ (a deployed function without the DLQ URL in its environment).
+    async fn dead_letter_depth(&self, _queue: QueueName) -> Result<Option<u64>, QueueError> {
+        Ok(None)
+    }
+
     /// Human name of the backend, for `/health` and logs.
     fn kind(&self) -> &'static str;
 }

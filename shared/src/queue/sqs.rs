@@ -21,11 +21,22 @@ pub const TRACE_ATTRIBUTE: &str = "trace_header";
 pub struct SqsQueue {
     client: Client,
     urls: HashMap<QueueName, String>,
+    dlq_urls: HashMap<QueueName, String>,
 }
 
 impl SqsQueue {
     pub fn new(client: Client, urls: HashMap<QueueName, String>) -> Self {
-        Self { client, urls }
+        Self {
+            client,
+            urls,
+            dlq_urls: HashMap::new(),
+        }
+    }
+
+    /// Adds the dead-letter queues whose depth `/health` reports.
+    pub fn with_dead_letter_urls(mut self, dlq_urls: HashMap<QueueName, String>) -> Self {
+        self.dlq_urls = dlq_urls;
+        self
     }
 
     /// Builds the client from the shared SDK config, with an optional endpoint override.
@@ -54,7 +65,16 @@ impl SqsQueue {
                 .clone()
                 .ok_or(ConfigError::Missing("DISPATCH_QUEUE_URL"))?,
         );
-        Ok(Self::new(Self::client(sdk, cfg.endpoint_url.as_deref()), urls))
+        let mut dlq_urls = HashMap::new();
+        for (q, url) in [
+            (QueueName::Enrich, &cfg.enrich_dlq_url),
+            (QueueName::Dispatch, &cfg.dispatch_dlq_url),
+        ] {
+            if let Some(url) = url {
+                dlq_urls.insert(q, url.clone());
+            }
+        }
+        Ok(Self::new(Self::client(sdk, cfg.endpoint_url.as_deref()), urls).with_dead_letter_urls(dlq_urls))
     }
 
     pub fn url(&self, queue: QueueName) -> Result<&str, QueueError> {
@@ -66,6 +86,32 @@ impl SqsQueue {
 
     pub fn sdk(&self) -> &Client {
         &self.client
+    }
+
+    /// Approximate message counts of one queue (SQS's own attributes).
+    async fn attributes(&self, url: &str) -> Result<QueueDepth, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let attrs = out.attributes();
+        let get = |name: QueueAttributeName| {
+            attrs
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
     }
 
     /// Creates (or finds) a queue by name and returns its URL: the local stack and tests use it
@@ -289,28 +335,14 @@ impl Queue for SqsQueue {
     }
 
     async fn depth(&self, queue: QueueName) -> Result<QueueDepth, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(self.url(queue)?)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let attrs = out.attributes();
-        let get = |name: QueueAttributeName| {
-            attrs
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok(QueueDepth {
-            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-            delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-        })
+        self.attributes(self.url(queue)?).await
+    }
+
+    async fn dead_letter_depth(&self, queue: QueueName) -> Result<Option<u64>, QueueError> {
+        match self.dlq_urls.get(&queue) {
+            Some(url) => Ok(Some(self.attributes(url).await?.total())),
+            None => Ok(None),
+        }
     }
 
     fn kind(&self) -> &'static str {
