@@ -338,3 +338,31 @@ async fn an_upload_form_with_an_unknown_field_is_refused_naming_it() {
     );
     assert_eq!(post(form("")).await.unwrap().status(), 201);
 }
+
+/// Idle rate-limit windows (here: of a client address that failed authentication an hour ago)
+/// are deleted by the sweeper; current windows stay.
+#[tokio::test]
+async fn the_sweeper_purges_idle_rate_limit_windows() {
+    let app = TestApp::start().await;
+    let c = app.db.pool.get().await.unwrap();
+    c.batch_execute(
+        "INSERT INTO rate_limits (bucket, window_start, count)
+         SELECT 'authfail:ip:198.51.100.' || i, date_trunc('minute', now()) - interval '61 minutes', 3
+         FROM generate_series(1, 12001) i;
+         INSERT INTO rate_limits (bucket, window_start, count)
+         VALUES ('authfail:ip:203.0.113.1', date_trunc('minute', now()), 2),
+                ('source:recent', date_trunc('minute', now()) - interval '50 minutes', 1);",
+    )
+    .await
+    .unwrap();
+    let report = calseta::sweep::run_once(&app.state.outbox, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.rate_limits_purged, 12001);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM rate_limits").await, 2);
+    // Nothing left to purge: the next pass deletes nothing.
+    let report = calseta::sweep::run_once(&app.state.outbox, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.rate_limits_purged, 0);
+}
