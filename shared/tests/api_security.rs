@@ -366,3 +366,92 @@ async fn the_sweeper_purges_idle_rate_limit_windows() {
         .unwrap();
     assert_eq!(report.rate_limits_purged, 0);
 }
+
+/// Reads until the server closes the connection; `None` when it is still open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Slowloris on the servers we run: a request head dribbled byte by byte is cut after the
+/// header bound, a body that never completes gets a 408 and the connection closed after the
+/// request bound. `axum::serve` (what the dev and MCP servers used) keeps both open.
+#[tokio::test]
+async fn half_sent_requests_are_cut_after_the_bounds() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start().await;
+    let timeouts = calseta::net::server::ServerTimeouts {
+        header_read: Duration::from_millis(1000),
+        request: Duration::from_millis(1500),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The API, plus a route that reads its whole body before anything else.
+    let router = calseta::api::router(app.state.clone()).merge(axum::Router::new().route(
+        "/echo",
+        axum::routing::post(|b: axum::body::Bytes| async move { b.len().to_string() }),
+    ));
+    tokio::spawn(calseta::net::server::serve(
+        listener,
+        router,
+        timeouts,
+        std::future::pending(),
+    ));
+
+    // The head, one byte every 200 ms: never finished within the bound.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let dribble = async {
+        for b in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(4), dribble).await;
+    let closed = closed_within(&mut s, Duration::from_secs(1)).await;
+    assert!(
+        closed.is_some(),
+        "header dribble still open after {:?}",
+        started.elapsed()
+    );
+
+    // A body announced at 1000 bytes that stops after 10.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"title\":")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let got = closed_within(&mut s, Duration::from_secs(5))
+        .await
+        .expect("connection with an unfinished body still open");
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+
+    // Control: the same head dribble against axum::serve is still open after the same time,
+    // so the bound above is the server's doing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap();
+    let router = calseta::api::router(app.state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut s = tokio::net::TcpStream::connect(plain).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await.is_none());
+
+    // A complete request is served normally.
+    let r = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
