@@ -285,6 +285,10 @@ pub struct Limits {
     /// Enrich messages of one request made visible per second (0 = all at once), so one big
     /// request cannot queue ahead of every other alert.
     pub enrich_release_per_second: u32,
+    /// Longest an API request may take (database waits included) before it is answered 503 +
+    /// `Retry-After`: a frozen database (accepting connections, answering nothing) must not
+    /// hold requests for the whole freeze.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -310,6 +314,10 @@ impl Default for Limits {
             // behind a maximal request waited 22-43 s released at once, 5 s at 200/s, 0.3 s at
             // 100/s. Keep it below the enrich consumers' drain rate.
             enrich_release_per_second: 100,
+            // Below API Gateway's 29 s and a SIEM's usual 30 s client timeout, so the caller
+            // gets a retryable answer; above the pool's 10 s checkout wait, so an exhausted
+            // pool answers first with its own 503.
+            request_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -318,7 +326,7 @@ impl Limits {
     /// `CALSETA_INGEST_BODY_LIMIT_BYTES`, `CALSETA_RATE_LIMIT_INGEST_PER_MIN`,
     /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`,
     /// `CALSETA_MAX_INDICATORS_PER_ALERT`, `CALSETA_MAX_ALERTS_PER_REQUEST`,
-    /// `CALSETA_ENRICH_RELEASE_PER_SECOND`.
+    /// `CALSETA_ENRICH_RELEASE_PER_SECOND`, `CALSETA_REQUEST_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
@@ -343,6 +351,11 @@ impl Limits {
                 crate::sources::MAX_ALERTS_PER_REQUEST,
             )?,
             enrich_release_per_second: parse_var("CALSETA_ENRICH_RELEASE_PER_SECOND", d.enrich_release_per_second)?,
+            request_timeout: Duration::from_millis(in_range(
+                "CALSETA_REQUEST_TIMEOUT_MS",
+                parse_var("CALSETA_REQUEST_TIMEOUT_MS", d.request_timeout.as_millis() as usize)?,
+                600_000,
+            )? as u64),
         })
     }
 }

@@ -367,6 +367,111 @@ async fn the_sweeper_purges_idle_rate_limit_windows() {
     assert_eq!(report.rate_limits_purged, 0);
 }
 
+/// A TCP proxy to Postgres that can stop forwarding: the database looks alive (connections
+/// stay open) but answers nothing, like a stopped process or a dead network path.
+async fn pausable_proxy(upstream: std::net::SocketAddr) -> (u16, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (paused, rx) = tokio::sync::watch::channel(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((down, _)) = listener.accept().await {
+            let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (dr, dw) = down.into_split();
+            let (ur, uw) = up.into_split();
+            for (mut r, mut w, mut rx) in [
+                (
+                    Box::new(dr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    Box::new(uw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    rx.clone(),
+                ),
+                (Box::new(ur) as _, Box::new(dw) as _, rx.clone()),
+            ] {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // Frozen: hold the bytes until thawed.
+                        if rx.wait_for(|p| !*p).await.is_err() {
+                            return;
+                        }
+                        if w.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (port, paused)
+}
+
+/// A frozen database (connections accepted, nothing answered) gets a 503 + Retry-After within
+/// the configured request bound, not a hang for the whole freeze; after the thaw requests work.
+#[tokio::test]
+async fn a_frozen_database_answers_503_within_the_request_bound() {
+    let app = TestApp::start().await;
+    let pg: tokio_postgres::Config = app.db.url.parse().unwrap();
+    let host = match &pg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("test cluster is not on TCP: {other:?}"),
+    };
+    let upstream = tokio::net::lookup_host((host.as_str(), pg.get_ports()[0]))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let (port, freeze) = pausable_proxy(upstream).await;
+    let mut url = url::Url::parse(&app.db.url).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    let pool = calseta::db::build_pool(&calseta::config::DbConfig::from_url(url.to_string())).unwrap();
+    let mut state = app.state.clone();
+    state.outbox = calseta::queue::outbox::Outbox::new(pool.clone(), state.queue.clone());
+    state.pool = pool;
+    state.limits.request_timeout = std::time::Duration::from_millis(1500);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = calseta::api::router(state);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let get = || http.get(format!("{base}/v1/alerts")).bearer_auth(&app.admin_key).send();
+    assert_eq!(get().await.unwrap().status(), 200);
+
+    freeze.send(true).unwrap();
+    let started = std::time::Instant::now();
+    let r = get().await.expect("an answer, not a client timeout");
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+    // Every request during the freeze is bounded, not only the first.
+    let started = std::time::Instant::now();
+    assert_eq!(get().await.unwrap().status(), 503);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    freeze.send(false).unwrap();
+    let mut ok = false;
+    for _ in 0..20 {
+        if get().await.unwrap().status() == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(ok, "no recovery after the thaw");
+}
+
 /// Reads until the server closes the connection; `None` when it is still open after `limit`.
 async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
