@@ -560,3 +560,34 @@ async fn half_sent_requests_are_cut_after_the_bounds() {
     let r = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The request bound does not cut an agent test, which waits on the agent by design (under the
+/// agent's own `timeout_seconds`); other requests stay bounded.
+#[tokio::test]
+async fn an_agent_test_may_outlast_the_request_bound() {
+    let app = TestApp::with_limits(calseta::config::Limits {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..calseta::config::Limits::default()
+    })
+    .await;
+    let slow = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        "ok"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let (st, v) = call(
+        &app,
+        &app.admin_key,
+        Method::POST,
+        "/v1/agents",
+        Some(json!({"name": "slow", "endpoint_url": format!("{base}/hook")})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let test = format!("/v1/agents/{}/test", v["data"]["uuid"].as_str().unwrap());
+    let (st, v) = call(&app, &app.admin_key, Method::POST, &test, None).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"]["status_code"], json!(200), "{v}");
+}

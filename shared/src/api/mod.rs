@@ -215,7 +215,14 @@ fn with_common(routes: Router<AppState>, state: AppState) -> Router {
 /// `statement_timeout` is enforced by a server that may not be running: a frozen database
 /// (stopped process, dead network path) would otherwise hold the request, its connection and
 /// its caller until the freeze ends. Dropping the handler rolls its transaction back.
+///
+/// Not for the two routes that wait on an outside service by design, each under its own
+/// bound: an agent test (the agent's `timeout_seconds`, up to 300 s) and on-demand
+/// enrichment (the providers' timeouts).
 async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
+    if waits_outside(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
@@ -223,6 +230,17 @@ async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Respo
             ApiError::unavailable("The service").into_response()
         }
     }
+}
+
+fn waits_outside(method: &axum::http::Method, path: &str) -> bool {
+    if method != axum::http::Method::POST {
+        return false;
+    }
+    path == "/v1/enrichments"
+        || path
+            .strip_prefix("/v1/agents/")
+            .and_then(|rest| rest.strip_suffix("/test"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Request id (honoured or generated, echoed back) and the security headers of api spec §1.
