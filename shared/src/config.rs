@@ -360,6 +360,20 @@ impl Limits {
     }
 }
 
+/// `CALSETA_HTTP_HEADER_TIMEOUT_MS` and `CALSETA_HTTP_REQUEST_TIMEOUT_MS` (milliseconds, at
+/// least 1) for the servers we run ourselves.
+pub fn server_timeouts_from_env() -> Result<crate::net::server::ServerTimeouts, ConfigError> {
+    let d = crate::net::server::ServerTimeouts::default();
+    let ms = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        let v = in_range(name, parse_var(name, default.as_millis() as usize)?, 3_600_000)?;
+        Ok(Duration::from_millis(v as u64))
+    };
+    Ok(crate::net::server::ServerTimeouts {
+        header_read: ms("CALSETA_HTTP_HEADER_TIMEOUT_MS", d.header_read)?,
+        request: ms("CALSETA_HTTP_REQUEST_TIMEOUT_MS", d.request)?,
+    })
+}
+
 fn in_range(name: &'static str, v: usize, max: usize) -> Result<usize, ConfigError> {
     if v == 0 || v > max {
         return Err(ConfigError::Invalid {

@@ -294,7 +294,7 @@ async fn serve(
     let mcp_app = crate::mcp::router(state.clone(), &mcp_config, cancel.child_token());
     // Header and whole-request bounds on both ports: a dev stack on a shared machine must not
     // be held open by half-sent requests.
-    let timeouts = crate::net::server::ServerTimeouts::from_env().map_err(|e| DevError::Other(e.to_string()))?;
+    let timeouts = crate::config::server_timeouts_from_env().map_err(|e| DevError::Other(e.to_string()))?;
     let mcp_server = {
         let cancel = cancel.clone();
         tokio::spawn(async move {

@@ -4,7 +4,7 @@
 //! `CALSETA_MCP_ADDR` (default `0.0.0.0:8001`). SIGTERM (and Ctrl-C) drain in-flight requests,
 //! then exit.
 
-use calseta::net::server::{self, ServerTimeouts};
+use calseta::net::server;
 use calseta::{api::AppState, mcp, telemetry};
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = CancellationToken::new();
     // Slow clients are cut off: the request head within 10 s, the whole request within 30 s
     // (`CALSETA_HTTP_HEADER_TIMEOUT_MS`, `CALSETA_HTTP_REQUEST_TIMEOUT_MS`).
-    let timeouts = ServerTimeouts::from_env()?;
+    let timeouts = calseta::config::server_timeouts_from_env()?;
     let app = mcp::router(state, &cfg, shutdown.child_token());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(addr = %listener.local_addr()?, allowed_hosts = ?cfg.allowed_hosts, "mcp listening");

@@ -4,3 +4,6 @@
 pub mod server;
 pub mod special;
 pub mod ssrf;
+
+/// The `User-Agent` of every outbound request (providers, agent webhooks).
+pub const USER_AGENT: &str = concat!("calseta/", env!("CARGO_PKG_VERSION"));

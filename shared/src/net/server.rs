@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-/// Time bounds of one connection.
+/// Time bounds of one connection (`config::server_timeouts_from_env`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerTimeouts {
     /// From the connection's first byte (or the previous response) to the end of the request head.
@@ -36,28 +36,6 @@ impl Default for ServerTimeouts {
             header_read: Duration::from_secs(10),
             request: Duration::from_secs(30),
         }
-    }
-}
-
-impl ServerTimeouts {
-    /// `CALSETA_HTTP_HEADER_TIMEOUT_MS` and `CALSETA_HTTP_REQUEST_TIMEOUT_MS` (milliseconds,
-    /// at least 1).
-    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
-        let d = Self::default();
-        let ms = |name: &'static str, default: Duration| -> Result<Duration, crate::config::ConfigError> {
-            let v: u64 = crate::config::parse_var(name, default.as_millis() as u64)?;
-            if v == 0 {
-                return Err(crate::config::ConfigError::Invalid {
-                    name,
-                    problem: "must be at least 1".into(),
-                });
-            }
-            Ok(Duration::from_millis(v))
-        };
-        Ok(Self {
-            header_read: ms("CALSETA_HTTP_HEADER_TIMEOUT_MS", d.header_read)?,
-            request: ms("CALSETA_HTTP_REQUEST_TIMEOUT_MS", d.request)?,
-        })
     }
 }
 

@@ -315,7 +315,7 @@ pub fn try_guarded_client_with(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.total)
-        .user_agent(crate::enrich::provider::USER_AGENT)
+        .user_agent(super::USER_AGENT)
         .build()
 }
 
