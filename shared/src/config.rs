@@ -290,6 +290,10 @@ pub struct Limits {
     /// Enrich messages of one request made visible per second (0 = all at once), so one big
     /// request cannot queue ahead of every other alert.
     pub enrich_release_per_second: u32,
+    /// Longest an API request may take (database waits included) before it is answered 503 +
+    /// `Retry-After`: a frozen database (accepting connections, answering nothing) must not
+    /// hold requests for the whole freeze.
+    pub request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -315,6 +319,10 @@ impl Default for Limits {
             // behind a maximal request waited 22-43 s released at once, 5 s at 200/s, 0.3 s at
             // 100/s. Keep it below the enrich consumers' drain rate.
             enrich_release_per_second: 100,
+            // Below API Gateway's 29 s and a SIEM's usual 30 s client timeout, so the caller
+            // gets a retryable answer; above the pool's 10 s checkout wait, so an exhausted
+            // pool answers first with its own 503.
+            request_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -323,7 +331,7 @@ impl Limits {
     /// `CALSETA_INGEST_BODY_LIMIT_BYTES`, `CALSETA_RATE_LIMIT_INGEST_PER_MIN`,
     /// `CALSETA_RATE_LIMIT_SOURCE_PER_MIN`, `CALSETA_ENRICHMENT_DEADLINE_SECONDS`,
     /// `CALSETA_MAX_INDICATORS_PER_ALERT`, `CALSETA_MAX_ALERTS_PER_REQUEST`,
-    /// `CALSETA_ENRICH_RELEASE_PER_SECOND`.
+    /// `CALSETA_ENRICH_RELEASE_PER_SECOND`, `CALSETA_REQUEST_TIMEOUT_MS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
@@ -348,8 +356,27 @@ impl Limits {
                 crate::sources::MAX_ALERTS_PER_REQUEST,
             )?,
             enrich_release_per_second: parse_var("CALSETA_ENRICH_RELEASE_PER_SECOND", d.enrich_release_per_second)?,
+            request_timeout: Duration::from_millis(in_range(
+                "CALSETA_REQUEST_TIMEOUT_MS",
+                parse_var("CALSETA_REQUEST_TIMEOUT_MS", d.request_timeout.as_millis() as usize)?,
+                600_000,
+            )? as u64),
         })
     }
+}
+
+/// `CALSETA_HTTP_HEADER_TIMEOUT_MS` and `CALSETA_HTTP_REQUEST_TIMEOUT_MS` (milliseconds, at
+/// least 1) for the servers we run ourselves.
+pub fn server_timeouts_from_env() -> Result<crate::net::server::ServerTimeouts, ConfigError> {
+    let d = crate::net::server::ServerTimeouts::default();
+    let ms = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        let v = in_range(name, parse_var(name, default.as_millis() as usize)?, 3_600_000)?;
+        Ok(Duration::from_millis(v as u64))
+    };
+    Ok(crate::net::server::ServerTimeouts {
+        header_read: ms("CALSETA_HTTP_HEADER_TIMEOUT_MS", d.header_read)?,
+        request: ms("CALSETA_HTTP_REQUEST_TIMEOUT_MS", d.request)?,
+    })
 }
 
 fn in_range(name: &'static str, v: usize, max: usize) -> Result<usize, ConfigError> {

@@ -292,12 +292,13 @@ async fn serve(
         mcp_config.allowed_hosts.push(opts.host.clone());
     }
     let mcp_app = crate::mcp::router(state.clone(), &mcp_config, cancel.child_token());
+    // Header and whole-request bounds on both ports: a dev stack on a shared machine must not
+    // be held open by half-sent requests.
+    let timeouts = crate::config::server_timeouts_from_env().map_err(|e| DevError::Other(e.to_string()))?;
     let mcp_server = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
-            axum::serve(mcp_listener, mcp_app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await
+            crate::net::server::serve(mcp_listener, mcp_app, timeouts, async move { cancel.cancelled().await }).await
         })
     };
     let app = api::router(state);
@@ -318,8 +319,9 @@ async fn serve(
         println!("{}", demo_note.replace("{api}", &local.to_string()));
     }
 
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let served = server.await.map_err(|e| DevError::Other(e.to_string()));
+    let served = crate::net::server::serve(listener, app, timeouts, shutdown)
+        .await
+        .map_err(|e| DevError::Other(e.to_string()));
     cancel.cancel();
     let _ = mcp_server.await;
     let _ = sweeper.await;
@@ -351,9 +353,8 @@ async fn dev_providers(cancel: &CancellationToken) -> Result<(ProviderSet, Strin
     let cancel = cancel.clone();
     tokio::spawn(async move {
         let app = simulator::router();
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
+        let timeouts = crate::net::server::ServerTimeouts::default();
+        let _ = crate::net::server::serve(listener, app, timeouts, async move { cancel.cancelled().await }).await;
     });
     let base = url::Url::parse(&format!("http://{addr}/")).map_err(|e| DevError::Other(e.to_string()))?;
     let budgets = registry::budgets_from_env(false).map_err(|e| DevError::Other(e.to_string()))?;

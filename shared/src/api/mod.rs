@@ -1,4 +1,4 @@
-//! HTTP: the axum router served by `calseta dev` (axum::serve), by the Lambdas
+//! HTTP: the axum router served by `calseta dev` (`net::server::serve`), by the Lambdas
 //! (lambda_http::run) and by tests (tower oneshot / a random port).
 
 pub mod agents;
@@ -30,7 +30,7 @@ use axum::{
     extract::Request,
     http::{header, HeaderName, HeaderValue},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::get,
     Router,
 };
@@ -200,11 +200,47 @@ pub fn ingest_router(state: AppState) -> Router {
 }
 
 fn with_common(routes: Router<AppState>, state: AppState) -> Router {
+    let limit = state.limits.request_timeout;
     routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(limit, req, next)
+        }))
         .layer(middleware::from_fn(common_headers))
+}
+
+/// Bounds a request (`Limits::request_timeout`). The pool bounds connection waits, and
+/// `statement_timeout` is enforced by a server that may not be running: a frozen database
+/// (stopped process, dead network path) would otherwise hold the request, its connection and
+/// its caller until the freeze ends. Dropping the handler rolls its transaction back.
+///
+/// Not for the two routes that wait on an outside service by design, each under its own
+/// bound: an agent test (the agent's `timeout_seconds`, up to 300 s) and on-demand
+/// enrichment (the providers' timeouts).
+async fn deadline(limit: std::time::Duration, req: Request, next: Next) -> Response {
+    if waits_outside(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            ApiError::unavailable("The service").into_response()
+        }
+    }
+}
+
+fn waits_outside(method: &axum::http::Method, path: &str) -> bool {
+    if method != axum::http::Method::POST {
+        return false;
+    }
+    path == "/v1/enrichments"
+        || path
+            .strip_prefix("/v1/agents/")
+            .and_then(|rest| rest.strip_suffix("/test"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Request id (honoured or generated, echoed back) and the security headers of api spec §1.

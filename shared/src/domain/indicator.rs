@@ -605,52 +605,6 @@ pub fn normalize_account(s: &str) -> Result<String, IndicatorError> {
     Ok(v.to_lowercase())
 }
 
-/// `true` when an IPv4 address is globally routable (not private, loopback, link-local, CGNAT,
-/// documentation, benchmarking, unspecified/this-network, multicast, reserved or broadcast).
-pub fn is_public_ipv4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    !(o[0] == 0                                          // this network / unspecified
-        || o[0] == 10                                    // private
-        || o[0] == 127                                   // loopback
-        || (o[0] == 100 && (64..=127).contains(&o[1]))   // CGNAT 100.64/10
-        || (o[0] == 169 && o[1] == 254)                  // link-local
-        || (o[0] == 172 && (16..=31).contains(&o[1]))    // private
-        || (o[0] == 192 && o[1] == 0 && o[2] == 0)       // IETF protocol assignments
-        || (o[0] == 192 && o[1] == 0 && o[2] == 2)       // TEST-NET-1
-        || (o[0] == 192 && o[1] == 168)                  // private
-        || (o[0] == 198 && (o[1] == 18 || o[1] == 19))   // benchmarking
-        || (o[0] == 198 && o[1] == 51 && o[2] == 100)    // TEST-NET-2
-        || (o[0] == 203 && o[1] == 0 && o[2] == 113)     // TEST-NET-3
-        || o[0] >= 224) // multicast 224/4, reserved 240/4, broadcast
-}
-
-/// `true` when an IPv6 address is globally routable.
-pub fn is_public_ipv6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_ipv4(v4);
-    }
-    let s = ip.segments();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || (s[0] & 0xfe00) == 0xfc00                      // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80                      // link-local fe80::/10
-        || (s[0] & 0xffc0) == 0xfec0                      // deprecated site-local fec0::/10
-        || (s[0] & 0xff00) == 0xff00                      // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8)             // documentation 2001:db8::/32
-        || (s[0] == 0x3fff && (s[1] & 0xf000) == 0)       // documentation 3fff::/20
-        || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0) // discard-only 100::/64
-        || (s[0] == 0x2001 && s[1] == 0x0002 && s[2] == 0)        // benchmarking 2001:2::/48
-        || (s[..6].iter().all(|x| *x == 0))) // IPv4-compatible ::/96 (deprecated), reserved
-}
-
-/// `true` when an IP may be sent to outside services.
-pub fn is_public_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_ipv4(v4),
-        IpAddr::V6(v6) => is_public_ipv6(v6),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // IndicatorSet
 // ---------------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@
 //! (unspecified, documentation, benchmarking, 6to4 relay anycast, IETF protocol assignments,
 //! multicast, future use, broadcast, discard-only, `2001::/23`) is `reserved_ip`.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
+use std::net::IpAddr;
 
 use crate::domain::indicator::IndicatorType;
+use crate::net::special::{embedded_ipv4, special};
+pub use crate::net::special::{Cidr, InvalidCidr};
 
 pub const PRIVATE_IP: &str = "private_ip";
 pub const RESERVED_IP: &str = "reserved_ip";
@@ -55,76 +55,6 @@ pub const EXAMPLE_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.o
 
 /// Built-in Windows principals, compared after removing `nt authority\`.
 pub const SERVICE_ACCOUNTS: [&str; 4] = ["system", "local service", "network service", "anonymous logon"];
-
-/// An IP network (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a host route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// Error for a malformed CIDR string.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid CIDR: {0:?}")]
-pub struct InvalidCidr(pub String);
-
-impl Cidr {
-    pub fn new(network: IpAddr, prefix: u8) -> Option<Self> {
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { network, prefix })
-    }
-
-    pub fn network(&self) -> IpAddr {
-        self.network
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// Same family and same leading `prefix` bits.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(u32::from(n) as u128, u32::from(a) as u128, self.prefix, 32),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(u128::from(n), u128::from(a), self.prefix, 128),
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - prefix;
-    (a >> shift) == (b >> shift)
-}
-
-impl FromStr for Cidr {
-    type Err = InvalidCidr;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let err = || InvalidCidr(s.to_string());
-        let (addr, prefix) = match t.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (t, None),
-        };
-        let network: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
-            None if network.is_ipv4() => 32,
-            None => 128,
-        };
-        Cidr::new(network, prefix).ok_or_else(err)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
 
 /// The deployment's never-send policy: the built-in rules plus `INTERNAL_CIDRS` and
 /// `INTERNAL_DOMAIN_SUFFIXES`.
@@ -188,18 +118,18 @@ impl NeverSendPolicy {
 
     /// `private_ip`, `reserved_ip`, `internal_ip` or `None`.
     pub fn ip_reason(&self, ip: IpAddr) -> Option<&'static str> {
-        if let IpAddr::V6(v6) = ip {
-            if let Some(v4) = embedded_ipv4(v6) {
-                return self.ip_reason(IpAddr::V4(v4)).or_else(|| self.internal(ip));
-            }
-        }
         special_range(ip).or_else(|| self.internal(ip))
     }
 
+    /// In `INTERNAL_CIDRS`, itself or the IPv4 address it carries.
     fn internal(&self, ip: IpAddr) -> Option<&'static str> {
+        let carried = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
         self.internal_cidrs
             .iter()
-            .any(|c| c.contains(ip))
+            .any(|c| c.contains(ip) || carried.is_some_and(|v4| c.contains(v4)))
             .then_some(INTERNAL_IP)
     }
 
@@ -262,80 +192,11 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse().ok()
 }
 
-/// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`) or NAT64 (`64:ff9b::/96`) address.
-pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
-        _ => None,
-    }
-}
-
-const V4_PRIVATE: [([u8; 4], u8); 6] = [
-    ([10, 0, 0, 0], 8),
-    ([100, 64, 0, 0], 10),
-    ([127, 0, 0, 0], 8),
-    ([169, 254, 0, 0], 16),
-    ([172, 16, 0, 0], 12),
-    ([192, 168, 0, 0], 16),
-];
-
-const V4_RESERVED: [([u8; 4], u8); 9] = [
-    ([0, 0, 0, 0], 8),
-    ([192, 0, 0, 0], 24),
-    ([192, 0, 2, 0], 24),
-    ([192, 88, 99, 0], 24),
-    ([198, 18, 0, 0], 15),
-    ([198, 51, 100, 0], 24),
-    ([203, 0, 113, 0], 24),
-    ([224, 0, 0, 0], 4),
-    ([240, 0, 0, 0], 4),
-];
-
-const V6_PRIVATE: [([u16; 8], u8); 4] = [
-    ([0, 0, 0, 0, 0, 0, 0, 1], 128),
-    ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
-    ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
-    ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
-];
-
-const V6_RESERVED: [([u16; 8], u8); 5] = [
-    ([0, 0, 0, 0, 0, 0, 0, 0], 128),
-    ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
-    ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
-    ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
-    ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
-];
-
-/// The built-in special-purpose classification of one address (no embedded-IPv4 handling).
+/// `private_ip` for our own networks (loopback, private, link-local), `reserved_ip` for the
+/// rest of the shared special-address table ([`crate::net::special`]), which also judges
+/// IPv6 forms carrying an IPv4 address by that IPv4.
 pub fn special_range(ip: IpAddr) -> Option<&'static str> {
-    let hit4 = |table: &[([u8; 4], u8)], a: Ipv4Addr| {
-        table.iter().any(|(n, p)| {
-            Cidr {
-                network: IpAddr::V4(Ipv4Addr::from(*n)),
-                prefix: *p,
-            }
-            .contains(IpAddr::V4(a))
-        })
-    };
-    let hit6 = |table: &[([u16; 8], u8)], a: Ipv6Addr| {
-        table.iter().any(|(n, p)| {
-            Cidr {
-                network: IpAddr::V6(Ipv6Addr::from(*n)),
-                prefix: *p,
-            }
-            .contains(IpAddr::V6(a))
-        })
-    };
-    match ip {
-        IpAddr::V4(a) if hit4(&V4_PRIVATE, a) => Some(PRIVATE_IP),
-        IpAddr::V4(a) if hit4(&V4_RESERVED, a) => Some(RESERVED_IP),
-        IpAddr::V6(a) if hit6(&V6_PRIVATE, a) => Some(PRIVATE_IP),
-        IpAddr::V6(a) if hit6(&V6_RESERVED, a) => Some(RESERVED_IP),
-        _ => None,
-    }
+    special(ip).map(|s| if s.is_local() { PRIVATE_IP } else { RESERVED_IP })
 }
 
 fn account_reason(value: &str) -> Option<&'static str> {
@@ -420,6 +281,23 @@ mod tests {
             (Ip, "64:ff9b::192.168.0.1", Some(PRIVATE_IP)),
             (Ip, "64:ff9b::8.8.8.8", None),
             (Ip, "64:ff9b::203.0.114.5", Some(INTERNAL_IP)),
+            // the other IPv4 carriers: compatible, SIIT, 6to4, local-use NAT64, Teredo
+            (Ip, "::10.1.2.3", Some(PRIVATE_IP)),
+            (Ip, "::127.0.0.1", Some(PRIVATE_IP)),
+            (Ip, "::8.8.8.8", None),
+            (Ip, "::ffff:0:10.1.2.3", Some(PRIVATE_IP)),
+            (Ip, "::ffff:0:192.0.2.1", Some(RESERVED_IP)),
+            (Ip, "::ffff:0:8.8.8.8", None),
+            (Ip, "2002:c0a8:101::1", Some(PRIVATE_IP)),
+            (Ip, "2002:a9fe:a9fe::", Some(PRIVATE_IP)),
+            (Ip, "2002:cb00:7201::1", Some(INTERNAL_IP)),
+            (Ip, "2002:808:808::1", None),
+            (Ip, "64:ff9b:1::8.8.8.8", Some(PRIVATE_IP)),
+            (Ip, "64:ff9b:1::a00:1", Some(PRIVATE_IP)),
+            (Ip, "2001:0:4136:e378:8000:63bf:f5ff:fffe", Some(RESERVED_IP)),
+            (Url, "http://[::ffff:0:a00:1]/", Some(PRIVATE_IP)),
+            (Url, "http://[2002:7f00:1::]/", Some(PRIVATE_IP)),
+            (Url, "http://[64:ff9b:1::a9fe:a9fe]/", Some(PRIVATE_IP)),
             // INTERNAL_CIDRS
             (Ip, "203.0.114.77", Some(INTERNAL_IP)),
             (Ip, "2a01:4f8:abcd:1::5", Some(INTERNAL_IP)),
@@ -519,15 +397,81 @@ mod tests {
     }
 
     #[test]
-    fn cidr_parse() {
-        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().prefix(), 8);
-        assert_eq!("10.0.0.1".parse::<Cidr>().unwrap().prefix(), 32);
-        assert_eq!("::1".parse::<Cidr>().unwrap().prefix(), 128);
-        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("nope/8".parse::<Cidr>().is_err());
+    fn bad_internal_cidr_is_refused() {
         assert!(NeverSendPolicy::from_settings("10.0.0.0/99", "").is_err());
-        let c: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(c.contains("1.2.3.4".parse().unwrap()));
-        assert!(!c.contains("::1".parse().unwrap()));
+        assert!(NeverSendPolicy::from_settings("nope/8", "").is_err());
+    }
+
+    /// The never-send list and the SSRF guard read one table: an address is withheld from
+    /// providers exactly when strict mode refuses to connect to it, and our own networks are
+    /// `private_ip` exactly when the guard calls them loopback, private or link-local.
+    #[test]
+    fn agrees_with_the_ssrf_guard() {
+        use crate::net::ssrf::{classify, AddrClass};
+        let p = NeverSendPolicy::default();
+        let addrs = [
+            "8.8.8.8",
+            "127.0.0.1",
+            "10.0.0.1",
+            "100.64.0.1",
+            "100.100.100.200",
+            "169.254.169.254",
+            "169.254.1.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.18.0.1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+            "100::1",
+            "2001:db8::1",
+            "2001:2::1",
+            "3fff::1",
+            "2606:4700:4700::1111",
+            "::ffff:10.0.0.1",
+            "::ffff:8.8.8.8",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::8.8.8.8",
+            "64:ff9b:1::8.8.8.8",
+            "64:ff9b:1::7f00:1",
+            "64:ff9b:1::c000:201",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::",
+            "2002:808:808::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+        ];
+        for s in addrs {
+            let ip: IpAddr = s.parse().unwrap();
+            let guard = classify(ip);
+            let reason = p.ip_reason(ip);
+            assert_eq!(
+                reason.is_none(),
+                guard == AddrClass::Public,
+                "{s}: {reason:?} vs {guard:?}"
+            );
+            let local = matches!(
+                guard,
+                AddrClass::Loopback
+                    | AddrClass::Private
+                    | AddrClass::Forbidden("link_local")
+                    | AddrClass::Forbidden("metadata")
+            );
+            assert_eq!(reason == Some(PRIVATE_IP), local, "{s}: {reason:?} vs {guard:?}");
+        }
     }
 }

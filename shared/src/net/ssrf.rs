@@ -18,13 +18,14 @@
 //! private networks (RFC 1918, CGNAT `100.64.0.0/10`, unique-local `fc00::/7`, site-local
 //! `fec0::/10`) only with `allow_private`; link-local (including the cloud metadata addresses
 //! `169.254.169.254` and `fd00:ec2::254`), unspecified, multicast, broadcast, documentation,
-//! benchmarking and other reserved ranges never. IPv4-mapped, IPv4-compatible, NAT64 and 6to4
-//! addresses are judged by their embedded IPv4. A host in `allow_hosts` (exact name, IP
+//! benchmarking and other reserved ranges never. The ranges are the table in [`super::special`],
+//! shared with the never-send list; IPv6 forms carrying an IPv4 address (mapped, compatible,
+//! SIIT, NAT64, 6to4, Teredo) are judged by it. A host in `allow_hosts` (exact name, IP
 //! literal, or `*.suffix` for subdomains) skips the name and address checks.
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ use futures::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
-use crate::enrich::never_send::{embedded_ipv4, Cidr};
+use super::special::{special, Special};
 
 /// Who may be reached. The default allows public addresses only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,98 +73,14 @@ pub enum AddrClass {
     Forbidden(&'static str),
 }
 
-const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> (Ipv4Addr, u8) {
-    (Ipv4Addr::new(a, b, c, d), prefix)
-}
-
-/// First match wins: specific entries come before the ranges that contain them.
-const V4_TABLE: [((Ipv4Addr, u8), AddrClass); 17] = [
-    (v4(169, 254, 169, 254, 32), AddrClass::Forbidden("metadata")),
-    // Alibaba Cloud's metadata service sits in CGNAT space; refuse it even when private
-    // addresses are allowed.
-    (v4(100, 100, 100, 200, 32), AddrClass::Forbidden("metadata")),
-    (v4(127, 0, 0, 0, 8), AddrClass::Loopback),
-    (v4(10, 0, 0, 0, 8), AddrClass::Private),
-    (v4(172, 16, 0, 0, 12), AddrClass::Private),
-    (v4(192, 168, 0, 0, 16), AddrClass::Private),
-    (v4(100, 64, 0, 0, 10), AddrClass::Private),
-    (v4(169, 254, 0, 0, 16), AddrClass::Forbidden("link_local")),
-    (v4(0, 0, 0, 0, 8), AddrClass::Forbidden("unspecified")),
-    (v4(224, 0, 0, 0, 4), AddrClass::Forbidden("multicast")),
-    (v4(240, 0, 0, 0, 4), AddrClass::Forbidden("reserved")),
-    (v4(192, 0, 0, 0, 24), AddrClass::Forbidden("reserved")),
-    (v4(192, 0, 2, 0, 24), AddrClass::Forbidden("reserved")),
-    (v4(192, 88, 99, 0, 24), AddrClass::Forbidden("reserved")),
-    (v4(198, 18, 0, 0, 15), AddrClass::Forbidden("reserved")),
-    (v4(198, 51, 100, 0, 24), AddrClass::Forbidden("reserved")),
-    (v4(203, 0, 113, 0, 24), AddrClass::Forbidden("reserved")),
-];
-
-const fn v6(s: [u16; 8], prefix: u8) -> (Ipv6Addr, u8) {
-    (Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]), prefix)
-}
-
-const V6_TABLE: [((Ipv6Addr, u8), AddrClass); 10] = [
-    (v6([0, 0, 0, 0, 0, 0, 0, 1], 128), AddrClass::Loopback),
-    (v6([0, 0, 0, 0, 0, 0, 0, 0], 128), AddrClass::Forbidden("unspecified")),
-    (
-        v6([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254], 128),
-        AddrClass::Forbidden("metadata"),
-    ),
-    (v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), AddrClass::Private),
-    (
-        v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
-        AddrClass::Forbidden("link_local"),
-    ),
-    (v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), AddrClass::Private),
-    (v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), AddrClass::Forbidden("multicast")),
-    (v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), AddrClass::Forbidden("reserved")),
-    (
-        v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
-        AddrClass::Forbidden("reserved"),
-    ),
-    (v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), AddrClass::Forbidden("reserved")),
-];
-
-/// Classifies one address (embedded IPv4 forms judged by the IPv4).
+/// Classifies one address by the shared special-address table ([`super::special`]; embedded
+/// IPv4 forms judged by the IPv4).
 pub fn classify(ip: IpAddr) -> AddrClass {
-    match ip {
-        IpAddr::V4(_) => V4_TABLE
-            .iter()
-            .find(|((n, p), _)| in_range(IpAddr::V4(*n), *p, ip))
-            .map(|(_, c)| *c)
-            .unwrap_or(AddrClass::Public),
-        IpAddr::V6(a) => {
-            if let Some(inner) = embedded_v4_any(a) {
-                return classify(IpAddr::V4(inner));
-            }
-            V6_TABLE
-                .iter()
-                .find(|((n, p), _)| in_range(IpAddr::V6(*n), *p, ip))
-                .map(|(_, c)| *c)
-                .unwrap_or(AddrClass::Public)
-        }
-    }
-}
-
-fn in_range(net: IpAddr, prefix: u8, ip: IpAddr) -> bool {
-    Cidr::new(net, prefix).is_some_and(|c| c.contains(ip))
-}
-
-/// IPv4 inside mapped / NAT64 (`never_send`), IPv4-compatible `::a.b.c.d` and 6to4
-/// `2002:AABB:CCDD::/48` addresses.
-fn embedded_v4_any(a: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(x) = embedded_ipv4(a) {
-        return Some(x);
-    }
-    let s = a.segments();
-    let from = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    match s {
-        // `::` and `::1` are classified as themselves.
-        [0, 0, 0, 0, 0, 0, 0, 0] | [0, 0, 0, 0, 0, 0, 0, 1] => None,
-        [0, 0, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
-        [0x2002, hi, lo, ..] => Some(from(hi, lo)),
-        _ => None,
+    match special(ip) {
+        None => AddrClass::Public,
+        Some(Special::Loopback) => AddrClass::Loopback,
+        Some(Special::Private) => AddrClass::Private,
+        Some(other) => AddrClass::Forbidden(other.label()),
     }
 }
 
@@ -398,7 +315,7 @@ pub fn try_guarded_client_with(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.total)
-        .user_agent(crate::enrich::provider::USER_AGENT)
+        .user_agent(super::USER_AGENT)
         .build()
 }
 
@@ -489,6 +406,15 @@ mod tests {
             ("2002:a9fe:a9fe::1", AddrClass::Forbidden("metadata")),
             ("2002:0808:0808::1", AddrClass::Public),
             ("2606:4700:4700::1111", AddrClass::Public),
+            // SIIT, local-use NAT64 and Teredo were accepted in strict mode before the shared table
+            ("::ffff:0:127.0.0.1", AddrClass::Loopback),
+            ("::ffff:0:a9fe:a9fe", AddrClass::Forbidden("metadata")),
+            ("::ffff:0:8.8.8.8", AddrClass::Public),
+            ("64:ff9b:1::8.8.8.8", AddrClass::Private),
+            ("64:ff9b:1::a9fe:a9fe", AddrClass::Forbidden("metadata")),
+            ("64:ff9b:1::c000:201", AddrClass::Forbidden("reserved")),
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", AddrClass::Forbidden("reserved")),
+            ("3fff::1", AddrClass::Forbidden("reserved")),
         ];
         for (s, want) in cases {
             assert_eq!(classify(ip(s)), want, "{s}");
@@ -509,6 +435,10 @@ mod tests {
             "http://[fd00:ec2::254]/",
             "http://[::ffff:127.0.0.1]/",
             "http://[::ffff:a9fe:a9fe]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[::a9fe:a9fe]/",
             "http://0x7f000001/",
             "http://2130706433/",
             "http://0.0.0.0/",
