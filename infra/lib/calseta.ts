@@ -317,7 +317,7 @@ export class Calseta extends Construct {
     fns.migrate.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadCalsetaSecrets', actions: ['secretsmanager:GetSecretValue'], resources: [masterSecretArn, appUser.ref, appSecret.ref, bootstrapSecret.ref] }));
     const send = (f: lambda.Function, qs: sqs.CfnQueue[], extra: string[] = []) =>
       f.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage', ...extra], resources: qs.map((q) => q.attrArn) }));
-    send(fns.sweep, [this.enrichQueue, this.dispatchQueue]);
+    send(fns.sweep, [this.enrichQueue, this.dispatchQueue], ['sqs:GetQueueAttributes']);
     send(fns.ingest, [this.enrichQueue, this.dispatchQueue]);
     send(fns.enrich, [this.dispatchQueue]);
     fns.enrich.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:ChangeMessageVisibility'], resources: [this.enrichQueue.attrArn] }));
