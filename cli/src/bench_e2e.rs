@@ -222,7 +222,7 @@ pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
                 allow_loopback: true,
                 ..OutboundPolicy::default()
             },
-            retry_base_seconds: 1,
+            retry_schedule: vec![1],
         },
     ));
 

@@ -194,7 +194,7 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
         .expect("json");
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["database"], "ok");
-    assert_eq!(health["queue_backend"], "in-process");
+    assert_eq!(health["queue_backend"], "local (postgres)", "durable local queues");
     // With no API keys set, the provider simulator stands in for every provider.
     assert!(dev.ready.contains("providers simulated"), "{}", dev.ready);
     for p in ["virustotal", "abuseipdb", "greynoise", "okta", "entra"] {

@@ -273,7 +273,7 @@ export class Calseta extends Construct {
       sweep: { description: 'Calseta - re-sends unsent outbox rows and closes overdue enrichments', timeout: 60, reserved: 1 },
       ingest: { description: 'Calseta - authenticates, normalizes and stores SIEM alerts (202), starts enrichment', timeout: 29, reserved: c.ingestReservedConcurrency, env: { DATABASE_POOL_SIZE: String(c.ingestPoolSize) } },
       enrich: { description: 'Calseta - enriches indicators (one message per alert x indicator) and completes alerts', timeout: 60, env: { ...providerEnv, DATABASE_POOL_SIZE: String(c.enrichPoolSize) } },
-      dispatch: { description: 'Calseta - builds the agent payload and delivers signed webhooks (retries as delayed messages)', timeout: 330, env: { CALSETA_DELIVERY_RETRY_BASE_SECONDS: String(c.deliveryRetryBaseSeconds), DATABASE_POOL_SIZE: String(c.dispatchPoolSize) } },
+      dispatch: { description: 'Calseta - builds the agent payload and delivers signed webhooks (retries as delayed messages)', timeout: 330, env: { CALSETA_DELIVERY_RETRY_SCHEDULE: c.deliveryRetrySchedule, DATABASE_POOL_SIZE: String(c.dispatchPoolSize) } },
       api: { description: 'Calseta - REST API (alerts, findings, agents, deliveries, payloads, on-demand enrichment, health)', timeout: 29, reserved: c.apiReservedConcurrency, env: { ...providerEnv, DATABASE_POOL_SIZE: String(c.apiPoolSize), ENRICH_DLQ_URL: enrichDlq.ref, DISPATCH_DLQ_URL: dispatchDlq.ref } },
     };
     const vpcConfig = { securityGroupIds: [lambdaSg.ref], subnetIds: privateSubnets };
@@ -317,7 +317,7 @@ export class Calseta extends Construct {
     fns.migrate.addToRolePolicy(new iam.PolicyStatement({ sid: 'ReadCalsetaSecrets', actions: ['secretsmanager:GetSecretValue'], resources: [masterSecretArn, appUser.ref, appSecret.ref, bootstrapSecret.ref] }));
     const send = (f: lambda.Function, qs: sqs.CfnQueue[], extra: string[] = []) =>
       f.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:SendMessage', ...extra], resources: qs.map((q) => q.attrArn) }));
-    send(fns.sweep, [this.enrichQueue, this.dispatchQueue]);
+    send(fns.sweep, [this.enrichQueue, this.dispatchQueue], ['sqs:GetQueueAttributes']);
     send(fns.ingest, [this.enrichQueue, this.dispatchQueue]);
     send(fns.enrich, [this.dispatchQueue]);
     fns.enrich.addToRolePolicy(new iam.PolicyStatement({ actions: ['sqs:ChangeMessageVisibility'], resources: [this.enrichQueue.attrArn] }));

@@ -52,7 +52,8 @@ export interface CalsetaConfig {
   greyNoiseBudget: string;
   enrichmentDeadlineSeconds: number;
   outboundAllowHosts: string;
-  deliveryRetryBaseSeconds: number;
+  /** Seconds before retry 1, 2, … of a failed agent delivery (CALSETA_DELIVERY_RETRY_SCHEDULE). */
+  deliveryRetrySchedule: string;
   alarmEmail: string;
   /** MCP server image (functions/mcp/Dockerfile); empty = no MCP service. */
   mcpImageUri: string;
@@ -107,7 +108,7 @@ export const defaultConfig: CalsetaConfig = {
   greyNoiseBudget: '50/day',
   enrichmentDeadlineSeconds: 60,
   outboundAllowHosts: '',
-  deliveryRetryBaseSeconds: 10,
+  deliveryRetrySchedule: '5,300,1800,7200,18000,36000,36000',
   alarmEmail: '',
   mcpImageUri: '',
   mcpCertificateArn: '',

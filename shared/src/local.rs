@@ -1,6 +1,7 @@
 //! The local stack behind `calseta dev` (DESIGN §3): one process with an embedded throwaway
-//! Postgres (unless `DATABASE_URL` is set), in-process queues with SQS semantics (or real SQS
-//! when `SQS_ENDPOINT_URL` is set), the sweeper, and the HTTP API.
+//! Postgres (unless `DATABASE_URL` is set), in-process consumers of durable queues with SQS
+//! semantics whose messages are rows in that database (or real SQS when `SQS_ENDPOINT_URL` is
+//! set), the sweeper, and the HTTP API.
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -22,12 +23,7 @@ use crate::{
         simulator,
     },
     queue::batch::{BatchRunner, PgParker},
-    queue::{
-        memory::{InProcessQueue, QueueSettings},
-        outbox::Outbox,
-        sqs::SqsQueue,
-        Queue, QueueName,
-    },
+    queue::{memory::QueueSettings, outbox::Outbox, pg::PgQueue, sqs::SqsQueue, Queue, QueueName},
     sweep,
 };
 
@@ -137,8 +133,7 @@ async fn serve(
     let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
 
     let cancel = CancellationToken::new();
-    let (queue, sqs, memory): (Arc<dyn Queue>, Option<SqsQueue>, Option<InProcessQueue>) = match &opts.sqs_endpoint_url
-    {
+    let (queue, sqs, local): (Arc<dyn Queue>, Option<SqsQueue>, Option<PgQueue>) = match &opts.sqs_endpoint_url {
         Some(endpoint) => {
             let sdk = crate::config::aws_sdk_config().await;
             let client = SqsQueue::client(&sdk, Some(endpoint));
@@ -168,7 +163,16 @@ async fn serve(
                     ..QueueSettings::default()
                 },
             );
-            let q = InProcessQueue::with_settings(settings);
+            // Messages are rows of the same database: a restart (or kill -9) against a
+            // persistent database picks up every message no consumer finished.
+            let q = PgQueue::new(pool.clone(), settings);
+            let released = q.release_orphans().await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "messages in flight when the last run stopped are queued again"
+                );
+            }
             (Arc::new(q.clone()), None, Some(q))
         }
     };
@@ -211,7 +215,7 @@ async fn serve(
         crate::queue::MAX_BATCH,
     ));
     let mut consumers = Vec::new();
-    if let Some(q) = &memory {
+    if let Some(q) = &local {
         consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
         consumers.extend(q.spawn_consumers(QueueName::Dispatch, dispatch_handler.clone(), 2, cancel.clone()));
     }

@@ -3,12 +3,32 @@
 //! It also completes alerts whose enrichment deadline has passed, so they are dispatched with
 //! whatever enrichment they have (`enrich::engine::complete_overdue`), and deletes idle
 //! rate-limit windows.
+//!
+//! And it repairs what a crash, a lost or dead-lettered message can strand (the same in AWS and
+//! locally), each case bounded per pass and idempotent (consumers de-duplicate):
+//! - deliveries whose `redrive_at` passed with no live claim: a first attempt never made, a
+//!   retry whose message was lost, or a retry longer than SQS's 15-minute delay that is now due
+//!   → the attempt's message is queued again;
+//! - completed alerts without their dispatch (`dispatched_at` unset) well after completion →
+//!   their dispatch message is queued again;
+//! - indicator links still pending well after the alert was stored → their enrich message is
+//!   queued again, unless the enrich queue has a backlog that explains the wait.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio_postgres::types::Type;
 
-use crate::{db::DbError, queue::outbox::Outbox};
+use crate::{
+    db::{stmt, DbError},
+    dispatch::deliver::{DeliverRequest, REDRIVE_AFTER_SECONDS},
+    domain::indicator::IndicatorType,
+    queue::{
+        messages::{DispatchRequest, EnrichRequest},
+        outbox::{self, NewMessage, Outbox},
+        QueueName,
+    },
+};
 
 /// Rows younger than this are left to the handler that wrote them.
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(5);
@@ -21,6 +41,13 @@ pub const RATE_LIMIT_RETENTION: Duration = Duration::from_secs(3600);
 /// cleared over a few passes without one long-held lock.
 const RATE_LIMIT_PURGE_BATCH: i64 = 5000;
 const RATE_LIMIT_PURGE_PASSES: usize = 10;
+/// An alert completed, or a link stored, this long ago without progress is repaired.
+pub const REPAIR_AFTER: Duration = Duration::from_secs(REDRIVE_AFTER_SECONDS as u64);
+/// Items re-driven per repair case and pass.
+pub const REPAIR_BATCH: i64 = 200;
+/// Pending links are not re-driven while the enrich queue holds at least this many messages:
+/// the backlog explains the wait, and re-sending would only grow it.
+pub const LINK_REPAIR_MAX_BACKLOG: u64 = 1_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -29,10 +56,49 @@ pub struct SweepReport {
     pub outbox_failed: usize,
     pub outbox_purged: u64,
     pub rate_limits_purged: u64,
+    /// Deliveries whose attempt was queued again (due long retries included).
+    pub deliveries_redriven: usize,
+    /// Completed alerts whose dispatch was queued again.
+    pub alerts_redispatched: usize,
+    /// Pending links whose enrich message was queued again.
+    pub links_redriven: usize,
+}
+
+/// What the repair duty does per pass.
+#[derive(Debug, Clone, Copy)]
+pub struct RepairSettings {
+    pub after: Duration,
+    pub batch: i64,
+}
+
+impl Default for RepairSettings {
+    fn default() -> Self {
+        Self {
+            after: REPAIR_AFTER,
+            batch: REPAIR_BATCH,
+        }
+    }
+}
+
+/// What one repair pass re-drove.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RepairReport {
+    pub deliveries: usize,
+    pub alerts: usize,
+    pub links: usize,
 }
 
 /// One sweep pass.
 pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport, DbError> {
+    run_with(outbox, min_age, RepairSettings::default()).await
+}
+
+/// One sweep pass with explicit repair settings.
+pub async fn run_with(
+    outbox: &Outbox,
+    min_age: Duration,
+    repair_settings: RepairSettings,
+) -> Result<SweepReport, DbError> {
     // Overdue alerts first: their dispatch rows are sent right away by the same pass.
     let mut overdue = 0;
     loop {
@@ -42,6 +108,8 @@ pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport,
             break;
         }
     }
+    // Repairs write outbox rows and send them at once; a failed send is left to the pass below.
+    let repaired = repair(outbox, repair_settings).await?;
     let sent = outbox.sweep(min_age, 500).await?;
     let purged = outbox.purge_sent(SENT_RETENTION).await?;
     let rate_limits_purged = purge_rate_limits(outbox.pool(), RATE_LIMIT_RETENTION).await?;
@@ -51,6 +119,9 @@ pub async fn run_once(outbox: &Outbox, min_age: Duration) -> Result<SweepReport,
         outbox_failed: sent.failed,
         outbox_purged: purged,
         rate_limits_purged,
+        deliveries_redriven: repaired.deliveries,
+        alerts_redispatched: repaired.alerts,
+        links_redriven: repaired.links,
     };
     if report != SweepReport::default() {
         tracing::info!(?report, "sweep");
@@ -97,4 +168,160 @@ pub async fn purge_rate_limits(pool: &crate::db::Pool, older_than: Duration) -> 
         }
     }
     Ok(total)
+/// The repair duty: re-drives stranded deliveries, dispatches and enrichments (module docs).
+/// Each case marks what it re-drove in the same transaction as the outbox rows it writes, so it
+/// is not re-driven again before `settings.after`.
+pub async fn repair(outbox: &Outbox, settings: RepairSettings) -> Result<RepairReport, DbError> {
+    let deliveries = redrive(outbox, Case::Deliveries, settings).await?;
+    let alerts = redrive(outbox, Case::Alerts, settings).await?;
+    let backlog = match outbox.queue().depth(QueueName::Enrich).await {
+        Ok(d) => d.visible + d.delayed,
+        // Unknown depth: assume a backlog rather than risk flooding a queue we cannot see.
+        Err(e) => {
+            tracing::warn!(error = %e, "enrich queue depth unknown; pending links not re-driven this pass");
+            u64::MAX
+        }
+    };
+    let links = if backlog >= LINK_REPAIR_MAX_BACKLOG {
+        0
+    } else {
+        redrive(outbox, Case::Links, settings).await?
+    };
+    Ok(RepairReport {
+        deliveries,
+        alerts,
+        links,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    Deliveries,
+    Alerts,
+    Links,
+}
+
+/// Runs one repair case: marks the rows it re-drives, writes their messages to the outbox in
+/// the same transaction, and sends them after the commit.
+async fn redrive(outbox: &Outbox, case: Case, settings: RepairSettings) -> Result<usize, DbError> {
+    let mut client = outbox.pool().get().await?;
+    let tx = client.transaction().await?;
+    let msgs = due_messages(&tx, case, settings).await?;
+    if msgs.is_empty() {
+        return Ok(0);
+    }
+    let ids = outbox::enqueue(&*tx, &msgs).await?;
+    tx.commit().await?;
+    let n = msgs.len();
+    let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip(msgs).collect();
+    if let Err(e) = outbox.send_committed(&*client, &rows).await {
+        tracing::warn!(error = %e, "repair messages left for the outbox sweep");
+    }
+    Ok(n)
+}
+
+async fn due_messages(
+    tx: &deadpool_postgres::Transaction<'_>,
+    case: Case,
+    settings: RepairSettings,
+) -> Result<Vec<NewMessage>, DbError> {
+    let after = settings.after.as_secs_f64();
+    let limit = settings.batch;
+    let params = [(&limit as _, Type::INT8), (&after as _, Type::FLOAT8)];
+    Ok(match case {
+        Case::Deliveries => stmt::query(
+            tx,
+            "WITH due AS (
+                 SELECT id FROM deliveries
+                 WHERE redrive_at <= now() AND status IN ('pending', 'failed')
+                   AND (claimed_until IS NULL OR claimed_until < now())
+                 ORDER BY redrive_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UPDATE deliveries d SET redrive_at = now() + make_interval(secs => $2)
+             FROM due, alerts a WHERE d.id = due.id AND a.id = d.alert_id
+             RETURNING d.id, d.uuid, a.uuid, d.attempts, d.alert_id",
+            &params,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            tracing::warn!(alert_id = r.get::<_, i64>(4), alert_uuid = %r.get::<_, uuid::Uuid>(2),
+                delivery_uuid = %r.get::<_, uuid::Uuid>(1), attempt = r.get::<_, i32>(3) + 1,
+                "delivery due or made no progress; its attempt is queued again");
+            DeliverRequest {
+                v: 1,
+                delivery_id: r.get(0),
+                delivery_uuid: r.get(1),
+                alert_uuid: r.get(2),
+                attempt: r.get(3),
+            }
+            .to_message(0)
+        })
+        .collect(),
+        Case::Alerts => stmt::query(
+            tx,
+            "WITH due AS (
+                 SELECT id FROM alerts
+                 WHERE dispatched_at IS NULL AND enrichment_status <> 'Pending'
+                   AND COALESCE(enriched_at, ingested_at) < now() - make_interval(secs => $2)
+                   AND (dispatch_redriven_at IS NULL OR dispatch_redriven_at < now() - make_interval(secs => $2))
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             UPDATE alerts a SET dispatch_redriven_at = now() FROM due WHERE a.id = due.id
+             RETURNING a.id, a.uuid",
+            &params,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            tracing::warn!(alert_id = r.get::<_, i64>(0), alert_uuid = %r.get::<_, uuid::Uuid>(1),
+                "completed alert was never dispatched; its dispatch is queued again");
+            DispatchRequest {
+                v: 1,
+                alert_id: r.get(0),
+                alert_uuid: r.get(1),
+                reason: "repair".into(),
+            }
+            .to_message()
+        })
+        .collect(),
+        Case::Links => {
+            let msgs: Vec<NewMessage> = stmt::query(
+                tx,
+                "WITH due AS (
+                     SELECT alert_id, indicator_id FROM alert_indicators
+                     WHERE enrichment_state = 'pending' AND created_at < now() - make_interval(secs => $2)
+                       AND (redriven_at IS NULL OR redriven_at < now() - make_interval(secs => $2))
+                     LIMIT $1 FOR UPDATE SKIP LOCKED)
+                 UPDATE alert_indicators l SET redriven_at = now()
+                 FROM due, alerts a, indicators i
+                 WHERE l.alert_id = due.alert_id AND l.indicator_id = due.indicator_id
+                   AND a.id = l.alert_id AND i.id = l.indicator_id
+                 RETURNING l.alert_id, a.uuid, l.indicator_id, i.type, i.value",
+                &params,
+            )
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let indicator_type: IndicatorType = r.get::<_, &str>(3).parse().ok()?;
+                Some(
+                    EnrichRequest {
+                        v: 1,
+                        alert_id: r.get(0),
+                        alert_uuid: r.get(1),
+                        indicator_id: r.get(2),
+                        indicator_type,
+                        value: r.get(4),
+                    }
+                    .to_message(),
+                )
+            })
+            .collect();
+            if !msgs.is_empty() {
+                tracing::warn!(
+                    links = msgs.len(),
+                    "indicator links still pending; their enrich messages are queued again"
+                );
+            }
+            msgs
+        }
+    })
 }

@@ -342,7 +342,7 @@ impl TestApp {
                     allow_loopback: true,
                     ..Default::default()
                 },
-                retry_base_seconds: 1,
+                retry_schedule: vec![1],
             },
         ));
         state = state.with_dispatch(dispatcher.clone());

@@ -572,7 +572,7 @@ async fn agents_through_http_validation_secrets_rotation_test_and_scopes() {
     assert!(!text.contains("signing_secret") && !text.contains("agent-secret-value") && !text.contains(&secret));
     assert_eq!(v["data"]["auth_header_name"], json!("Authorization"));
     assert_eq!(v["data"]["timeout_seconds"], json!(30));
-    assert_eq!(v["data"]["retry_count"], json!(3));
+    assert_eq!(v["data"]["retry_count"], json!(7), "the default schedule spans a day");
 
     // Test delivery: signed, not stored, reported.
     rx.trust("responder", &secret);
@@ -711,7 +711,7 @@ async fn a_deployed_dispatcher_refuses_loopback_agents_at_delivery() {
         s.app.state.sealer.clone(),
         DispatchSettings {
             policy: OutboundPolicy::strict(),
-            retry_base_seconds: 1,
+            retry_schedule: vec![1],
         },
     );
     assert!(strict.check_endpoint(&format!("{base}/agents/local")).await.is_err());

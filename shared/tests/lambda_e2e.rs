@@ -217,7 +217,7 @@ async fn an_alert_posted_to_the_ingest_function_reaches_the_agent_signed_and_not
         visibility_timeout: Duration::from_secs(3),
         max_concurrency: 2,
         sweep_interval: Duration::from_secs(5),
-        extra_env: vec![("CALSETA_DELIVERY_RETRY_BASE_SECONDS".into(), "1".into())],
+        extra_env: vec![("CALSETA_DELIVERY_RETRY_SCHEDULE".into(), "1".into())],
     })
     .await
     .unwrap_or_else(|e| {

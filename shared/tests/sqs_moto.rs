@@ -184,9 +184,10 @@ async fn batch_runner_reports_exactly_the_retryable_failures_and_parks_permanent
         .iter()
         .all(|p| p.error == "alert was deleted" && p.body == "permanent"));
 
-    // After the 1 s visibility timeout the plain retries come back; the 429 one waits for its
-    // Retry-After (the runner moved its visibility out to 120 s).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The plain retries come back after the runner's short backoff (first receive: at most 2 s,
+    // whatever the queue's visibility timeout); the 429 one waits for its Retry-After (the
+    // runner moved its visibility out to 120 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let again = drain(&sqs, QueueName::Dispatch, 30).await;
     let again_ids: Vec<String> = again.iter().filter_map(|m| m.message_id.clone()).collect();
     assert!(

@@ -42,7 +42,7 @@ pub fn routes() -> Router<AppState> {
 
 const COLUMNS: &str = "uuid, name, description, endpoint_url, auth_header_name, trigger_on_sources,
     trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes, is_active,
-    documentation, created_at, updated_at";
+    documentation, created_at, updated_at, retry_schedule";
 
 /// Headers the delivery itself sets; an agent's auth header may not replace them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -68,6 +68,7 @@ fn agent_json(r: &tokio_postgres::Row) -> Value {
         "trigger_filter": r.get::<_, Option<Value>>(7),
         "timeout_seconds": r.get::<_, i32>(8),
         "retry_count": r.get::<_, i32>(9),
+        "retry_schedule": r.get::<_, Option<Vec<i32>>>(15),
         "max_payload_bytes": r.get::<_, Option<i32>>(10),
         "is_active": r.get::<_, bool>(11),
         "documentation": r.get::<_, Option<String>>(12),
@@ -137,6 +138,29 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
 }
 
+/// `retry_schedule`: 1–20 waits of 1 s to 7 days (`null` = the deployment's schedule).
+fn retry_schedule(obj: &Map<String, Value>) -> Result<Option<Option<Vec<i32>>>, ApiError> {
+    let max = deliver::MAX_RETRY_DELAY_SECONDS;
+    match obj.get("retry_schedule") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::Array(xs)) if (1..=20).contains(&xs.len()) => xs
+            .iter()
+            .map(|x| match x.as_i64() {
+                Some(n) if (1..=i64::from(max)).contains(&n) => Ok(n as i32),
+                _ => Err(err(
+                    "retry_schedule",
+                    &format!("every step is a whole number of seconds from 1 to {max}"),
+                    "value_error",
+                )),
+            })
+            .collect::<Result<Vec<i32>, _>>()
+            .map(|v| Some(Some(v))),
+        Some(Value::Array(_)) => Err(err("retry_schedule", "1 to 20 steps", "list_type")),
+        Some(_) => Err(err("retry_schedule", "must be a list of seconds", "list_type")),
+    }
+}
+
 fn parse_uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| not_found(what))
 }
@@ -154,6 +178,8 @@ struct AgentInput {
     trigger_filter: Option<Option<Value>>,
     timeout_seconds: Option<i32>,
     retry_count: Option<i32>,
+    /// Seconds before retry 1, 2, …; `Some(None)` = back to the deployment's schedule.
+    retry_schedule: Option<Option<Vec<i32>>>,
     max_payload_bytes: Option<Option<i32>>,
     is_active: Option<bool>,
     documentation: Option<Option<String>>,
@@ -174,6 +200,7 @@ impl AgentInput {
                 "int_type",
             )?,
             retry_count: fields::non_null(fields::int(obj, "retry_count", 0, 10)?, "retry_count", "int_type")?,
+            retry_schedule: retry_schedule(obj)?,
             max_payload_bytes: fields::int(obj, "max_payload_bytes", 256, i64::from(i32::MAX))?,
             documentation: fields::text(obj, "documentation", 100_000)?,
             is_active: fields::boolean(obj, "is_active")?,
@@ -256,7 +283,7 @@ async fn list_agents(
     )
     .await
     .map_err(DbError::from)?;
-    let total = page::total(&*client, &rows, 15, "SELECT count(*) FROM agents", &[]).await?;
+    let total = page::total(&*client, &rows, 16, "SELECT count(*) FROM agents", &[]).await?;
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
 }
 
@@ -290,8 +317,8 @@ async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: B
     let sql = format!(
         "INSERT INTO agents (name, description, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,
              trigger_on_sources, trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes,
-             is_active, documentation)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, 30), COALESCE($11, 3), $12, COALESCE($13, true), $14)
+             is_active, documentation, retry_schedule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, 30), COALESCE($11, 7), $12, COALESCE($13, true), $14, $15)
          RETURNING {COLUMNS}"
     );
     let row = stmt::query_opt(
@@ -312,6 +339,7 @@ async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: B
             (&input.max_payload_bytes.flatten(), Type::INT4),
             (&input.is_active, Type::BOOL),
             (&input.documentation.flatten(), Type::TEXT),
+            (&input.retry_schedule.clone().flatten(), Type::INT4_ARRAY),
         ],
     )
     .await
@@ -360,6 +388,7 @@ async fn patch_agent(
     let (set_filter, filter) = fields::split(input.trigger_filter);
     let (set_max, max) = fields::split(input.max_payload_bytes);
     let (set_doc, doc) = fields::split(input.documentation);
+    let (set_schedule, schedule) = fields::split(input.retry_schedule);
     // The old secret stays valid for 24 h after a rotation (signatures carry both).
     let sql = format!(
         "UPDATE agents SET
@@ -379,6 +408,7 @@ async fn patch_agent(
              previous_signing_secret_enc = CASE WHEN $20::bytea IS NULL THEN previous_signing_secret_enc ELSE signing_secret_enc END,
              previous_secret_expires_at = CASE WHEN $20::bytea IS NULL THEN previous_secret_expires_at ELSE now() + interval '24 hours' END,
              signing_secret_enc = COALESCE($20, signing_secret_enc),
+             retry_schedule = CASE WHEN $21 THEN $22 ELSE retry_schedule END,
              updated_at = now()
          WHERE uuid = $1 RETURNING {COLUMNS}"
     );
@@ -406,6 +436,8 @@ async fn patch_agent(
             (&set_doc, Type::BOOL),
             (&doc, Type::TEXT),
             (&sealed_secret, Type::BYTEA),
+            (&set_schedule, Type::BOOL),
+            (&schedule, Type::INT4_ARRAY),
         ],
     )
     .await
@@ -542,10 +574,10 @@ async fn replay_delivery(
     let row = stmt::query_opt(
         &tx,
         "UPDATE deliveries d SET status = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = now(),
-                updated_at = now()
+                redrive_at = now() + make_interval(secs => $2), updated_at = now()
          FROM alerts a WHERE d.uuid = $1 AND a.id = d.alert_id
          RETURNING d.id, d.uuid, a.uuid",
-        &[(&uuid, Type::UUID)],
+        &[(&uuid, Type::UUID), (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4)],
     )
     .await
     .map_err(DbError::from)?
@@ -602,12 +634,17 @@ async fn trigger_agents(
     // agent should not de-duplicate away.
     let rows = stmt::query(
         &tx,
-        "INSERT INTO deliveries (alert_id, agent_id, trigger) SELECT $1, unnest($2::bigint[]), 'trigger'
+        "INSERT INTO deliveries (alert_id, agent_id, trigger, redrive_at)
+         SELECT $1, unnest($2::bigint[]), 'trigger', now() + make_interval(secs => $3)
          ON CONFLICT (alert_id, agent_id) DO UPDATE SET uuid = gen_random_uuid(), status = 'pending', attempts = 0,
              last_status_code = NULL, last_error = NULL, next_attempt_at = now(), delivered_at = NULL,
-             trigger = 'trigger', updated_at = now()
+             trigger = 'trigger', redrive_at = EXCLUDED.redrive_at, updated_at = now()
          RETURNING id, uuid",
-        &[(&alert_id, Type::INT8), (&ids, Type::INT8_ARRAY)],
+        &[
+            (&alert_id, Type::INT8),
+            (&ids, Type::INT8_ARRAY),
+            (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4),
+        ],
     )
     .await
     .map_err(DbError::from)?;

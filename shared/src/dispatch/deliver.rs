@@ -8,8 +8,17 @@
 //!
 //! An attempt first **claims** the row for its attempt number (`attempts = n`, no live claim),
 //! so a duplicate message never sends twice at once and a stale one (the attempt already made)
-//! does nothing. The outcome is recorded with the next attempt's message in one transaction:
-//! retries wait with exponential backoff and jitter as an SQS message delay, never by sleeping.
+//! does nothing. The outcome is recorded with the next attempt's message in one transaction.
+//! Retries follow the agent's schedule (by default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: a
+//! day and more, as Standard Webhooks senders do), never by sleeping: a wait within SQS's
+//! 15-minute delay is a delayed message; a longer one is only a due time (`next_attempt_at`), and
+//! the sweeper queues the attempt when it is due.
+//!
+//! Nothing is stranded: every open delivery carries `redrive_at`, when the sweeper re-drives it
+//! if it made no progress (its message lost or dead-lettered, the process killed mid-attempt).
+//! An attempt whose webhook was sent but whose outcome could not be written (database down)
+//! retries the write a few times, then keeps the outcome in memory: the redelivered message
+//! records it without sending again. The webhook id is the delivery's uuid on every attempt.
 //!
 //! Outcomes: 2xx → `delivered`; 408, 425, 429 (honouring `Retry-After`), 5xx, timeouts and
 //! connection errors → retried until the agent's `retry_count` is spent, then `dead`; any other
@@ -44,6 +53,17 @@ use crate::queue::{QueueName, MAX_DELAY_SECONDS};
 const MAX_ERROR_CHARS: usize = 300;
 /// Extra claim time beyond the agent's timeout (signing, payload, recording).
 const CLAIM_MARGIN_SECONDS: i32 = 30;
+/// How long an open delivery may go without progress before the sweeper re-drives it: longer
+/// than the dispatch queue's visibility timeout (360 s) plus a claim, so a delivery that is
+/// merely in flight is not queued twice.
+pub const REDRIVE_AFTER_SECONDS: i32 = 900;
+/// The default retry schedule: seconds before retry 1, 2, … (about 27.5 hours in all).
+pub const DEFAULT_RETRY_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+/// The longest single wait, from a schedule step or an agent's `Retry-After`.
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 604_800;
+/// Outcomes kept in memory while they cannot be written (bounds the memory a long database
+/// outage can take; past it the claim alone guards against a second send).
+const MAX_UNRECORDED: usize = 10_000;
 
 /// One attempt of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,37 +92,67 @@ impl DeliverRequest {
 pub struct DispatchSettings {
     /// Where agent webhooks may go (`CALSETA_OUTBOUND_ALLOW_*`; `calseta dev` adds loopback).
     pub policy: OutboundPolicy,
-    /// First retry delay; doubles per attempt, capped at SQS's 900 s
-    /// (`CALSETA_DELIVERY_RETRY_BASE_SECONDS`, default 10).
-    pub retry_base_seconds: u32,
+    /// Seconds before retry 1, 2, … for agents without a schedule of their own; the last step
+    /// repeats (`CALSETA_DELIVERY_RETRY_SCHEDULE`, default [`DEFAULT_RETRY_SCHEDULE`]).
+    pub retry_schedule: Vec<u32>,
 }
 
 impl Default for DispatchSettings {
     fn default() -> Self {
         Self {
             policy: OutboundPolicy::strict(),
-            retry_base_seconds: 10,
+            retry_schedule: DEFAULT_RETRY_SCHEDULE.to_vec(),
         }
     }
 }
 
 impl DispatchSettings {
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        let retry_schedule = match crate::config::var("CALSETA_DELIVERY_RETRY_SCHEDULE") {
+            None => DEFAULT_RETRY_SCHEDULE.to_vec(),
+            Some(v) => parse_schedule(&v).map_err(|problem| crate::config::ConfigError::Invalid {
+                name: "CALSETA_DELIVERY_RETRY_SCHEDULE",
+                problem,
+            })?,
+        };
         Ok(Self {
             policy: crate::enrich::registry::outbound_policy_from_env()?,
-            retry_base_seconds: crate::config::parse_var("CALSETA_DELIVERY_RETRY_BASE_SECONDS", 10u32)?.max(1),
+            retry_schedule,
         })
     }
 }
 
-/// The delay before retry number `n` (1 = first retry): `base · 2^(n-1)` capped at 900 s, of
-/// which the upper half is random ("equal jitter": never immediate, never in lock-step).
-pub fn backoff_seconds(base: u32, n: u32) -> u32 {
-    let full = (base as u64)
-        .saturating_mul(1u64 << n.saturating_sub(1).min(20))
-        .min(MAX_DELAY_SECONDS as u64) as u32;
-    let half = full / 2;
-    (full - half + rand::random_range(0..=half)).max(1)
+/// Parses a retry schedule written as seconds separated by commas (`5,300,1800`): 1–20 steps of
+/// 1 s to 7 days each.
+pub fn parse_schedule(s: &str) -> Result<Vec<u32>, String> {
+    let steps = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_RETRY_DELAY_SECONDS).contains(n))
+                .ok_or_else(|| format!("{p:?} is not a number of seconds from 1 to {MAX_RETRY_DELAY_SECONDS}"))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    if steps.is_empty() || steps.len() > 20 {
+        return Err("a schedule has 1 to 20 steps".into());
+    }
+    Ok(steps)
+}
+
+/// The wait before retry number `n` (1 = first retry): step `n` of `schedule` (its last step
+/// once `n` is past the end), less up to a tenth at random so retries of many deliveries do not
+/// move in lock-step.
+pub fn retry_delay_seconds(schedule: &[u32], n: u32) -> u32 {
+    let step = n.max(1) as usize;
+    let full = schedule
+        .get(step - 1)
+        .or(schedule.last())
+        .copied()
+        .unwrap_or(DEFAULT_RETRY_SCHEDULE[0])
+        .clamp(1, MAX_RETRY_DELAY_SECONDS);
+    (full - rand::random_range(0..=full / 10)).max(1)
 }
 
 /// What one HTTP attempt came to.
@@ -129,7 +179,7 @@ pub fn classify(status: u16, retry_after: Option<u32>) -> Verdict {
 
 /// The outcome of one attempt, as recorded.
 #[derive(Debug, Clone)]
-struct Attempt {
+pub(crate) struct Attempt {
     verdict: Verdict,
     status_code: Option<i32>,
     error: Option<String>,
@@ -158,6 +208,7 @@ fn clip(s: &str) -> String {
 }
 
 /// The agent a claimed delivery goes to (secrets still sealed).
+#[derive(Clone)]
 struct Target {
     delivery_uuid: Uuid,
     alert_id: i64,
@@ -171,6 +222,7 @@ struct Target {
     previous_secret: Option<Vec<u8>>,
     timeout_seconds: i32,
     retry_count: i32,
+    retry_schedule: Option<Vec<i32>>,
     max_payload_bytes: Option<i32>,
     is_active: bool,
 }
@@ -191,6 +243,9 @@ pub struct Dispatcher {
     sealer: Sealer,
     http: reqwest::Client,
     settings: DispatchSettings,
+    /// Attempts made (the webhook sent) whose outcome could not be written yet, by (delivery,
+    /// attempt): a redelivered message records these instead of sending again.
+    unrecorded: std::sync::Mutex<std::collections::HashMap<(i64, i32), (Target, Attempt)>>,
 }
 
 impl Dispatcher {
@@ -208,6 +263,7 @@ impl Dispatcher {
             sealer,
             http,
             settings,
+            unrecorded: Default::default(),
         }
     }
 
@@ -281,16 +337,28 @@ impl Dispatcher {
                 .map(|r| r.get(0))
                 .collect();
             if matched.is_empty() {
+                // Dispatch is done for this alert (the sweeper's repair looks for alerts without
+                // this mark).
+                stmt::execute(
+                    &*client,
+                    "UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL",
+                    &[(&req.alert_id, Type::INT8)],
+                )
+                .await
+                .map_err(DbError::from)?;
                 tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "no agent matches this alert");
                 return Ok(());
             }
-            // New rows, plus first attempts a crashed earlier run left behind.
+            // New rows (each with the time the sweeper re-drives it if it makes no progress) and
+            // the alert's dispatch mark, plus first attempts a crashed earlier run left behind.
             let rows = stmt::query(
                 &*client,
                 "WITH ins AS (
-                     INSERT INTO deliveries (alert_id, agent_id, trigger)
-                     SELECT $1, unnest($2::bigint[]), $3
-                     ON CONFLICT (alert_id, agent_id) DO NOTHING RETURNING id)
+                     INSERT INTO deliveries (alert_id, agent_id, trigger, redrive_at)
+                     SELECT $1, unnest($2::bigint[]), $3, now() + make_interval(secs => $4)
+                     ON CONFLICT (alert_id, agent_id) DO NOTHING RETURNING id),
+                 mark AS (
+                     UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL)
                  SELECT id FROM ins
                  UNION SELECT id FROM deliveries
                  WHERE alert_id = $1 AND agent_id = ANY($2) AND status = 'pending' AND attempts = 0",
@@ -298,6 +366,7 @@ impl Dispatcher {
                     (&req.alert_id, Type::INT8),
                     (&matched, Type::INT8_ARRAY),
                     (&req.reason, Type::TEXT),
+                    (&REDRIVE_AFTER_SECONDS, Type::INT4),
                 ],
             )
             .await
@@ -321,10 +390,18 @@ impl Dispatcher {
         n: i32,
         payload_cell: &tokio::sync::OnceCell<Option<Value>>,
     ) -> Result<(), HandlerError> {
+        // Sent before, outcome not yet written: write it; never send again.
+        let memo = self.unrecorded_lock().remove(&(id, n));
+        if let Some((t, outcome)) = memo {
+            tracing::info!(alert_id = t.alert_id, alert_uuid = %t.alert_uuid, delivery_uuid = %t.delivery_uuid,
+                attempt = n + 1, "recording an attempt made earlier (not sending again)");
+            return self.record_or_keep(id, n, t, outcome).await;
+        }
         let client = self.pool.get().await.map_err(DbError::from)?;
         let claimed = stmt::query_opt(
             &*client,
             "UPDATE deliveries d SET claimed_until = now() + make_interval(secs => a.timeout_seconds + $3),
+                    redrive_at = now() + make_interval(secs => a.timeout_seconds + $3 + $4),
                     updated_at = now()
              FROM agents a, alerts al
              WHERE d.id = $1 AND d.attempts = $2 AND d.status IN ('pending', 'failed')
@@ -333,8 +410,13 @@ impl Dispatcher {
              RETURNING d.uuid, d.alert_id, al.uuid, a.uuid, a.name, a.endpoint_url, a.auth_header_name,
                        a.auth_header_value_enc, a.signing_secret_enc,
                        CASE WHEN a.previous_secret_expires_at > now() THEN a.previous_signing_secret_enc END,
-                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active",
-            &[(&id, Type::INT8), (&n, Type::INT4), (&CLAIM_MARGIN_SECONDS, Type::INT4)],
+                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active, a.retry_schedule",
+            &[
+                (&id, Type::INT8),
+                (&n, Type::INT4),
+                (&CLAIM_MARGIN_SECONDS, Type::INT4),
+                (&REDRIVE_AFTER_SECONDS, Type::INT4),
+            ],
         )
         .await
         .map_err(DbError::from)?;
@@ -375,6 +457,7 @@ impl Dispatcher {
             retry_count: r.get(11),
             max_payload_bytes: r.get(12),
             is_active: r.get(13),
+            retry_schedule: r.get(14),
         };
         let payload = payload_cell
             .get_or_try_init(|| async { payload::build(&*client, t.alert_id, &PayloadOptions::default()).await })
@@ -388,7 +471,41 @@ impl Dispatcher {
         } else {
             Attempt::refused("agent is inactive")
         };
-        self.record(id, n, &t, outcome).await
+        self.record_or_keep(id, n, t, outcome).await
+    }
+
+    fn unrecorded_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(i64, i32), (Target, Attempt)>> {
+        // Entries are inserted and removed whole; a panic elsewhere cannot leave one half-made.
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records an attempt that was made, retrying a transient database failure a few times
+    /// (about 7 s in all) so a short outage costs seconds; if it still fails, keeps the outcome
+    /// in memory so the message's next delivery records it instead of sending the webhook again.
+    async fn record_or_keep(&self, id: i64, n: i32, t: Target, a: Attempt) -> Result<(), HandlerError> {
+        let mut pause = Duration::from_millis(250);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.record(id, n, &t, a.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() && tries < 5 => {
+                    tracing::warn!(delivery_uuid = %t.delivery_uuid, error = %e, "could not record the attempt; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    let transient = e.is_transient();
+                    let mut memo = self.unrecorded_lock();
+                    if transient && memo.len() < MAX_UNRECORDED {
+                        tracing::warn!(delivery_uuid = %t.delivery_uuid, error = %e,
+                            "attempt made but not recorded; kept to be recorded on the next delivery");
+                        memo.insert((id, n), (t, a));
+                    }
+                    return Err(HandlerError::from(e));
+                }
+            }
+        }
     }
 
     /// Signs and posts the payload once.
@@ -513,15 +630,23 @@ impl Dispatcher {
         }
     }
 
-    /// Records attempt `n` and, when it is to be retried, the next attempt's message — together.
-    async fn record(&self, id: i64, n: i32, t: &Target, a: Attempt) -> Result<(), HandlerError> {
-        let mut client = self.pool.get().await.map_err(DbError::from)?;
+    /// Records attempt `n` and, when it is to be retried, its due time and (for a wait SQS can
+    /// hold) the next attempt's message — together.
+    async fn record(&self, id: i64, n: i32, t: &Target, a: Attempt) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
         let made = n + 1;
         let retry_delay = match a.verdict {
             Verdict::Retry { after } if made <= t.retry_count => Some(
                 after
-                    .unwrap_or_else(|| backoff_seconds(self.settings.retry_base_seconds, made as u32))
-                    .clamp(1, MAX_DELAY_SECONDS),
+                    .unwrap_or_else(|| {
+                        let own: Option<Vec<u32>> = t
+                            .retry_schedule
+                            .as_ref()
+                            .map(|s| s.iter().map(|d| (*d).max(1) as u32).collect());
+                        let schedule = own.as_deref().unwrap_or(&self.settings.retry_schedule);
+                        retry_delay_seconds(schedule, made as u32)
+                    })
+                    .clamp(1, MAX_RETRY_DELAY_SECONDS),
             ),
             _ => None,
         };
@@ -547,7 +672,7 @@ impl Dispatcher {
                     "WITH d AS (
                          UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_status_code = $3,
                                 last_error = NULL, payload_bytes = $4, delivered_at = now(), next_attempt_at = NULL,
-                                claimed_until = NULL, updated_at = now()
+                                claimed_until = NULL, redrive_at = NULL, updated_at = now()
                          WHERE id = $1 AND attempts = $2 RETURNING alert_id)
                      INSERT INTO activity_events (alert_id, event_type, actor_type, \"references\")
                      SELECT alert_id, 'agent_webhook_dispatched', 'system', $5 FROM d",
@@ -559,8 +684,7 @@ impl Dispatcher {
                         (&refs, Type::JSONB),
                     ],
                 )
-                .await
-                .map_err(DbError::from)?;
+                .await?;
                 tracing::info!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
                     agent = %span_fields.3, status = ?a.status_code, attempt = made,
@@ -568,12 +692,21 @@ impl Dispatcher {
                 );
             }
             (_, Some(delay)) => {
-                let tx = client.transaction().await.map_err(DbError::from)?;
+                // SQS holds a message at most 15 minutes: a longer wait is only a due time, and
+                // the sweeper queues the attempt once it is due (redrive_at = the due time).
+                let queued = delay <= MAX_DELAY_SECONDS;
+                let redrive_in = if queued {
+                    delay as i32 + REDRIVE_AFTER_SECONDS
+                } else {
+                    delay as i32
+                };
+                let tx = client.transaction().await?;
                 let updated = stmt::query_opt(
                     &tx,
                     "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_status_code = $3,
                             last_error = $4, payload_bytes = COALESCE($5, payload_bytes),
-                            next_attempt_at = now() + make_interval(secs => $6), claimed_until = NULL, updated_at = now()
+                            next_attempt_at = now() + make_interval(secs => $6), claimed_until = NULL,
+                            redrive_at = now() + make_interval(secs => $7), updated_at = now()
                      WHERE id = $1 AND attempts = $2 RETURNING id",
                     &[
                         (&id, Type::INT8),
@@ -582,12 +715,21 @@ impl Dispatcher {
                         (&a.error, Type::TEXT),
                         (&a.payload_bytes, Type::INT4),
                         (&(delay as i32), Type::INT4),
+                        (&redrive_in, Type::INT4),
                     ],
                 )
-                .await
-                .map_err(DbError::from)?;
+                .await?;
                 if updated.is_none() {
                     return Ok(()); // replayed meanwhile: the replay's message takes over
+                }
+                if !queued {
+                    tx.commit().await?;
+                    tracing::warn!(
+                        alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
+                        agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                        attempt = made, retry_in_seconds = delay, "agent webhook failed; the sweeper retries it when due"
+                    );
+                    return Ok(());
                 }
                 let msg = DeliverRequest {
                     v: 1,
@@ -598,7 +740,7 @@ impl Dispatcher {
                 }
                 .to_message(delay);
                 let ids = outbox::enqueue(&*tx, std::slice::from_ref(&msg)).await?;
-                tx.commit().await.map_err(DbError::from)?;
+                tx.commit().await?;
                 tracing::warn!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
                     agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
@@ -614,7 +756,7 @@ impl Dispatcher {
                     &*client,
                     "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_status_code = $3,
                             last_error = $4, payload_bytes = COALESCE($5, payload_bytes), next_attempt_at = NULL,
-                            claimed_until = NULL, updated_at = now()
+                            claimed_until = NULL, redrive_at = NULL, updated_at = now()
                      WHERE id = $1 AND attempts = $2",
                     &[
                         (&id, Type::INT8),
@@ -624,8 +766,7 @@ impl Dispatcher {
                         (&a.payload_bytes, Type::INT4),
                     ],
                 )
-                .await
-                .map_err(DbError::from)?;
+                .await?;
                 tracing::error!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
                     agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
@@ -746,20 +887,29 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        for n in 1..=12u32 {
-            let full = (10u64 << (n - 1)).min(900) as u32;
+    fn retry_delays_follow_the_schedule_with_a_little_jitter() {
+        let s = DEFAULT_RETRY_SCHEDULE;
+        for n in 1..=10u32 {
+            let full = s[(n as usize).min(s.len()) - 1];
             for _ in 0..50 {
-                let d = backoff_seconds(10, n);
-                assert!(
-                    d >= full - full / 2 && d <= full,
-                    "retry {n}: {d} outside [{}, {full}]",
-                    full - full / 2
-                );
+                let d = retry_delay_seconds(&s, n);
+                assert!(d >= full - full / 10 && d <= full, "retry {n}: {d} vs {full}");
             }
         }
-        assert!(backoff_seconds(1, 1) >= 1);
-        assert!(backoff_seconds(u32::MAX, 40) <= 900);
+        // The default spans more than a day, so an agent outage of hours ends delivered.
+        let total: u32 = s.iter().sum();
+        assert!(total >= 86_400, "{total}");
+        assert_eq!(retry_delay_seconds(&[1], 7), 1);
+        assert!(retry_delay_seconds(&[], 1) >= 1);
+        assert!(retry_delay_seconds(&[u32::MAX], 1) <= MAX_RETRY_DELAY_SECONDS);
+    }
+
+    #[test]
+    fn schedules_parse_from_seconds_lists() {
+        assert_eq!(parse_schedule("5, 300,1800").expect("ok"), vec![5, 300, 1800]);
+        for bad in ["", "0", "5,,6", "x", "604801", &vec!["1"; 21].join(",")] {
+            assert!(parse_schedule(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

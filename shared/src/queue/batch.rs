@@ -3,8 +3,10 @@
 //! failures (`ReportBatchItemFailures`).
 //!
 //! - `Ok` → the message is deleted.
-//! - [`HandlerError::Retryable`] → reported as failed, so SQS re-delivers it after the
-//!   visibility timeout (or after `retry_after`, by changing the message's visibility).
+//! - [`HandlerError::Retryable`] → reported as failed, and made visible again after
+//!   `retry_after`, or — when the handler did not say (a database blip) — after a short backoff
+//!   that grows with the receive count ([`retry_backoff`]: 2 s, 6 s, 18 s, … up to 5 min),
+//!   instead of the whole visibility timeout (6 minutes on the dispatch queue).
 //! - [`HandlerError::Permanent`] → the message can never succeed (bad JSON, alert deleted):
 //!   it is parked in `parked_messages` and acknowledged, not retried forever. If parking itself
 //!   fails, it is reported as failed so nothing is lost.
@@ -59,6 +61,15 @@ impl From<DbError> for HandlerError {
             Self::permanent(e.to_string())
         }
     }
+}
+
+/// The wait before a retryable failure that named no time is tried again, after `receives`
+/// receives: 2 s · 3^(receives-1), at most 5 minutes, less up to a quarter at random.
+pub fn retry_backoff(receives: u32) -> Duration {
+    let full = 2u64
+        .saturating_mul(3u64.saturating_pow(receives.saturating_sub(1).min(10)))
+        .min(300);
+    Duration::from_secs((full - rand::random_range(0..=full / 4)).max(1))
 }
 
 /// Where permanently failing messages go.
@@ -199,8 +210,15 @@ impl BatchRunner {
             match result {
                 Ok(()) => {}
                 Err(HandlerError::Retryable { reason, retry_after }) => {
-                    tracing::warn!(queue = %self.queue_name, message_id = %id, error = %reason, "message will be retried");
-                    if let (Some(after), Some(receipt)) = (retry_after, record.receipt_handle.as_deref()) {
+                    let receives: u32 = record
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1);
+                    let after = retry_after.unwrap_or_else(|| retry_backoff(receives));
+                    tracing::warn!(queue = %self.queue_name, message_id = %id, error = %reason,
+                        retry_in_seconds = after.as_secs(), "message will be retried");
+                    if let Some(receipt) = record.receipt_handle.as_deref() {
                         let secs = after.as_secs().clamp(1, 43_200) as u32;
                         if let Err(e) = self.queue.change_visibility(self.queue_name, receipt, secs).await {
                             tracing::warn!(message_id = %id, error = %e, "could not delay the retry");

@@ -1,12 +1,14 @@
-//! Work queues. One [`Queue`] trait with two implementations: Amazon SQS ([`sqs::SqsQueue`])
-//! and an in-process queue with SQS semantics ([`memory::InProcessQueue`]) for `calseta dev` and
-//! tests. Work only enters a queue through the transactional [`outbox`]; consumers run the
-//! same handlers the Lambdas run, through the [`batch`] runner.
+//! Work queues. One [`Queue`] trait with three implementations: Amazon SQS ([`sqs::SqsQueue`]);
+//! the durable local queue of `calseta dev`, whose messages are rows that survive a crash
+//! ([`pg::PgQueue`]); and an in-memory queue with the same SQS semantics for tests and benches
+//! ([`memory::InProcessQueue`]). Work only enters a queue through the transactional [`outbox`];
+//! consumers run the same handlers the Lambdas run, through the [`batch`] runner.
 
 pub mod batch;
 pub mod memory;
 pub mod messages;
 pub mod outbox;
+pub mod pg;
 pub mod sqs;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc};
