@@ -168,6 +168,8 @@ pub async fn purge_rate_limits(pool: &crate::db::Pool, older_than: Duration) -> 
         }
     }
     Ok(total)
+}
+
 /// The repair duty: re-drives stranded deliveries, dispatches and enrichments (module docs).
 /// Each case marks what it re-drove in the same transaction as the outbox rows it writes, so it
 /// is not re-driven again before `settings.after`.

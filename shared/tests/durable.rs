@@ -298,8 +298,14 @@ async fn the_local_queue_delays_hides_and_dead_letters_like_sqs() {
     assert_eq!(parked[0].get::<_, Option<i32>>(1), Some(2));
     assert!(parked[0].get::<_, String>(2).contains("dead letter"));
     // `/health` reports it as the dispatch queue's dead letter.
-    assert_eq!(q.dead_letter_depth(QueueName::Dispatch).await.expect("dlq depth"), Some(1));
-    assert_eq!(q.dead_letter_depth(QueueName::Enrich).await.expect("dlq depth"), Some(0));
+    assert_eq!(
+        q.dead_letter_depth(QueueName::Dispatch).await.expect("dlq depth"),
+        Some(1)
+    );
+    assert_eq!(
+        q.dead_letter_depth(QueueName::Enrich).await.expect("dlq depth"),
+        Some(0)
+    );
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let late = q.receive(QueueName::Dispatch, 10).await.expect("receive");
     assert_eq!(late.len(), 1);
