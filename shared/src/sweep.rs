@@ -124,7 +124,13 @@ pub async fn run_with(
         links_redriven: repaired.links,
     };
     if report != SweepReport::default() {
-        tracing::info!(?report, "sweep");
+        tracing::info!(
+            overdue_completed = report.overdue_completed,
+            outbox_sent = report.outbox_sent,
+            outbox_failed = report.outbox_failed,
+            outbox_purged = report.outbox_purged,
+            "sweep"
+        );
     }
     // After the pass: what is still unsent (the alarm-worthy backlog), as CloudWatch EMF.
     let client = outbox.pool().get().await?;

@@ -771,3 +771,51 @@ async fn the_sample_lambda_event_is_handled_like_a_queue_delivery() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_ingest_requests_trace_and_id_follow_the_alert_through_enrich_dispatch_and_retries() {
+    // Ingest → enrich message (stored) → enrich → dispatch message (sent) → dispatch → a retry
+    // message (stored): the retry still carries the ingest request's trace header and id, so
+    // the chain passed them on at every hop.
+    let s = stack().await;
+    let (rx, base) = start_receiver().await;
+    let (agent, secret) = s
+        .agent(json!({"name": "flaky", "endpoint_url": format!("{base}/agents/flaky"), "retry_count": 2}))
+        .await;
+    rx.trust("flaky", &secret);
+    rx.answer("flaky", &[503, 200]);
+    let header = "Root=1-6753a1b2-00112233445566778899aabb;Parent=53995c3f42cd8ad8;Sampled=1";
+    let resp = s
+        .app
+        .http
+        .post(s.app.url("/v1/ingest/generic"))
+        .bearer_auth(&s.app.admin_key)
+        .header("x-request-id", "req-corr-1")
+        .header("x-amzn-trace-id", header)
+        .json(&alert("corr-1", "45.155.205.233", "jdoe@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["x-request-id"], "req-corr-1");
+    let v: Value = resp.json().await.unwrap();
+    let uuid = v["data"]["items"][0]["alert_uuid"].as_str().unwrap().to_owned();
+    s.wait_deliveries(&agent, 30, |d| status_of(d, &uuid).as_deref() == Some("delivered"))
+        .await;
+    let carried = |queue: &str, body: &str| {
+        format!(
+            "SELECT count(*) FROM outbox WHERE queue = '{queue}' AND body LIKE '%{body}%'
+               AND attributes->>'alert_uuid' = '{uuid}' AND attributes->>'request_id' = 'req-corr-1'
+               AND attributes->>'trace_header' = '{header}'"
+        )
+    };
+    assert!(
+        s.app.scalar_i64(&carried("enrich", "indicator_id")).await >= 1,
+        "enrich messages"
+    );
+    assert_eq!(
+        s.app.scalar_i64(&carried("dispatch", "delivery_id")).await,
+        1,
+        "the retry message"
+    );
+}

@@ -18,6 +18,31 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts", post(post_alert))
         // The limit is enforced below on bytes actually received, with our error envelope.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(count_rejections))
+}
+
+/// Why a whole ingest request was refused (nothing stored), as the `reason` dimension of the
+/// `IngestRequestsRejected` metric; `None` for an accepted request.
+pub fn rejection_reason(status: StatusCode) -> Option<&'static str> {
+    match status.as_u16() {
+        401 | 403 => Some("auth"),
+        429 => Some("rate_limited"),
+        413 => Some("too_large"),
+        400 | 415 | 422 => Some("invalid"),
+        404 | 405 => Some("unknown_source"),
+        500..=599 => Some("error"),
+        _ => None,
+    }
+}
+
+/// Counts refused ingest requests by reason (CloudWatch EMF): an alarm on `auth` or
+/// `rate_limited` catches a SIEM with a stale key or a flood before alerts go missing.
+async fn count_rejections(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let resp = next.run(req).await;
+    if let Some(reason) = rejection_reason(resp.status()) {
+        crate::metrics::count("IngestRequestsRejected", Some(("reason", reason)), 1);
+    }
+    resp
 }
 
 /// Reads the body up to `limit` bytes; more → 413 `PAYLOAD_TOO_LARGE`.
@@ -73,4 +98,42 @@ async fn post_alert(
     ingest::ingest_wrapped(&state, &headers, &bytes, &rid)
         .await
         .map(accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_request_rejections_have_a_reason_and_accepted_requests_none() {
+        for (status, reason) in [
+            (401, "auth"),
+            (403, "auth"),
+            (429, "rate_limited"),
+            (413, "too_large"),
+            (400, "invalid"),
+            (422, "invalid"),
+            (404, "unknown_source"),
+            (503, "error"),
+        ] {
+            assert_eq!(
+                rejection_reason(StatusCode::from_u16(status).unwrap()),
+                Some(reason),
+                "{status}"
+            );
+            let doc = crate::metrics::document(
+                "ingest",
+                &[("reason", reason)],
+                &[("IngestRequestsRejected", 1.0, crate::metrics::Unit::Count)],
+                1,
+            );
+            crate::metrics::validate(&doc).expect("valid EMF");
+            assert_eq!(
+                doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+                json!([["service", "reason"]])
+            );
+        }
+        assert_eq!(rejection_reason(StatusCode::ACCEPTED), None);
+        assert_eq!(rejection_reason(StatusCode::OK), None);
+    }
 }

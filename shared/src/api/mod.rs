@@ -256,8 +256,21 @@ async fn common_headers(mut req: Request, next: Next) -> Response {
         req.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    // The alerts this request creates carry its id and X-Ray trace (API Gateway's header, or the
+    // invocation's under Lambda) into the messages for enrich and dispatch.
+    let trace = req
+        .headers()
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok());
+    let ids = crate::queue::correlation::Ids::new(trace.as_deref(), Some(&id));
     // Only the path is logged: a query string may carry a source's URL token.
-    let resp = tracing::Instrument::instrument(next.run(req), span).await;
+    let resp = crate::queue::correlation::scope(
+        crate::queue::correlation::Correlation::request(ids),
+        tracing::Instrument::instrument(next.run(req), span),
+    )
+    .await;
     let mut resp = enveloped(resp).await;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {

@@ -83,6 +83,7 @@ impl DeliverRequest {
             .unwrap_or_else(|_| unreachable!("DeliverRequest serializes"))
             .with_attribute("alert_uuid", self.alert_uuid.to_string())
             .with_attribute("delivery_uuid", self.delivery_uuid.to_string())
+            .correlated(self.alert_uuid)
             .with_delay(delay_seconds.min(MAX_DELAY_SECONDS))
     }
 }
@@ -225,6 +226,8 @@ struct Target {
     retry_schedule: Option<Vec<i32>>,
     max_payload_bytes: Option<i32>,
     is_active: bool,
+    /// When the alert was ingested: delivery latency is measured from here.
+    ingested_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a test delivery reports (api spec §5.8).
@@ -410,7 +413,8 @@ impl Dispatcher {
              RETURNING d.uuid, d.alert_id, al.uuid, a.uuid, a.name, a.endpoint_url, a.auth_header_name,
                        a.auth_header_value_enc, a.signing_secret_enc,
                        CASE WHEN a.previous_secret_expires_at > now() THEN a.previous_signing_secret_enc END,
-                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active, a.retry_schedule",
+                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active, a.retry_schedule,
+                       al.ingested_at",
             &[
                 (&id, Type::INT8),
                 (&n, Type::INT4),
@@ -458,6 +462,7 @@ impl Dispatcher {
             max_payload_bytes: r.get(12),
             is_active: r.get(13),
             retry_schedule: r.get(14),
+            ingested_at: r.get(15),
         };
         let payload = payload_cell
             .get_or_try_init(|| async { payload::build(&*client, t.alert_id, &PayloadOptions::default()).await })
@@ -657,6 +662,18 @@ impl Dispatcher {
             _ => "failed",
         };
         crate::metrics::count("Deliveries", Some(("outcome", outcome)), 1);
+        if outcome == "delivered" {
+            // Ingest → delivered, the latency an agent sees (retries and enrichment included).
+            let ms = (chrono::Utc::now() - t.ingested_at).num_milliseconds().max(0);
+            crate::metrics::emit(
+                &[],
+                &[(
+                    "IngestToDeliveredLatency",
+                    ms as f64,
+                    crate::metrics::Unit::Milliseconds,
+                )],
+            );
+        }
         match (&a.verdict, retry_delay) {
             (Verdict::Delivered, _) => {
                 let refs = json!({
@@ -687,7 +704,7 @@ impl Dispatcher {
                 .await?;
                 tracing::info!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = ?a.status_code, attempt = made,
+                    agent = %span_fields.3, status = a.status_code, attempt = made,
                     duration_ms = a.duration.as_millis() as u64, "agent webhook delivered"
                 );
             }
@@ -743,7 +760,7 @@ impl Dispatcher {
                 tx.commit().await?;
                 tracing::warn!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                    agent = %span_fields.3, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
                     attempt = made, retry_in_seconds = delay, "agent webhook failed; will retry"
                 );
                 let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip([msg]).collect();
@@ -769,7 +786,7 @@ impl Dispatcher {
                 .await?;
                 tracing::error!(
                     alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                    agent = %span_fields.3, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
                     attempts = made, "agent webhook dead-lettered; replay with POST /v1/deliveries/{{uuid}}/replay"
                 );
             }

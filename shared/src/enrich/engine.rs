@@ -26,6 +26,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio::sync::Semaphore;
 use tokio_postgres::types::Type;
+use tracing::Instrument;
 
 use super::cache::{self, CachedResult};
 use super::governor::{Admission, Governor};
@@ -37,6 +38,7 @@ use crate::db::DbError;
 use crate::domain::indicator::IndicatorType;
 use crate::domain::malice::Malice;
 use crate::queue::batch::{BatchRunner, HandlerError};
+use crate::queue::correlation::in_alert;
 use crate::queue::messages::EnrichRequest;
 use crate::queue::outbox::{NewMessage, Outbox};
 
@@ -269,6 +271,8 @@ struct Miss {
     kind: IndicatorType,
     value: String,
     provider: Arc<dyn Provider>,
+    /// The alerts of the batch waiting on this lookup, for its log lines.
+    alerts: Arc<str>,
 }
 
 fn pairs(ms: &[Miss]) -> Vec<(String, i64)> {
@@ -460,12 +464,19 @@ impl Engine {
         for (i, (req, _)) in items.iter().enumerate() {
             match links.get(&(req.alert_id, req.indicator_id)) {
                 None => {
-                    tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, indicator_id = req.indicator_id,
-                        "link no longer exists (alert deleted); nothing to enrich");
+                    in_alert(req.alert_uuid, || {
+                        tracing::info!(
+                            alert_id = req.alert_id,
+                            indicator_id = req.indicator_id,
+                            "link no longer exists (alert deleted); nothing to enrich"
+                        )
+                    });
                     plans.push(Some(Plan::Ack));
                 }
                 Some((state, _)) if state != "pending" => {
-                    tracing::debug!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "link already {state}; duplicate message");
+                    in_alert(req.alert_uuid, || {
+                        tracing::debug!(alert_id = req.alert_id, "link already {state}; duplicate message")
+                    });
                     plans.push(Some(Plan::Ack));
                 }
                 Some((_, ps)) => {
@@ -491,7 +502,17 @@ impl Engine {
             .collect();
         let mut outcomes: HashMap<(i64, &'static str), Fetch> = HashMap::new();
         let mut misses: Vec<Miss> = Vec::new();
+        let mut alerts_of: HashMap<i64, Vec<String>> = HashMap::new();
+        for &i in &active {
+            let req = &items[i].0;
+            let list = alerts_of.entry(req.indicator_id).or_default();
+            let uuid = req.alert_uuid.to_string();
+            if !list.contains(&uuid) {
+                list.push(uuid);
+            }
+        }
         for (id, (kind, value)) in &indicators {
+            let alerts: Arc<str> = alerts_of.get(id).map(|l| l.join(",")).unwrap_or_default().into();
             if blocked.contains_key(id) {
                 continue;
             }
@@ -511,6 +532,7 @@ impl Engine {
                         kind: *kind,
                         value: value.clone(),
                         provider: p.clone(),
+                        alerts: alerts.clone(),
                     });
                 }
             }
@@ -671,9 +693,16 @@ impl Engine {
         .await?;
         let completed = completions(&rows);
         for (alert_id, uuid, _) in &completed {
-            tracing::info!(alert_id, alert_uuid = %uuid, "alert enrichment completed; dispatch queued");
+            in_alert(*uuid, || {
+                tracing::info!(alert_id, "alert enrichment completed; dispatch queued")
+            });
         }
-        let rows: Vec<(i64, NewMessage)> = completed.into_iter().map(|(_, _, m)| m).collect();
+        // The dispatch rows were written by the database function; the alert's trace and request
+        // id are added to the message sent now (a row the sweeper resends goes without them).
+        let rows: Vec<(i64, NewMessage)> = completed
+            .into_iter()
+            .map(|(_, uuid, (id, m))| (id, m.correlated(uuid)))
+            .collect();
         if !rows.is_empty() {
             // A failed send leaves the rows to the sweeper; the state is already committed.
             if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
@@ -712,7 +741,12 @@ impl Engine {
         if mine.is_empty() {
             return Ok(out);
         }
-        let called = join_all(mine.iter().map(|m| self.call(&m.provider, m.kind, &m.value))).await;
+        // A provider's retry and failure lines name the alerts waiting on the lookup.
+        let called = join_all(mine.iter().map(|m| {
+            self.call(&m.provider, m.kind, &m.value)
+                .instrument(tracing::info_span!("lookup", alert_uuid = &*m.alerts))
+        }))
+        .await;
         let mut to_store = Vec::new();
         let mut first_err = None;
         for (m, c) in mine.iter().zip(called) {

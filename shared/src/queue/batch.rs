@@ -16,8 +16,12 @@ use std::{future::Future, sync::Arc, time::Duration};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use deadpool_postgres::Pool;
 use futures::StreamExt;
+use tracing::Instrument;
 
-use super::{Queue, QueueName};
+use super::{
+    correlation::{self, Correlation, Ids},
+    Queue, QueueName,
+};
 use crate::db::DbError;
 
 /// What a record handler reports.
@@ -171,26 +175,36 @@ impl BatchRunner {
         Fut: Future<Output = Result<(), HandlerError>>,
     {
         let handle = &handle;
-        let outcomes: Vec<(SqsMessage, Result<(), HandlerError>)> = futures::stream::iter(event.records)
-            .map(|record| async move {
-                let result = handle(record.clone()).await;
-                (record, result)
+        let correlation = Correlation::from_records(&event.records);
+        let work = futures::stream::iter(event.records)
+            .map(|record| {
+                // Every line logged while handling the record names its alert, trace and request.
+                let span = record_span(&record);
+                async move {
+                    let result = handle(record.clone()).await;
+                    (record, result)
+                }
+                .instrument(span)
             })
             .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
+            .collect();
+        let outcomes: Vec<(SqsMessage, Result<(), HandlerError>)> = correlation::scope(correlation, work).await;
         self.finish(outcomes).await
     }
 
     /// Like [`BatchRunner::run`] for handlers that take the whole batch at once (to share
     /// reads and writes across records); `handle` returns one result per record, in order.
+    /// The batch's correlation ids are current, per alert, while `handle` runs.
     pub async fn run_all<F, Fut>(&self, event: SqsEvent, handle: F) -> SqsBatchResponse
     where
         F: FnOnce(Vec<SqsMessage>) -> Fut,
         Fut: Future<Output = Vec<Result<(), HandlerError>>>,
     {
         let records = event.records;
-        let mut results = handle(records.clone()).await.into_iter();
+        let correlation = Correlation::from_records(&records);
+        let mut results = correlation::scope(correlation, handle(records.clone()))
+            .await
+            .into_iter();
         let outcomes = records
             .into_iter()
             .map(|r| {
@@ -206,42 +220,52 @@ impl BatchRunner {
     async fn finish(&self, outcomes: Vec<(SqsMessage, Result<(), HandlerError>)>) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for (record, result) in outcomes {
-            let id = record.message_id.clone().unwrap_or_default();
-            match result {
-                Ok(()) => {}
-                Err(HandlerError::Retryable { reason, retry_after }) => {
-                    let receives: u32 = record
-                        .attributes
-                        .get("ApproximateReceiveCount")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(1);
-                    let after = retry_after.unwrap_or_else(|| retry_backoff(receives));
-                    tracing::warn!(queue = %self.queue_name, message_id = %id, error = %reason,
-                        retry_in_seconds = after.as_secs(), "message will be retried");
-                    if let Some(receipt) = record.receipt_handle.as_deref() {
-                        let secs = after.as_secs().clamp(1, 43_200) as u32;
-                        if let Err(e) = self.queue.change_visibility(self.queue_name, receipt, secs).await {
-                            tracing::warn!(message_id = %id, error = %e, "could not delay the retry");
-                        }
-                    }
-                    if !id.is_empty() {
-                        response.add_failure(id);
-                    }
-                }
-                Err(HandlerError::Permanent(reason)) => match self.parker.park(self.queue_name, &record, &reason).await
-                {
-                    Ok(()) => {
-                        tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, "message can never succeed; parked");
-                    }
-                    Err(park_error) => {
-                        tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, %park_error, "could not park message; it will be retried");
-                        if !id.is_empty() {
-                            response.add_failure(id);
-                        }
-                    }
-                },
+            // The retry and park lines name the record's alert, trace and request too.
+            let span = record_span(&record);
+            if let Some(failed) = self.settle(record, result).instrument(span).await {
+                response.add_failure(failed);
             }
         }
         response
     }
+
+    /// Acts on one record's result; returns its message id when it must be reported as failed.
+    async fn settle(&self, record: SqsMessage, result: Result<(), HandlerError>) -> Option<String> {
+        let id = record.message_id.clone().unwrap_or_default();
+        match result {
+            Ok(()) => None,
+            Err(HandlerError::Retryable { reason, retry_after }) => {
+                let receives: u32 = record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                let after = retry_after.unwrap_or_else(|| retry_backoff(receives));
+                tracing::warn!(queue = %self.queue_name, message_id = %id, error = %reason,
+                    retry_in_seconds = after.as_secs(), "message will be retried");
+                if let Some(receipt) = record.receipt_handle.as_deref() {
+                    let secs = after.as_secs().clamp(1, 43_200) as u32;
+                    if let Err(e) = self.queue.change_visibility(self.queue_name, receipt, secs).await {
+                        tracing::warn!(queue = %self.queue_name, message_id = %id, error = %e, "could not delay the retry");
+                    }
+                }
+                (!id.is_empty()).then_some(id)
+            }
+            Err(HandlerError::Permanent(reason)) => match self.parker.park(self.queue_name, &record, &reason).await {
+                Ok(()) => {
+                    tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, "message can never succeed; parked");
+                    None
+                }
+                Err(park_error) => {
+                    tracing::error!(queue = %self.queue_name, message_id = %id, error = %reason, %park_error, "could not park message; it will be retried");
+                    (!id.is_empty()).then_some(id)
+                }
+            },
+        }
+    }
+}
+
+/// The span of one record: its alert (from the `alert_uuid` attribute) and correlation ids.
+fn record_span(record: &SqsMessage) -> tracing::Span {
+    correlation::span(correlation::record_alert_uuid(record), &Ids::from_record(record))
 }

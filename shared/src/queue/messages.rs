@@ -34,6 +34,7 @@ impl EnrichRequest {
         NewMessage::json(QueueName::Enrich, self)
             .unwrap_or_else(|_| unreachable!("EnrichRequest serializes"))
             .with_attribute("alert_uuid", self.alert_uuid.to_string())
+            .correlated(self.alert_uuid)
     }
 }
 
@@ -42,5 +43,6 @@ impl DispatchRequest {
         NewMessage::json(QueueName::Dispatch, self)
             .unwrap_or_else(|_| unreachable!("DispatchRequest serializes"))
             .with_attribute("alert_uuid", self.alert_uuid.to_string())
+            .correlated(self.alert_uuid)
     }
 }

@@ -5,6 +5,7 @@
 //! consumers run the same handlers the Lambdas run, through the [`batch`] runner.
 
 pub mod batch;
+pub mod correlation;
 pub mod memory;
 pub mod messages;
 pub mod outbox;

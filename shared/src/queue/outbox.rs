@@ -45,6 +45,20 @@ impl NewMessage {
         self
     }
 
+    /// Adds the trace header and ingest request id current for `alert` (see
+    /// [`correlation`](super::correlation)), so the message continues the alert's trace.
+    pub fn correlated(mut self, alert: uuid::Uuid) -> Self {
+        let ids = super::correlation::current(alert);
+        if let Some(t) = ids.trace_header {
+            self.attributes.insert(super::correlation::TRACE_ATTRIBUTE.into(), t);
+        }
+        if let Some(r) = ids.request_id {
+            self.attributes
+                .insert(super::correlation::REQUEST_ID_ATTRIBUTE.into(), r);
+        }
+        self
+    }
+
     pub fn with_delay(mut self, seconds: u32) -> Self {
         self.delay_seconds = seconds.min(super::MAX_DELAY_SECONDS);
         self

@@ -15,7 +15,7 @@ use aws_sdk_sqs::{
 use super::{OutgoingMessage, Queue, QueueDepth, QueueError, QueueName, SendOutcome, MAX_BATCH};
 
 /// Message attribute carrying the producer's X-Ray trace header.
-pub const TRACE_ATTRIBUTE: &str = "trace_header";
+pub use super::correlation::TRACE_ATTRIBUTE;
 
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
@@ -257,19 +257,12 @@ impl Queue for SqsQueue {
             )));
         }
         let url = self.url(queue)?;
-        // X-Ray: the invocation's trace header (set per invocation by the Lambda runtime) travels
-        // as the AWSTraceHeader system attribute, so the consumer's invocation joins the trace.
-        let trace = std::env::var("_X_AMZN_TRACE_ID")
-            .ok()
-            .filter(|t| !t.is_empty() && t.len() <= 1024)
-            .map(|t| {
-                MessageSystemAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(t)
-                    .build()
-                    .map_err(|e| QueueError::Refused(e.to_string()))
-            })
-            .transpose()?;
+        // X-Ray: a message continues the trace it was written in (the `trace_header` attribute
+        // the outbox stored, see `correlation`), else the current invocation's trace (set per
+        // invocation by the Lambda runtime). It travels as the AWSTraceHeader system attribute
+        // (AWS continues the trace into the consumer) and as a message attribute (the
+        // consumers' logs, and emulators that drop system attributes).
+        let invocation_trace = std::env::var("_X_AMZN_TRACE_ID").ok();
         let mut entries = Vec::with_capacity(messages.len());
         for m in messages {
             let mut e = SendMessageBatchRequestEntry::builder()
@@ -284,14 +277,22 @@ impl Queue for SqsQueue {
                     .map_err(|e| QueueError::Refused(e.to_string()))?;
                 e = e.message_attributes(k, attr);
             }
-            if let Some(t) = &trace {
-                // The system attribute for AWS (SQS and Lambda continue the trace); the message
-                // attribute for the consumers' logs and emulators that drop system attributes.
-                e = e.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, t.clone());
+            let trace = m
+                .attributes
+                .get(TRACE_ATTRIBUTE)
+                .or(invocation_trace.as_ref())
+                .filter(|t| !t.is_empty() && t.len() <= 1024);
+            if let Some(t) = trace {
+                let system = MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(t)
+                    .build()
+                    .map_err(|e| QueueError::Refused(e.to_string()))?;
+                e = e.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, system);
                 if !m.attributes.contains_key(TRACE_ATTRIBUTE) {
                     let attr = MessageAttributeValue::builder()
                         .data_type("String")
-                        .set_string_value(t.string_value().map(str::to_owned))
+                        .string_value(t)
                         .build()
                         .map_err(|e| QueueError::Refused(e.to_string()))?;
                     e = e.message_attributes(TRACE_ATTRIBUTE, attr);
