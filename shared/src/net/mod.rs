@@ -1,3 +1,4 @@
 //! Outbound network safety.
 
 pub mod ssrf;
+pub mod tls;
