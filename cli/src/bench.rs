@@ -218,10 +218,11 @@ pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::
     let pool = db::build_pool(&cfg)?;
     migrate::run_on_pool(&pool).await?;
     let secrets = AppSecrets::random();
-    // Rate limits off: this measures the pipeline, not the limiter.
+    // Rate limits on, as deployed (the per-key limiter counts every request and syncs with
+    // Postgres), with a limit this run cannot reach.
     let limits = Limits {
-        ingest_per_key_per_minute: 0,
-        ingest_per_source_per_minute: 0,
+        ingest_per_key_per_minute: 1_000_000,
+        ingest_per_source_per_minute: 1_000_000,
         ..Limits::default()
     };
     let queue = InProcessQueue::new(Default::default());

@@ -405,6 +405,7 @@ async fn api_key_create(name: &str, scopes: &[String], key_type: &str, expires_a
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init_from_env();
+    calseta::net::tls::install_crypto_provider();
     let matches = Cli::command().get_matches();
     let admin_key_on_argv = matches
         .subcommand_matches("dev")

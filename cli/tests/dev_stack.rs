@@ -101,7 +101,10 @@ impl Dev {
         value: &str,
         within: Duration,
     ) -> Result<serde_json::Value, serde_json::Value> {
-        let http = reqwest::blocking::Client::new();
+        let http = {
+            calseta::net::tls::install_crypto_provider();
+            reqwest::blocking::Client::new()
+        };
         let r = http
             .post(format!("{}/v1/ingest/generic", self.url))
             .bearer_auth(admin_key)
@@ -188,6 +191,7 @@ fn dev_starts_serves_health_and_stops_its_postgres() {
     eprintln!("ready after {ready_after:?}: {}", dev.ready);
     assert!(ready_after < Duration::from_secs(30));
     // A supplied admin key is used, never echoed.
+    calseta::net::tls::install_crypto_provider();
     let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", dev.url))
         .expect("GET /health")
         .json()
@@ -412,6 +416,7 @@ fn embedded_postgres_is_private_and_dies_with_the_stack() {
         root.join("data/PG_VERSION").exists(),
         "the running cluster's data was kept"
     );
+    calseta::net::tls::install_crypto_provider();
     let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", dev.url))
         .expect("GET /health")
         .json()
@@ -488,7 +493,10 @@ fn restart_on_a_persistent_database_keeps_api_keys_working() {
     let key_file = key_file.to_string_lossy().into_owned();
     let state = dir.join("state");
     let env = [("DATABASE_URL", url.as_str()), ("CALSETA_NO_DEMO", "1")];
-    let http = reqwest::blocking::Client::new();
+    let http = {
+        calseta::net::tls::install_crypto_provider();
+        reqwest::blocking::Client::new()
+    };
 
     let mut dev = start_dev_with(&state, &["--admin-key-file", &key_file], &env, Duration::from_secs(30));
     let r = http

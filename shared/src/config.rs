@@ -224,7 +224,10 @@ impl QueueConfig {
 
 /// The AWS SDK config, loaded once. Honours `AWS_ENDPOINT_URL` and friends.
 pub async fn aws_sdk_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::net::tls::aws_http_client())
+        .load()
+        .await
 }
 
 /// App-level secrets: the API-key hashing secret and the encryption key for secrets at rest.

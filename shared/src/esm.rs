@@ -54,6 +54,7 @@ pub struct Invoker {
 impl Invoker {
     /// `base` is e.g. `http://127.0.0.1:9000` (cargo lambda watch).
     pub fn new(base: impl Into<String>, timeout: Duration) -> Result<Self, EsmError> {
+        crate::net::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -259,6 +259,7 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(crate::net::tls::aws_http_client())
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new("local", "local", None, None, "lambda-local"))
         .endpoint_url(endpoint)

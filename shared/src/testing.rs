@@ -254,6 +254,7 @@ pub fn sqs_client() -> aws_sdk_sqs::Client {
     use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
     let conf = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(crate::net::tls::aws_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "calseta-tests"))
         .endpoint_url(moto_endpoint())
@@ -353,7 +354,10 @@ impl TestApp {
             queue,
             state: state.clone(),
             admin_key: key.expose_secret().to_owned(),
-            http: reqwest::Client::new(),
+            http: {
+                crate::net::tls::install_crypto_provider();
+                reqwest::Client::new()
+            },
             dispatcher,
         };
         app.insert_key(&key, "test-admin", &["admin"], None, None).await;

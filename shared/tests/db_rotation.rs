@@ -22,6 +22,7 @@ const ROLE: &str = "calseta_rotor";
 fn sdk_config() -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(calseta::net::tls::aws_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "testing", "testing", None, None, "tests",

@@ -55,6 +55,7 @@ async fn create_applies_update_is_idempotent_delete_keeps_data() {
     let (_, db_url) = TestDb::empty().await;
     let pool = db::build_pool(&DbConfig::from_url(db_url)).expect("pool");
     let (url, seen) = response_server().await;
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::new();
 
     let created = migrations_resource::handle(request("Create", &url), Ok(&pool), &http)
@@ -94,6 +95,7 @@ async fn create_applies_update_is_idempotent_delete_keeps_data() {
 #[tokio::test]
 async fn failures_are_reported_not_swallowed() {
     let (url, seen) = response_server().await;
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     // Configuration problem at init.
     let r = migrations_resource::handle(
@@ -144,6 +146,7 @@ async fn migrate_creates_a_least_privilege_app_role() {
     let (_, db_url) = TestDb::empty().await;
     let pool = db::build_pool(&DbConfig::from_url(db_url.clone())).expect("pool");
     let (url, _seen) = response_server().await;
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     // Roles are cluster-wide: a unique name per run.
     let name = format!("app_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -235,6 +238,7 @@ async fn a_connection_budget_over_max_connections_fails_the_deployment() {
     let (_, db_url) = TestDb::empty().await;
     let pool = db::build_pool(&DbConfig::from_url(db_url)).expect("pool");
     let (url, seen) = response_server().await;
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::new();
     let c = pool.get().await.expect("client");
     let max: i64 = c

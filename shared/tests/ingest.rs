@@ -893,3 +893,110 @@ async fn database_unavailable_is_503_with_retry_after() {
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(code(&v), "SERVICE_UNAVAILABLE");
 }
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_at_once_through_this_instance_and_within_the_cache_ttl_otherwise() {
+    let app = TestApp::start().await;
+    let body = r#"{"title": "t"}"#;
+    // Revoked behind this instance's back (another instance, or SQL): the key row this instance
+    // read is trusted for at most the cache's TTL.
+    let key = app.create_key("elsewhere", &["alerts:write"], None, None).await;
+    assert_eq!(post(&app, "generic", Some(&key), body).await.0, StatusCode::ACCEPTED);
+    let c = app.db.pool.get().await.expect("c");
+    c.execute(
+        "UPDATE api_keys SET is_active = false, revoked_at = now() WHERE name = 'elsewhere'",
+        &[],
+    )
+    .await
+    .expect("revoke");
+    tokio::time::sleep(calseta::api::cache::AUTH_CACHE_TTL + std::time::Duration::from_millis(100)).await;
+    assert_eq!(
+        post(&app, "generic", Some(&key), body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // Revoked through this instance's API: refused on the very next request.
+    let key = app.create_key("here", &["alerts:write"], None, None).await;
+    assert_eq!(post(&app, "generic", Some(&key), body).await.0, StatusCode::ACCEPTED);
+    let uuid: String = c
+        .query_one("SELECT uuid::text FROM api_keys WHERE name = 'here'", &[])
+        .await
+        .expect("uuid")
+        .get(0);
+    let r = app
+        .http
+        .delete(app.url(&format!("/v1/api-keys/{uuid}")))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        post(&app, "generic", Some(&key), body).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A source switched to a shared secret through the API: API-key-less calls refused at once.
+    let r = app
+        .http
+        .post(app.url("/v1/sources"))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({"source_name": "generic", "auth_type": "shared_secret",
+                      "auth_config": {"shared_secret": "s3cret-s3cret-s3cret-s3cret-s3cret"}}))
+        .send()
+        .await
+        .expect("source");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+    let r = app
+        .http
+        .post(app.url("/v1/ingest/generic"))
+        .header("x-calseta-source-secret", "wrong-wrong-wrong-wrong-wrong-wrong")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let status = r.status();
+    let b: Value = r.json().await.expect("json");
+    assert_eq!((status, code(&b)), (StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE"));
+}
+
+#[tokio::test]
+async fn batched_ingest_rate_limits_stay_within_their_bound_across_instances_and_stop_a_flood() {
+    let app = TestApp::start().await;
+    // Counts are per minute: keep the run inside one window.
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second > 45 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    let c = app.db.pool.get().await.expect("c");
+    // Two instances sharing one bucket; the limit gives batches of 10.
+    let instances = [
+        calseta::api::rate_limit::Limiter::default(),
+        calseta::api::rate_limit::Limiter::default(),
+    ];
+    let (limit, batch) = (1000u32, 10usize);
+    let mut admitted = 0usize;
+    let mut last_admitted = 0usize;
+    for i in 0..1600 {
+        if instances[i % 2].check(&*c, "key:bound:ingest", limit).await.is_ok() {
+            admitted += 1;
+            last_admitted = i;
+        }
+    }
+    let bound = instances.len() * (batch - 1);
+    assert!(
+        admitted <= limit as usize + bound && admitted + bound >= limit as usize,
+        "admitted {admitted}, limit {limit} ± {bound}"
+    );
+    assert!(last_admitted < 1100, "still admitting at attempt {last_admitted}");
+    // The shared row saw every instance's traffic (batches), not one write per request only.
+    let shared: i32 = c
+        .query_one("SELECT count FROM rate_limits WHERE bucket = 'key:bound:ingest'", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(shared as u32 > limit, "shared count {shared}");
+}

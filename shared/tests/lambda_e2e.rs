@@ -260,6 +260,7 @@ async fn an_alert_posted_to_the_ingest_function_reaches_the_agent_signed_and_not
         m.first(&stack, f, event).await;
     }
     let key = stack.admin_key.expose_secret().to_owned();
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::new();
 
     // Register the agent through the api function's HTTP endpoint (API Gateway REST event).

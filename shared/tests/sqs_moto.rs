@@ -233,6 +233,7 @@ async fn a_send_to_an_unreachable_sqs_fails_and_the_rows_stay() {
         .port();
     let conf = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(calseta::net::tls::aws_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("x", "x", None, None, "t"))
         .endpoint_url(format!("http://127.0.0.1:{port}"))

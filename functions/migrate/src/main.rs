@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
         });
     // Unreadable means the functions could not log in: fail the deployment, not later traffic.
     let app_role = migrations_resource_app_role(&secrets).await;
+    calseta::net::tls::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;

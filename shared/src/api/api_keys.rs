@@ -227,6 +227,9 @@ async fn patch(
     .map_err(DbError::from)?
     .ok_or_else(not_found)?;
     tx.commit().await.map_err(DbError::from)?;
+    // Revocation, suspension and re-scoping take effect here at once (other instances within
+    // the auth cache's TTL).
+    state.auth_cache.clear();
     if let Some(active) = is_active {
         tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, active, "API key switched");
     }
@@ -276,6 +279,9 @@ async fn delete(
     .map_err(DbError::from)?
     .ok_or_else(not_found)?;
     tx.commit().await.map_err(DbError::from)?;
+    // Revocation, suspension and re-scoping take effect here at once (other instances within
+    // the auth cache's TTL).
+    state.auth_cache.clear();
     tracing::info!(key_prefix = %row.get::<_, String>(0), by = %principal.key_prefix, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

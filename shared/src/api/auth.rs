@@ -66,17 +66,24 @@ pub fn client_ip(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAd
 /// Counts one failed authentication against the caller's buckets: `refusal` (401), or 429 once a
 /// bucket is over [`FAILED_AUTH_PER_MINUTE`].
 async fn failed(
+    state: &AppState,
     client: &impl crate::db::stmt::Cached,
     ip: Option<std::net::IpAddr>,
     prefix: Option<&str>,
     refusal: ApiError,
 ) -> ApiError {
-    let buckets = [
-        ip.map(|i| format!("authfail:ip:{i}")),
-        prefix.map(|p| format!("authfail:key:{p}")),
-    ];
-    for bucket in buckets.iter().flatten() {
-        if let Err(e) = super::rate_limit::check(client, bucket, FAILED_AUTH_PER_MINUTE).await {
+    if let Some(i) = ip {
+        let bucket = format!("authfail:ip:{i}");
+        if let Err(e) = super::rate_limit::check(client, &bucket, FAILED_AUTH_PER_MINUTE).await {
+            tracing::warn!(bucket = %bucket, "failed authentication rate limited");
+            // Refused at once by this instance, even with a valid key, until the entry expires.
+            state.auth_cache.addresses.put(i, true);
+            return e;
+        }
+    }
+    if let Some(p) = prefix {
+        let bucket = format!("authfail:key:{p}");
+        if let Err(e) = super::rate_limit::check(client, &bucket, FAILED_AUTH_PER_MINUTE).await {
             tracing::warn!(bucket = %bucket, "failed authentication rate limited");
             return e;
         }
@@ -86,7 +93,10 @@ async fn failed(
 
 /// Verifies a presented API key, on the caller's connection. A client address over its
 /// failed-authentication limit is refused (429) before any key is compared; the check rides on
-/// the key lookup, so successful requests pay no extra round trip.
+/// the key lookup, so successful requests pay no extra round trip. A key row (and the address's
+/// state) read less than [`cache::AUTH_CACHE_TTL`] ago is not read again: no round trip at all.
+///
+/// [`cache::AUTH_CACHE_TTL`]: super::cache::AUTH_CACHE_TTL
 pub async fn verify_key(
     state: &AppState,
     client: &impl crate::db::stmt::Cached,
@@ -95,14 +105,26 @@ pub async fn verify_key(
 ) -> Result<Principal, ApiError> {
     let ip = client_ip(state, headers);
     if !keys::is_well_formed(presented) {
-        return Err(failed(client, ip, None, unauthorized()).await);
+        return Err(failed(state, client, ip, None, unauthorized()).await);
     }
     let prefix = keys::lookup_prefix(presented);
+    let address_blocked = match ip {
+        None => Some(false),
+        Some(i) => state.auth_cache.addresses.get(&i),
+    };
+    if address_blocked == Some(true) {
+        return Err(super::rate_limit::limited(60));
+    }
+    if address_blocked == Some(false) {
+        if let Some(k) = state.auth_cache.keys.get(&prefix.to_owned()) {
+            return accept(state, client, ip, prefix, presented, k).await;
+        }
+    }
     let ip_bucket = ip.map(|i| format!("authfail:ip:{i}"));
     use tokio_postgres::types::Type;
     let row = crate::db::stmt::query_opt(
         client,
-        "SELECT k.id, k.key_hash, k.scopes, k.allowed_sources, k.expires_at <= now(),
+        "SELECT k.id, k.key_hash, k.scopes, k.allowed_sources, k.expires_at,
                 k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute',
                 (SELECT r.count FROM rate_limits r
                  WHERE r.bucket = $2 AND r.window_start = date_trunc('minute', now()))
@@ -113,26 +135,25 @@ pub async fn verify_key(
     .await
     .map_err(crate::db::DbError::from)?;
     let Some(row) = row else { return Err(unauthorized()) };
-    if row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64 {
+    let blocked = row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64;
+    if let Some(i) = ip {
+        state.auth_cache.addresses.put(i, blocked);
+    }
+    if blocked {
         return Err(super::rate_limit::limited(60));
     }
     // An unknown prefix is counted per address only: per-prefix rows exist only for real keys,
     // so guessed prefixes cannot grow the rate-limit table.
     let Some(key_id) = row.get::<_, Option<i64>>(0) else {
-        return Err(failed(client, ip, None, unauthorized()).await);
+        return Err(failed(state, client, ip, None, unauthorized()).await);
     };
-    let stored: Vec<u8> = row.get(1);
-    let computed = state.hasher.hash(presented);
-    if !bool::from(stored.ct_eq(&computed)) {
-        return Err(failed(client, ip, Some(prefix), unauthorized()).await);
-    }
-    if row.get::<_, Option<bool>>(4) == Some(true) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "KEY_EXPIRED",
-            "The API key has expired",
-        ));
-    }
+    let key = super::cache::CachedKey {
+        id: key_id,
+        key_hash: row.get(1),
+        scopes: row.get(2),
+        allowed_sources: row.get(3),
+        expires_at: row.get(4),
+    };
     if row.get::<_, bool>(5) {
         // Best effort, off the request path: a lost update only delays the timestamp.
         let pool = state.pool.clone();
@@ -144,11 +165,37 @@ pub async fn verify_key(
             }
         });
     }
+    let principal = accept(state, client, ip, prefix, presented, key.clone()).await?;
+    // Only a key just presented correctly is kept: wrong guesses never fill the cache.
+    state.auth_cache.keys.put(prefix.to_owned(), key);
+    Ok(principal)
+}
+
+/// Compares the presented key with the stored hash (constant time) and checks expiry.
+async fn accept(
+    state: &AppState,
+    client: &impl crate::db::stmt::Cached,
+    ip: Option<std::net::IpAddr>,
+    prefix: &str,
+    presented: &str,
+    key: super::cache::CachedKey,
+) -> Result<Principal, ApiError> {
+    let computed = state.hasher.hash(presented);
+    if !bool::from(key.key_hash.ct_eq(&computed)) {
+        return Err(failed(state, client, ip, Some(prefix), unauthorized()).await);
+    }
+    if key.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "KEY_EXPIRED",
+            "The API key has expired",
+        ));
+    }
     Ok(Principal {
-        key_id,
+        key_id: key.id,
         key_prefix: prefix.to_owned(),
-        scopes: row.get(2),
-        allowed_sources: row.get(3),
+        scopes: key.scopes,
+        allowed_sources: key.allowed_sources,
     })
 }
 
@@ -160,6 +207,6 @@ pub async fn require_key(
 ) -> Result<Principal, ApiError> {
     match bearer(headers) {
         Some(token) => verify_key(state, client, headers, token).await,
-        None => Err(failed(client, client_ip(state, headers), None, unauthorized()).await),
+        None => Err(failed(state, client, client_ip(state, headers), None, unauthorized()).await),
     }
 }

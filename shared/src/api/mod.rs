@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod alerts_manage;
 pub mod api_keys;
 pub mod auth;
+pub mod cache;
 pub mod context_documents;
 pub mod detection_rules;
 pub mod enrichments;
@@ -63,6 +64,10 @@ pub struct AppState {
     /// A trusted proxy (API Gateway, a load balancer) appends the caller's address to
     /// `X-Forwarded-For`: failed authentications are then also limited per address.
     pub trust_forwarded_for: bool,
+    /// Key rows, address states and source settings trusted for a few seconds (`cache`).
+    pub auth_cache: Arc<cache::AuthCache>,
+    /// Ingest rate limits, counted locally and synced with Postgres in batches (`rate_limit`).
+    pub limiter: Arc<rate_limit::Limiter>,
 }
 
 impl AppState {
@@ -79,6 +84,8 @@ impl AppState {
             enrichment: None,
             dispatch: None,
             trust_forwarded_for: false,
+            auth_cache: Arc::new(cache::AuthCache::default()),
+            limiter: Arc::new(rate_limit::Limiter::default()),
         })
     }
 

@@ -223,6 +223,8 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             format!("Settings for {source} exist; PATCH them"),
         )
     })?;
+    // Ingest on this instance sees the change at once (others within the cache's TTL).
+    state.auth_cache.clear();
     tracing::info!(source = %source, auth_type = %auth_type, by = %principal.key_prefix, "source settings created");
     Ok((StatusCode::CREATED, Json(page::single(source_json(&row)))).into_response())
 }
@@ -282,6 +284,7 @@ async fn patch(
     .await
     .map_err(DbError::from)?
     .ok_or_else(not_found)?;
+    state.auth_cache.clear();
     tracing::info!(source = %row.get::<_, String>(1), by = %principal.key_prefix, "source settings updated");
     Ok(Json(page::single(source_json(&row))))
 }
@@ -293,5 +296,7 @@ async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let (client, _) = authorize(&state, &headers, &["admin"]).await?;
-    page::delete_by_uuid(&*client, "sources", &uuid, not_found).await
+    let r = page::delete_by_uuid(&*client, "sources", &uuid, not_found).await;
+    state.auth_cache.clear();
+    r
 }

@@ -272,6 +272,7 @@ pub fn until_next_utc_midnight(now: DateTime<Utc>) -> Duration {
 /// # Panics
 /// Only when the TLS backend cannot be initialised (as `reqwest::Client::new` does).
 pub fn build_http_client(connect: Duration, total: Duration) -> reqwest::Client {
+    crate::net::tls::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(connect)
         .timeout(total)

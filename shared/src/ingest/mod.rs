@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     api::{
         auth::{self, Principal},
-        rate_limit, ApiError, AppState,
+        ApiError, AppState,
     },
     db::{self, sources::AuthType, DbError},
     sources::{source_for, ParseContext, ParsedItem, SourceName},
@@ -107,6 +107,21 @@ fn archived_headers(headers: &HeaderMap) -> Value {
     Value::Object(m)
 }
 
+/// A source's settings, from the per-instance cache when read less than
+/// [`AUTH_CACHE_TTL`](crate::api::cache::AUTH_CACHE_TTL) ago.
+async fn source_settings(
+    state: &AppState,
+    client: &impl db::stmt::Cached,
+    source: SourceName,
+) -> Result<db::sources::SourceSettings, DbError> {
+    if let Some(s) = state.auth_cache.sources.get(&source) {
+        return Ok(s);
+    }
+    let s = db::sources::get(client, source).await?;
+    state.auth_cache.sources.put(source, s.clone());
+    Ok(s)
+}
+
 /// `POST /v1/ingest/{source}`. The body has already passed the size check.
 pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<IngestResult, ApiError> {
     let source: SourceName = req.source.parse().map_err(|_| unknown_source(req.source))?;
@@ -115,7 +130,7 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     // Source settings and the API key (a `cai_` bearer is always an API key, never falls
     // through to other checks) are read together: one round trip.
     let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
-    let (settings, principal) = tokio::join!(db::sources::get(&*client, source), async {
+    let (settings, principal) = tokio::join!(source_settings(state, &*client, source), async {
         match key {
             Some(token) => auth::verify_key(state, &*client, req.headers, token).await.map(Some),
             None => Ok(None),
@@ -173,20 +188,24 @@ pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<I
     }
     match &principal {
         Some(p) => {
-            rate_limit::check(
-                &*client,
-                &format!("key:{}:ingest", p.key_prefix),
-                state.limits.ingest_per_key_per_minute,
-            )
-            .await?
+            state
+                .limiter
+                .check(
+                    &*client,
+                    &format!("key:{}:ingest", p.key_prefix),
+                    state.limits.ingest_per_key_per_minute,
+                )
+                .await?
         }
         None => {
-            rate_limit::check(
-                &*client,
-                &format!("source:{}", source.as_str()),
-                state.limits.ingest_per_source_per_minute,
-            )
-            .await?
+            state
+                .limiter
+                .check(
+                    &*client,
+                    &format!("source:{}", source.as_str()),
+                    state.limits.ingest_per_source_per_minute,
+                )
+                .await?
         }
     }
 
@@ -220,12 +239,14 @@ pub async fn ingest_wrapped(
     let mut client = state.pool.get().await.map_err(DbError::from)?;
     let principal = auth::require_key(state, &*client, headers).await?;
     principal.require(&["alerts:write"])?;
-    rate_limit::check(
-        &*client,
-        &format!("key:{}:ingest", principal.key_prefix),
-        state.limits.ingest_per_key_per_minute,
-    )
-    .await?;
+    state
+        .limiter
+        .check(
+            &*client,
+            &format!("key:{}:ingest", principal.key_prefix),
+            state.limits.ingest_per_key_per_minute,
+        )
+        .await?;
     let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid_json())?;
     #[derive(serde::Deserialize)]
     struct Wrapped<'a> {
@@ -253,7 +274,7 @@ pub async fn ingest_wrapped(
     };
     let payload = w.payload.ok_or_else(|| missing("payload"))?;
     let source: SourceName = name.parse().map_err(|_| unknown_source(&name))?;
-    let settings = db::sources::get(&*client, source).await?;
+    let settings = source_settings(state, &*client, source).await?;
     if !settings.is_active {
         return Err(unknown_source(&name));
     }

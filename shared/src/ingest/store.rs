@@ -113,7 +113,7 @@ pub async fn store(
     policy: &NeverSendPolicy,
     release: Release,
 ) -> Result<StoreResult, DbError> {
-    let rules = upsert_rules(tx, alerts).await?;
+    let (rules, release_rules) = upsert_rules(tx, alerts).await?;
     // Each alert's deadline also covers the release delay of its last message (counted over
     // every alert of the request: duplicates enqueue nothing, so this is an upper bound).
     let mut queued_before = 0;
@@ -147,7 +147,15 @@ pub async fn store(
         })
         .collect();
     let (mitres, extras, rule_ids) = (&mitres, &extras, &rule_ids);
-    let inserted = try_join_all(alerts.iter().enumerate().map(|(i, a)| async move {
+    // The rules' RELEASE goes in the same round trip as the alert inserts, ahead of them
+    // (statements run in the order sent; the lookups it protects have all been answered).
+    let release_savepoint = async {
+        match release_rules {
+            true => tx.batch_execute("RELEASE SAVEPOINT calseta_rules").await,
+            false => Ok(()),
+        }
+    };
+    let inserts = try_join_all(alerts.iter().enumerate().map(|(i, a)| async move {
         let n = a.alert;
         stmt::query(
             tx,
@@ -171,8 +179,10 @@ pub async fn store(
             ],
         )
         .await
-    }))
-    .await?;
+    }));
+    let (released, inserted) = tokio::join!(release_savepoint, inserts);
+    released?;
+    let inserted = inserted?;
 
     // Keys that already existed (an earlier delivery, or earlier in this batch): count the
     // repeat and change nothing else. Pipelined, in input order.
@@ -439,11 +449,12 @@ pub async fn store(
 
 /// Finds or creates the detection rule of every alert (by `(source, rule id)`), keyed by rule
 /// id. A failure here never fails ingest: the lookups run under one savepoint, and on error the
-/// alerts are stored without rules.
+/// alerts are stored without rules. `true` with the map: the savepoint is still open and the
+/// caller sends its RELEASE (pipelined with its next statements).
 async fn upsert_rules<'a>(
     tx: &Transaction<'_>,
     alerts: &'a [AlertToStore<'_>],
-) -> Result<HashMap<&'a str, i64>, DbError> {
+) -> Result<(HashMap<&'a str, i64>, bool), DbError> {
     // One entry per rule id, first alert wins (its name and MITRE lists name a new rule).
     let mut wanted: BTreeMap<(&str, &'a str), &'a NormalizedAlert> = BTreeMap::new();
     for a in alerts {
@@ -454,7 +465,7 @@ async fn upsert_rules<'a>(
         }
     }
     if wanted.is_empty() {
-        return Ok(HashMap::new());
+        return Ok((HashMap::new(), false));
     }
     let params: Vec<(&str, &str, &str, [Vec<String>; 3])> = wanted
         .iter()
@@ -468,10 +479,10 @@ async fn upsert_rules<'a>(
             (*source, *rule_id, name, [t, te, st])
         })
         .collect();
-    // SAVEPOINT and every lookup sent back to back, then RELEASE once the lookups are answered.
-    // RELEASE must not be pipelined with them: a lookup may first prepare its statement (one
-    // more round trip), so a pipelined RELEASE ran before the lookup it protected and the
-    // fallback's ROLLBACK TO found no savepoint (issue 17).
+    // SAVEPOINT and every lookup sent back to back; RELEASE only once the lookups are answered
+    // (by the caller, with its next statements). RELEASE must not be pipelined with them: a
+    // lookup may first prepare its statement (one more round trip), so a pipelined RELEASE ran
+    // before the lookup it protected and the fallback's ROLLBACK TO found no savepoint (issue 17).
     let savepoint = tx.batch_execute("SAVEPOINT calseta_rules");
     let lookups = try_join_all(params.iter().map(|(source, rule_id, name, mitre)| async move {
         stmt::query(
@@ -497,13 +508,9 @@ async fn upsert_rules<'a>(
     }));
     let (sp, rows) = tokio::join!(savepoint, lookups);
     sp?;
-    let rel = match &rows {
-        Ok(_) => tx.batch_execute("RELEASE SAVEPOINT calseta_rules").await,
-        Err(_) => Ok(()),
-    };
     let mut out = HashMap::new();
-    match (rows, rel) {
-        (Ok(rows), Ok(())) => {
+    match rows {
+        Ok(rows) => {
             for ((source, rule_id, _, _), r) in params.iter().zip(rows) {
                 match r.first() {
                     Some(row) => {
@@ -524,12 +531,12 @@ async fn upsert_rules<'a>(
                 }
             }
         }
-        (rows, rel) => {
-            let error = rows.err().or(rel.err()).map(|e| e.to_string()).unwrap_or_default();
-            tracing::warn!(%error, "detection rule lookup failed; alerts stored without rules");
+        Err(e) => {
+            tracing::warn!(error = %e, "detection rule lookup failed; alerts stored without rules");
             tx.batch_execute("ROLLBACK TO SAVEPOINT calseta_rules; RELEASE SAVEPOINT calseta_rules")
                 .await?;
+            return Ok((HashMap::new(), false));
         }
     }
-    Ok(out)
+    Ok((out, true))
 }

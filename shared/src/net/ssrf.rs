@@ -309,6 +309,7 @@ pub fn try_guarded_client_with(
     timeouts: Timeouts,
     lookup: Arc<dyn HostLookup>,
 ) -> Result<reqwest::Client, reqwest::Error> {
+    super::tls::install_crypto_provider();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver::with_lookup(policy, lookup)))
         .no_proxy()
