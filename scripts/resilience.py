@@ -753,6 +753,12 @@ def sc_maximal(ctx):
     for _, a, at in ctx.agent.delivered()[mark:]:
         arrived.setdefault(a, at)
     lat = sorted(arrived[u] - t0 for u, t0 in normal.items() if u in arrived)
+    part = ",".join(f"'{u}'" for u in normal) or "NULL"
+    enr = [float(x) for x in ctx.pg.psql("calseta", "SELECT extract(epoch FROM enriched_at - ingested_at) FROM alerts "
+                                                    f"WHERE enriched_at IS NOT NULL AND uuid IN ({part}) ORDER BY 1")]
+    if enr:
+        r.notes.append(f"normal alerts meanwhile, ingest to enriched: p50 {enr[len(enr) // 2]:.2f} s, "
+                       f"max {enr[-1]:.2f} s (n={len(enr)})")
     if lat:
         r.notes.append(f"normal alerts meanwhile, 202 to webhook: p50 {lat[len(lat) // 2]:.2f} s, "
                        f"max {lat[-1]:.2f} s (n={len(lat)})")
