@@ -383,6 +383,10 @@ class Stack:
             GREYNOISE_BASE_URL=f"http://127.0.0.1:{providers.port}/greynoise/v3",
             ABUSEIPDB_BASE_URL=f"http://127.0.0.1:{providers.port}/abuseipdb/api/v2",
             ABUSEIPDB_API_KEY=abuse_key,
+            # No plan budgets: a long run would exhaust GreyNoise's 50/day and later scenarios
+            # would skip the providers instead of meeting their faults.
+            CALSETA_BUDGET_GREYNOISE="unlimited",
+            CALSETA_BUDGET_ABUSEIPDB="unlimited",
             CALSETA_OUTBOUND_ALLOW_LOOPBACK="true",
         )
         for k in ("SQS_ENDPOINT_URL", "CALSETA_KEY_HASH_SECRET", "CALSETA_ENCRYPTION_KEY"):
@@ -569,6 +573,12 @@ class Ctx:
                                        f"WHERE d.status IN ('pending', 'failed') AND a.uuid IN ({part})")
         return int(rows[0]) if rows else 0
 
+    def dead(self, uuids):
+        """The alerts among `uuids` with a dead delivery."""
+        part = ",".join(f"'{u}'" for u in uuids) or "NULL"
+        return set(self.pg.psql("calseta", "SELECT a.uuid FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+                                           f"WHERE d.status = 'dead' AND a.uuid IN ({part})"))
+
     def settle(self, name, acked, timeout, slow_agent=False, mark=0):
         """Waits until every acknowledged alert is enriched and delivered (or `timeout`), then
         counts. `mark` = index in the agent's log where this scenario's deliveries start."""
@@ -580,6 +590,10 @@ class Ctx:
             got = {a for _, a, _ in self.agent.delivered()[mark:]}
             pending = [u for u in acked if states.get(u) in (None, "Pending") or u not in got]
             if not pending or time.monotonic() - t0 > timeout:
+                break
+            # Dead deliveries (retries exhausted) will not change without a manual replay.
+            dead = self.dead(pending)
+            if all(states.get(u) not in (None, "Pending") and u in dead for u in pending):
                 break
             time.sleep(1)
         if slow_agent:
@@ -605,6 +619,9 @@ class Ctx:
         for s in states.values():
             statuses[s] = statuses.get(s, 0) + 1
         r.notes.append("enrichment " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
+        dead = self.dead([u for u in acked if u in states and u not in got])
+        if dead:
+            r.notes.append(f"{len(dead)} undelivered with a dead delivery (retries exhausted)")
         r.notes.append(f"settled in {time.monotonic() - t0:.0f} s")
         return r
 
