@@ -348,3 +348,12 @@ fn a_url_also_yields_its_host() {
     assert_eq!(set.dropped(), 0, "a host that is no indicator is not a dropped value");
     assert_eq!(url_host_indicator("not a url"), None);
 }
+
+#[test]
+fn url_with_blanks_before_its_fragment_normalizes_to_a_fixed_point() {
+    // The `generic` fuzz target's crash: "…/login #step2" became "…/login " (a trailing blank)
+    // and normalizing that again trimmed it.
+    let once = normalize_url("http://hr-portal.example/login #step2").unwrap();
+    assert_eq!(once, "http://hr-portal.example/login");
+    assert_eq!(normalize_url(&once).unwrap(), once);
+}
