@@ -10,9 +10,10 @@ use std::{
 
 use anyhow::Context;
 use calseta::{
-    api::{self, AppState},
+    api, app,
     config::{AppSecrets, DbConfig, Limits},
     db::{self, api_keys, migrate},
+    enrich::never_send::NeverSendPolicy,
     mcp,
     queue::memory::InProcessQueue,
 };
@@ -73,13 +74,12 @@ pub async fn bench(alerts: usize, samples: usize, json_out: bool) -> anyhow::Res
         ingest_per_source_per_minute: 0,
         ..Limits::default()
     };
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(InProcessQueue::new(Default::default())),
+    let state = app::Core::new(pool.clone(), Arc::new(InProcessQueue::new(Default::default()))).state(
         &AppSecrets::random(),
         limits,
+        NeverSendPolicy::default(),
     )?;
-    let key = api::keys::generate();
+    let key = calseta::keys::generate();
     api_keys::insert(
         &**pool.get().await?,
         &state.hasher,

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use calseta::api::keys::KeyHasher;
+use calseta::keys::KeyHasher;
 use calseta::testing::TestDb;
 use secrecy::SecretString;
 

@@ -4,6 +4,7 @@
 //! (`calseta dev`) and the tests run the very same code.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod context;
 pub mod crypto;
@@ -15,6 +16,7 @@ pub mod domain;
 pub mod enrich;
 pub mod esm;
 pub mod ingest;
+pub mod keys;
 pub mod lambda_local;
 pub mod local;
 pub mod mcp;

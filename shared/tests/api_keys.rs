@@ -2,8 +2,8 @@
 //! scopes; expired and revoked keys get 401 with their codes; the stack's bootstrap key is
 //! registered once and a revocation sticks.
 
-use calseta::api::keys::KeyHasher;
 use calseta::deploy::migrations_resource::Bootstrap;
+use calseta::keys::KeyHasher;
 use calseta::testing::{call, TestApp};
 use reqwest::Method;
 use secrecy::SecretString;

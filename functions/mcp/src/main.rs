@@ -10,7 +10,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use calseta::{api::AppState, mcp, telemetry};
+use calseta::{app, mcp, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// Longest a request may take, body read included (slow clients are cut off).
@@ -43,7 +43,7 @@ async fn terminated() {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init_from_env();
     let sdk = calseta::config::aws_sdk_config().await;
-    let state = AppState::api_from_env(&sdk).await?;
+    let state = app::lambda::api(&sdk).await?;
     let addr = std::env::var("CALSETA_MCP_ADDR").unwrap_or_else(|_| "0.0.0.0:8001".into());
     let cfg = mcp::McpConfig::from_env();
     let shutdown = CancellationToken::new();

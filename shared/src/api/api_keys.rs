@@ -17,8 +17,9 @@ use uuid::Uuid;
 use super::alerts_manage::{authorize, SOURCES};
 use super::fields::{self, err};
 use super::page;
-use super::{keys, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::db::{api_keys, stmt, DbError};
+use crate::keys;
 
 /// Scopes that grant something.
 pub const SCOPES: [&str; 8] = [

@@ -6,7 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{keys, ApiError, AppState};
+use super::{ApiError, AppState};
+use crate::keys;
 
 /// Who is calling.
 #[derive(Debug, Clone)]

@@ -10,11 +10,11 @@
 //! (unspecified, documentation, benchmarking, 6to4 relay anycast, IETF protocol assignments,
 //! multicast, future use, broadcast, discard-only, `2001::/23`) is `reserved_ip`.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 use crate::domain::indicator::IndicatorType;
+// The address types live with the outbound guard (a lower layer); named here as before.
+pub use crate::net::cidr::{embedded_ipv4, Cidr, InvalidCidr};
 
 pub const PRIVATE_IP: &str = "private_ip";
 pub const RESERVED_IP: &str = "reserved_ip";
@@ -55,76 +55,6 @@ pub const EXAMPLE_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.o
 
 /// Built-in Windows principals, compared after removing `nt authority\`.
 pub const SERVICE_ACCOUNTS: [&str; 4] = ["system", "local service", "network service", "anonymous logon"];
-
-/// An IP network (`10.0.0.0/8`, `2001:db8::/32`; a bare address is a host route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-/// Error for a malformed CIDR string.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid CIDR: {0:?}")]
-pub struct InvalidCidr(pub String);
-
-impl Cidr {
-    pub fn new(network: IpAddr, prefix: u8) -> Option<Self> {
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { network, prefix })
-    }
-
-    pub fn network(&self) -> IpAddr {
-        self.network
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    /// Same family and same leading `prefix` bits.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(u32::from(n) as u128, u32::from(a) as u128, self.prefix, 32),
-            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(u128::from(n), u128::from(a), self.prefix, 128),
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - prefix;
-    (a >> shift) == (b >> shift)
-}
-
-impl FromStr for Cidr {
-    type Err = InvalidCidr;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let err = || InvalidCidr(s.to_string());
-        let (addr, prefix) = match t.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (t, None),
-        };
-        let network: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
-            None if network.is_ipv4() => 32,
-            None => 128,
-        };
-        Cidr::new(network, prefix).ok_or_else(err)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
 
 /// The deployment's never-send policy: the built-in rules plus `INTERNAL_CIDRS` and
 /// `INTERNAL_DOMAIN_SUFFIXES`.
@@ -260,17 +190,6 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s.trim();
     let s = s.strip_prefix('[').and_then(|x| x.strip_suffix(']')).unwrap_or(s);
     s.parse().ok()
-}
-
-/// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`) or NAT64 (`64:ff9b::/96`) address.
-pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, _, _] => Some(tail),
-        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
-        _ => None,
-    }
 }
 
 const V4_PRIVATE: [([u8; 4], u8); 6] = [

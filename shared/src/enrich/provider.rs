@@ -29,7 +29,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user agent every outbound request carries.
-pub const USER_AGENT: &str = concat!("calseta/", env!("CARGO_PKG_VERSION"));
+pub use crate::net::USER_AGENT;
 
 /// Result of one successful lookup (found or not found).
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,7 @@ use futures::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::Url;
 
-use crate::enrich::never_send::{embedded_ipv4, Cidr};
+use super::cidr::{embedded_ipv4, Cidr};
 
 /// Who may be reached. The default allows public addresses only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -398,7 +398,7 @@ pub fn try_guarded_client_with(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.total)
-        .user_agent(crate::enrich::provider::USER_AGENT)
+        .user_agent(super::USER_AGENT)
         .build()
 }
 
