@@ -8,6 +8,7 @@ pub mod never_send;
 pub mod provider;
 pub mod providers;
 pub mod registry;
+#[cfg(feature = "local")]
 pub mod simulator;
 
 use crate::domain::indicator::IndicatorType;
