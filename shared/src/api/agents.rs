@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::authorize;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -241,11 +241,9 @@ async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 }
 
 async fn list_agents(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql =
         format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
@@ -260,12 +258,7 @@ async fn list_agents(
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
 }
 
-async fn get_agent(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
+async fn get_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = parse_uuid(&uuid, "Agent")?;
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
@@ -275,8 +268,11 @@ async fn get_agent(
     Ok(Json(page::single(agent_json(&row))))
 }
 
-async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
+async fn create_agent(
+    State(state): State<AppState>,
+    Authorized { client, .. }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, true)?;
     let url = input.endpoint_url.clone().unwrap_or_default();
     check_url(&state, &url).await?;
@@ -325,11 +321,10 @@ async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: B
 
 async fn patch_agent(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
     let mut input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
     // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
@@ -418,21 +413,15 @@ async fn patch_agent(
     Ok(Json(page::single(data)))
 }
 
-async fn delete_agent(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
+async fn delete_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "agents", &uuid, || not_found("Agent")).await
 }
 
 async fn test_agent(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["agents:write"]).await?;
     drop(client);
     let uuid = parse_uuid(&uuid, "Agent")?;
     let dispatcher = state
@@ -450,12 +439,10 @@ async fn test_agent(
 const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
 async fn list_deliveries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["agents:read"]).await?;
     let admin = principal.has_any(&["admin"]);
     let q = super::list_query::ListQuery::parse(raw.as_deref())?;
     let page = q.page()?;
@@ -532,10 +519,9 @@ async fn list_deliveries(
 
 async fn replay_delivery(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Delivery")?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
@@ -565,10 +551,9 @@ async fn replay_delivery(
 
 async fn trigger_agents(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Alert")?;
     let alert = stmt::query_opt(
         &*client,

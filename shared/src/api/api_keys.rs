@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{authorize, SOURCES};
+use super::alerts_manage::SOURCES;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -76,11 +77,9 @@ fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, Api
 }
 
 async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql = format!(
         "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
@@ -103,8 +102,11 @@ async fn list(
     Ok(Json(page.envelope(rows.iter().map(key_json).collect(), total)))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+async fn create(
+    State(state): State<AppState>,
+    Authorized { client, principal }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let name = fields::required_text(&obj, "name", 255, true)?.unwrap_or_default();
     let scopes = scopes(&obj, true)?.unwrap_or_default();
@@ -161,12 +163,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
@@ -177,12 +174,10 @@ async fn detail(
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let name = fields::required_text(&obj, "name", 255, false)?;
@@ -259,11 +254,9 @@ async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> R
 }
 
 async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let tx = client.transaction().await.map_err(DbError::from)?;
     keep_an_admin(&tx, uuid).await?;

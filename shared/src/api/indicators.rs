@@ -11,7 +11,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{alert_id, authorize};
+use super::alerts_manage::alert_id;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{rate_limit, ApiError, AppState};
@@ -39,23 +40,16 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts/{uuid}/indicators", post(add))
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["enrichments:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let v = crate::service::indicators::get(&*client, &uuid).await?;
     Ok(Json(page::single(v)))
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let obj = page::strict_body(&body, "IndicatorPatch")?;
     let malices: Vec<&str> = Malice::ALL.iter().map(|m| m.as_str()).collect();
     let malice = match fields::one_of(&obj, "malice", &malices)? {
@@ -78,10 +72,9 @@ async fn patch(
 
 async fn reenrich(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     rate_limit::check(
         &*client,
         &format!("key:{}:reenrich", principal.key_prefix),
@@ -161,13 +154,12 @@ pub const MAX_ADDED: usize = 100;
 
 async fn add(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::domain::indicator::{self, IndicatorType};
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let enrich = super::list_query::ListQuery::parse(raw.as_deref())?
         .boolean("enrich")?
         .unwrap_or(true);

@@ -10,6 +10,7 @@ pub mod context_documents;
 pub mod detection_rules;
 pub mod enrichments;
 pub mod error;
+pub mod extract;
 pub mod fields;
 pub mod findings;
 pub mod health;

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +13,8 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{authorize, SOURCES};
+use super::alerts_manage::SOURCES;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -128,11 +129,9 @@ fn auth_config(obj: &fields::Body, state: &AppState) -> Result<[SecretWrite; 3],
 }
 
 async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let rows = stmt::query(
         &*client,
@@ -150,12 +149,7 @@ async fn list(
     Ok(Json(page.envelope(rows.iter().map(source_json).collect(), total)))
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let row = stmt::query_opt(
         &*client,
@@ -168,8 +162,11 @@ async fn detail(
     Ok(Json(page::single(source_json(&row))))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+async fn create(
+    State(state): State<AppState>,
+    Authorized { client, principal }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "SourceWrite")?;
     let source = match obj.get("source_name") {
         Some(Value::String(s)) => SOURCES
@@ -229,11 +226,10 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 async fn patch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let obj = page::strict_body(&body, "SourceWrite")?;
     if obj.contains_key("source_name") {
         return Err(err("source_name", "cannot be changed", "value_error"));
@@ -287,11 +283,6 @@ async fn patch(
 }
 
 /// Deleting the row returns the source to the `api_key` default.
-async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "sources", &uuid, not_found).await
 }
