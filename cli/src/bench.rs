@@ -213,6 +213,10 @@ pub async fn serve_ingest(
     Ok((url, key))
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = database("calseta_bench").await?;
     let mut cfg = DbConfig::from_url(url.clone());

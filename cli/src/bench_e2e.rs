@@ -182,6 +182,10 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_e2e").await?;
     let mut cfg = calseta::config::DbConfig::from_url(url);

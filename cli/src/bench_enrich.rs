@@ -262,6 +262,10 @@ impl Bench {
 /// Records per consumer batch, as the template's SQS event source (BatchSize 10) hands them over.
 const ENRICH_BATCH: usize = 10;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_enrich").await?;
     let mut cfg = calseta::config::DbConfig::from_url(url);

@@ -143,6 +143,10 @@ impl Rig {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn flood(
     ips: usize,
     cap: Option<usize>,

@@ -63,6 +63,10 @@ async fn mcp_call(http: &reqwest::Client, url: &str, auth: &str, tool: &str, arg
     Ok(result["structuredContent"].clone())
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn bench(alerts: usize, samples: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_mcp").await?;
     let mut cfg = DbConfig::from_url(url);

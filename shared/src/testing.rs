@@ -2,6 +2,8 @@
 //! cluster per test process when `DATABASE_URL` is unset, and a moto server (real SQS API) per
 //! test process when `SQS_TEST_ENDPOINT` is unset. A missing tool fails loudly with the command
 //! that installs it; nothing is skipped silently.
+// A fixture that cannot be built must stop the test at once, with what failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     net::TcpStream,

@@ -3,6 +3,9 @@
 //! response (and still used for delivery), bad path bytes get the JSON envelope, and a refused
 //! local agent URL says how to allow it.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::sync::{Arc, Mutex};
 
 use calseta::testing::{call, TestApp};

@@ -152,6 +152,10 @@ async fn reenrich(
 /// Most indicators one request may add.
 pub const MAX_ADDED: usize = 100;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "long but linear; a split along its phases is issue #11's next step"
+)]
 async fn add(
     State(state): State<AppState>,
     Authorized { mut client, principal }: Authorized,

@@ -282,6 +282,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "a table test: one row per case")]
     fn table() {
         let p = policy();
         let cases: &[(IndicatorType, &str, Option<&str>)] = &[

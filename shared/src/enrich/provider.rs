@@ -271,6 +271,10 @@ pub fn until_next_utc_midnight(now: DateTime<Utc>) -> Duration {
 ///
 /// # Panics
 /// Only when the TLS backend cannot be initialised (as `reqwest::Client::new` does).
+#[allow(
+    clippy::expect_used,
+    reason = "documented panic: a TLS backend that cannot start is a broken build"
+)]
 pub fn build_http_client(connect: Duration, total: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect)
