@@ -22,7 +22,7 @@ use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
 use crate::context::targeting;
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::dispatch::{deliver, matching::Triggers, signing};
 use crate::domain::severity::Severity;
 use crate::enrich::providers::iso;
@@ -252,8 +252,7 @@ async fn list_agents(
         &sql,
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(&*client, &rows, 15, "SELECT count(*) FROM agents", &[]).await?;
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
 }
@@ -262,8 +261,7 @@ async fn get_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<Strin
     let uuid = parse_uuid(&uuid, "Agent")?;
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(|| not_found("Agent"))?;
     Ok(Json(page::single(agent_json(&row))))
 }
@@ -310,8 +308,7 @@ async fn create_agent(
             (&input.documentation.flatten(), Type::TEXT),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     let mut data = agent_json(&row);
     data["signing_secret"] = Value::String(secret.expose_secret().to_owned());
@@ -335,8 +332,7 @@ async fn patch_agent(
             "SELECT endpoint_url FROM agents WHERE uuid = $1",
             &[(&uuid, Type::UUID)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         if current.is_some_and(|r| masked_url(r.get::<_, &str>(0)) == url) {
             input.endpoint_url = None;
         }
@@ -403,8 +399,7 @@ async fn patch_agent(
             (&sealed_secret, Type::BYTEA),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Agent"))?;
     let mut data = agent_json(&row);
     if let Some(s) = secret {
@@ -466,8 +461,7 @@ async fn list_deliveries(
         "SELECT id FROM agents WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Agent"))?;
     let agent_id: i64 = agent.get(0);
     let rows = stmt::query(
@@ -484,8 +478,7 @@ async fn list_deliveries(
             (&page.offset(), Type::INT8),
         ],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(
         &*client,
         &rows,
@@ -523,7 +516,7 @@ async fn replay_delivery(
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
     let uuid = parse_uuid(&uuid, "Delivery")?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
     let row = stmt::query_opt(
         &tx,
@@ -533,11 +526,10 @@ async fn replay_delivery(
          RETURNING d.id, d.uuid, a.uuid",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Delivery"))?;
     let rows = deliver::enqueue_attempts(&*tx, &[(row.get(0), row.get(1), row.get(2))]).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "replay message left for the sweeper");
     }
@@ -560,13 +552,11 @@ async fn trigger_agents(
         "SELECT id FROM alerts WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Alert"))?;
     let alert_id: i64 = alert.get(0);
     let facts = targeting::facts_of(&*client, alert_id)
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(|| not_found("Alert"))?;
     let agents = stmt::query(
         &*client,
@@ -574,15 +564,14 @@ async fn trigger_agents(
          WHERE is_active ORDER BY name, id",
         &[],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let matched: Vec<(i64, String)> = agents
         .iter()
         .filter(|r| Triggers::from_stored(r.get(2), r.get(3), r.get::<_, Option<Value>>(4).as_ref()).matches(&facts))
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let ids: Vec<i64> = matched.iter().map(|m| m.0).collect();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // A new delivery for every match: a fresh uuid (webhook-id), since this is a new send the
     // agent should not de-duplicate away.
     let rows = stmt::query(
@@ -594,11 +583,10 @@ async fn trigger_agents(
          RETURNING id, uuid",
         &[(&alert_id, Type::INT8), (&ids, Type::INT8_ARRAY)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let items: Vec<(i64, Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1), uuid)).collect();
     let outbox_rows = deliver::enqueue_attempts(&*tx, &items).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &outbox_rows).await {
         tracing::warn!(error = %e, "trigger messages left for the sweeper");
     }

@@ -89,8 +89,7 @@ async fn list(
         &sql,
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(
         &*client,
         &rows,
@@ -153,8 +152,7 @@ async fn create(
     // Created suspended on request (prepared for later hand-over).
     let sql = format!("UPDATE api_keys SET is_active = $2 WHERE uuid = $1 RETURNING {COLUMNS}");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID), (&is_active, Type::BOOL)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(ApiError::internal)?;
     let mut data = key_json(&row);
     data["key"] = Value::String(key.expose_secret().to_owned());
@@ -167,8 +165,7 @@ async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>)
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(not_found)?;
     Ok(Json(page::single(key_json(&row))))
 }
@@ -190,7 +187,7 @@ async fn patch(
     };
     let (set_expiry, expires_at) = fields::split(fields::timestamp(&obj, "expires_at")?);
     let is_active = fields::boolean(&obj, "is_active")?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Would this change leave the key unable to administer? Then it must not be the last admin.
     let disarms = scopes.as_ref().is_some_and(|s| !s.iter().any(|x| x == "admin"))
         || is_active == Some(false)
@@ -219,10 +216,9 @@ async fn patch(
             (&is_active, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Some(active) = is_active {
         tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, active, "API key switched");
     }
@@ -240,8 +236,7 @@ async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> R
          ORDER BY id FOR UPDATE",
         &[],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let admins: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
     if admins.contains(&uuid) && admins.len() == 1 {
         return Err(ApiError::new(
@@ -258,7 +253,7 @@ async fn delete(
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     keep_an_admin(&tx, uuid).await?;
     let row = stmt::query_opt(
         &tx,
@@ -266,10 +261,9 @@ async fn delete(
          WHERE uuid = $1 AND revoked_at IS NULL RETURNING key_prefix",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     tracing::info!(key_prefix = %row.get::<_, String>(0), by = %principal.key_prefix, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,7 @@ use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::service::catalog::{self, doc_json, DOC_COLUMNS as COLUMNS};
 
 pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
@@ -124,8 +124,7 @@ async fn create(
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(page::single(doc_json(&row, true)))).into_response())
 }
@@ -239,8 +238,7 @@ async fn patch(
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(doc_json(&row, true))))
 }

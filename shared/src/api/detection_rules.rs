@@ -18,7 +18,7 @@ use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::mitre::{classify_id, with_parent_techniques, MitreKind};
 use crate::domain::severity::Severity;
 use crate::service::catalog::{self, rule_json, RULE_COLUMNS as COLUMNS};
@@ -174,8 +174,7 @@ async fn create(Authorized { client, principal }: Authorized, body: Bytes) -> Re
             (&created_by, Type::TEXT),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -244,8 +243,7 @@ async fn patch(
             (&t[3].1, Type::TEXT),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(rule_json(&row))))
 }

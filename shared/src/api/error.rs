@@ -154,3 +154,17 @@ impl From<crate::ingest::IngestError> for ApiError {
         }
     }
 }
+
+/// A query or a pool checkout reaches the envelope through [`DbError`] (transient → 503, else
+/// 500), so handlers use `?` on them directly.
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}

@@ -7,7 +7,6 @@ use super::{
     openapi::{Operation, OPERATIONS},
     ApiError, AppState,
 };
-use crate::db::DbError;
 use axum::{
     extract::{FromRequestParts, MatchedPath},
     http::{request::Parts, Method},
@@ -41,7 +40,7 @@ impl FromRequestParts<AppState> for Authorized {
                 tracing::error!(route = ?route, method = %parts.method, "route has no entry in OPERATIONS");
                 ApiError::internal()
             })?;
-        let client = state.pool.get().await.map_err(DbError::from)?;
+        let client = state.pool.get().await?;
         let principal = auth::require_key(state, &*client, &parts.headers).await?;
         principal.require(op.scopes)?;
         Ok(Self { client, principal })

@@ -24,7 +24,7 @@ use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{rate_limit, ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::malice::Malice;
 use crate::queue::messages::EnrichRequest;
 use crate::queue::outbox::{self, NewMessage};
@@ -83,7 +83,7 @@ async fn reenrich(
     .await?;
     let (id, alert_uuid) = alert_id(&*client, &uuid).await?;
     let deadline = state.limits.enrichment_deadline.as_secs_f64();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     stmt::execute(
         &tx,
         "UPDATE alerts SET enrichment_status = 'Pending',
@@ -91,8 +91,7 @@ async fn reenrich(
          WHERE id = $1",
         &[(&id, Type::INT8), (&deadline, Type::FLOAT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let links = stmt::query(
         &tx,
         "UPDATE alert_indicators l SET enrichment_state = 'pending', provider_status = '{}'::jsonb
@@ -100,8 +99,7 @@ async fn reenrich(
          RETURNING i.id, i.type, i.value",
         &[(&id, Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let mut messages: Vec<NewMessage> = Vec::with_capacity(links.len());
     for l in &links {
         let Ok(kind) = l.get::<_, &str>(1).parse() else {
@@ -127,8 +125,7 @@ async fn reenrich(
              FROM calseta_complete_alerts(ARRAY[$1::bigint], 'enrichment')",
             &[(&id, Type::INT8)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         crate::enrich::engine::completions(&done)
             .into_iter()
             .map(|(_, _, m)| m)
@@ -137,7 +134,7 @@ async fn reenrich(
         let ids = outbox::enqueue(&*tx, &messages).await?;
         ids.into_iter().zip(messages).collect()
     };
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "re-enrichment messages left for the sweeper");
     }
@@ -218,7 +215,7 @@ async fn add(
         .iter()
         .map(|(t, v)| crate::enrich::wants_enrichment(&state.never_send, *t, v))
         .collect();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Upsert in a fixed order (no deadlocks with concurrent ingest), then link the new ones.
     let rows = stmt::query(
         &tx,
@@ -241,8 +238,7 @@ async fn add(
             (&enrich, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let added: Vec<&tokio_postgres::Row> = rows
         .iter()
         .filter(|r| r.get::<_, Option<String>>(4).is_some())
@@ -275,8 +271,7 @@ async fn add(
                         updated_at = now() WHERE id = $1",
                 &[(&id, Type::INT8), (&deadline, Type::FLOAT8)],
             )
-            .await
-            .map_err(DbError::from)?;
+            .await?;
         }
         let refs = json!({"indicators": added.iter().map(|r| json!({"type": r.get::<_, String>(2), "value": r.get::<_, String>(3)})).collect::<Vec<_>>()});
         stmt::execute(
@@ -289,11 +284,10 @@ async fn add(
                 (&refs, Type::JSONB),
             ],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
     }
     let ids = outbox::enqueue(&*tx, &messages).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     let sent: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
     if let Err(e) = state.outbox.send_committed(&*client, &sent).await {
         tracing::warn!(error = %e, "enrichment messages left for the sweeper");

@@ -17,7 +17,7 @@ use super::{
     rate_limit, ApiError, AppState, REQUEST_ID,
 };
 use crate::{
-    db::{self, sources::AuthType, DbError},
+    db::{self, sources::AuthType},
     ingest::{
         credentials::{self, Refusal},
         store::Archive,
@@ -160,7 +160,7 @@ fn archived_headers(headers: &HeaderMap) -> Value {
 async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<IngestResult, ApiError> {
     let source: SourceName = req.source.parse().map_err(|_| unknown_source(req.source))?;
     // One connection for the whole request.
-    let mut client = state.pool.get().await.map_err(DbError::from)?;
+    let mut client = state.pool.get().await?;
     // Source settings and the API key (a `cai_` bearer is always an API key, never falls
     // through to other checks) are read together: one round trip.
     let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::keys::KEY_PREFIX));
@@ -267,7 +267,7 @@ async fn ingest_wrapped(
     body: &[u8],
     request_id: &str,
 ) -> Result<IngestResult, ApiError> {
-    let mut client = state.pool.get().await.map_err(DbError::from)?;
+    let mut client = state.pool.get().await?;
     let principal = auth::require_key(state, &*client, headers).await?;
     principal.require(&["alerts:write"])?;
     rate_limit::check(

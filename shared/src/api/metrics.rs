@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::extract::Authorized;
 use super::list_query::ListQuery;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::enrich::providers::iso;
 use crate::service::metrics::{self, Stats};
 
@@ -90,8 +90,7 @@ async fn rule(
         "SELECT id, name FROM detection_rules WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     let s = Stats::load(&*client, from, to, Some(r.get(0))).await?;
     Ok(Json(json!({"data": {

@@ -18,7 +18,7 @@ use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::indicator::IndicatorType;
 use crate::enrich::providers::iso;
 
@@ -138,11 +138,9 @@ async fn list(
         &format!("SELECT {COLUMNS} FROM sources ORDER BY source_name LIMIT $1 OFFSET $2"),
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = stmt::query(&*client, "SELECT count(*) FROM sources", &[])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .first()
         .map(|r| r.get::<_, i64>(0))
         .unwrap_or(0);
@@ -156,8 +154,7 @@ async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>)
         &format!("SELECT {COLUMNS} FROM sources WHERE uuid = $1"),
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(source_json(&row))))
 }
@@ -211,8 +208,7 @@ async fn create(
             (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -275,8 +271,7 @@ async fn patch(
             (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     tracing::info!(source = %row.get::<_, String>(1), by = %principal.key_prefix, "source settings updated");
     Ok(Json(page::single(source_json(&row))))

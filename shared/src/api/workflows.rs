@@ -17,7 +17,7 @@ use super::fields;
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::indicator::IndicatorType;
 use crate::service::catalog::{self, wf_json, WORKFLOW_COLUMNS as COLUMNS};
 
@@ -138,8 +138,7 @@ async fn create(Authorized { client, .. }: Authorized, body: Bytes) -> Result<Re
             (&i.targeting_rules.flatten(), Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(page::single(wf_json(&row)))).into_response())
 }
@@ -199,8 +198,7 @@ async fn patch(
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(wf_json(&row))))
 }
@@ -213,8 +211,7 @@ async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>)
          SELECT (SELECT count(*) FROM d), (SELECT is_system FROM workflows WHERE uuid = $1)",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     match (row.get::<_, i64>(0), row.get::<_, Option<bool>>(1)) {
         (1, _) => Ok(StatusCode::NO_CONTENT),
