@@ -14,12 +14,14 @@ use std::{
 use anyhow::Context;
 use calseta::{
     api::{self, AppState},
+    app,
     config::{AppSecrets, DbConfig, Limits},
     db::{
         self, api_keys,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
         migrate,
     },
+    enrich::never_send::NeverSendPolicy,
     queue::memory::InProcessQueue,
 };
 use secrecy::ExposeSecret;
@@ -187,7 +189,7 @@ pub async fn serve_ingest(
     pool: &deadpool_postgres::Pool,
     state: AppState,
 ) -> anyhow::Result<(String, secrecy::SecretString)> {
-    let key = api::keys::generate();
+    let key = calseta::keys::generate();
     let c = pool.get().await?;
     api_keys::insert(
         &**c,
@@ -211,6 +213,10 @@ pub async fn serve_ingest(
     Ok((url, key))
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = database("calseta_bench").await?;
     let mut cfg = DbConfig::from_url(url.clone());
@@ -226,7 +232,7 @@ pub async fn ingest(alerts: usize, levels: &[usize], json_out: bool) -> anyhow::
         ..Limits::default()
     };
     let queue = InProcessQueue::new(Default::default());
-    let state = AppState::new(pool.clone(), Arc::new(queue), &secrets, limits)?;
+    let state = app::Core::new(pool.clone(), Arc::new(queue)).state(&secrets, limits, NeverSendPolicy::default())?;
     let (base, key) = serve_ingest(&pool, state).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let auth = format!("Bearer {}", key.expose_secret());

@@ -25,15 +25,14 @@ use axum::middleware::Next;
 use axum::routing::post;
 use axum::Router;
 use calseta::{
-    api::AppState,
+    app,
     config::{AppSecrets, Limits},
     db::{self, migrate},
     demo,
-    dispatch::{signing, DispatchSettings, Dispatcher},
-    enrich::{engine::Engine, registry::ProviderSet, simulator},
+    dispatch::{signing, DispatchSettings},
+    enrich::{engine::EngineSettings, never_send::NeverSendPolicy, registry::ProviderSet, simulator},
     net::ssrf::OutboundPolicy,
     queue::{
-        batch::{BatchRunner, PgParker},
         memory::{InProcessQueue, QueueSettings},
         QueueName,
     },
@@ -183,6 +182,10 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_e2e").await?;
     let mut cfg = calseta::config::DbConfig::from_url(url);
@@ -206,16 +209,14 @@ pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
         ingest_per_source_per_minute: 0,
         ..Limits::default()
     };
-    let state = AppState::new(pool.clone(), Arc::new(queue.clone()), &AppSecrets::random(), limits)?;
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
-        state.outbox.clone(),
+    let core = app::Core::new(pool.clone(), Arc::new(queue.clone()));
+    let state = core.state(&AppSecrets::random(), limits, NeverSendPolicy::default())?;
+    let engine = core.engine(
         ProviderSet::simulated(&up.base, HashMap::new(), 16),
         state.never_send.clone(),
-    ));
-    let dispatcher = Arc::new(Dispatcher::new(
-        pool.clone(),
-        state.outbox.clone(),
+        EngineSettings::default(),
+    );
+    let dispatcher = core.dispatcher(
         state.sealer.clone(),
         DispatchSettings {
             policy: OutboundPolicy {
@@ -224,7 +225,7 @@ pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
             },
             retry_schedule: vec![1],
         },
-    ));
+    );
 
     // The agent, registered as `calseta dev` would store it.
     let secret = signing::generate_secret();
@@ -246,11 +247,9 @@ pub async fn e2e(alerts: usize, json_out: bool) -> anyhow::Result<()> {
         )
         .await?;
 
-    let parker = Arc::new(PgParker(pool.clone()));
-    let q: Arc<dyn calseta::queue::Queue> = Arc::new(queue.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let enrich_runner = BatchRunner::new(QueueName::Enrich, q.clone(), parker.clone(), 10);
-    let dispatch_runner = BatchRunner::new(QueueName::Dispatch, q, parker, 10);
+    let enrich_runner = core.runner(QueueName::Enrich);
+    let dispatch_runner = core.runner(QueueName::Dispatch);
     // As `calseta dev` runs them.
     queue.spawn_consumers(QueueName::Enrich, engine.handler(enrich_runner), 4, cancel.clone());
     queue.spawn_consumers(

@@ -20,17 +20,18 @@ use anyhow::Context;
 use axum::extract::Request;
 use axum::middleware::Next;
 use calseta::{
-    api::AppState,
+    app,
     config::{AppSecrets, Limits},
     db::{self, migrate},
     domain::indicator::IndicatorType,
     enrich::{
-        engine::Engine,
+        engine::{Engine, EngineSettings},
+        never_send::NeverSendPolicy,
         registry::ProviderSet,
         simulator::{self, SimulatorOptions},
     },
     queue::{
-        batch::{BatchRunner, PgParker},
+        batch::BatchRunner,
         memory::{InProcessQueue, QueueSettings},
         QueueName,
     },
@@ -261,6 +262,10 @@ impl Bench {
 /// Records per consumer batch, as the template's SQS event source (BatchSize 10) hands them over.
 const ENRICH_BATCH: usize = 10;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_enrich").await?;
     let mut cfg = calseta::config::DbConfig::from_url(url);
@@ -285,21 +290,12 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
         enrichment_deadline: Duration::from_secs(600),
         ..Limits::default()
     };
-    let state = AppState::new(pool.clone(), Arc::new(queue.clone()), &AppSecrets::random(), limits)?;
+    let core = app::Core::new(pool.clone(), Arc::new(queue.clone()));
+    let state = core.state(&AppSecrets::random(), limits, NeverSendPolicy::default())?;
     // No budgets: this measures the engine, not a plan's quota.
     let providers = ProviderSet::simulated(&up.base, HashMap::new(), 64);
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
-        state.outbox.clone(),
-        providers,
-        state.never_send.clone(),
-    ));
-    let runner = BatchRunner::new(
-        QueueName::Enrich,
-        Arc::new(queue.clone()),
-        Arc::new(PgParker(pool.clone())),
-        10,
-    );
+    let engine = core.engine(providers, state.never_send.clone(), EngineSettings::default());
+    let runner = core.runner(QueueName::Enrich);
     let (ingest_url, key) = crate::bench::serve_ingest(&pool, state).await?;
     let b = Bench {
         pool: pool.clone(),

@@ -19,12 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use calseta::{
-    api::AppState,
+    app,
     config::{AppSecrets, Limits},
     db::{self, migrate},
-    enrich::{engine::Engine, registry::ProviderSet},
+    enrich::{engine::EngineSettings, never_send::NeverSendPolicy, registry::ProviderSet},
     queue::{
-        batch::{BatchRunner, PgParker},
         memory::{InProcessQueue, QueueSettings},
         QueueName,
     },
@@ -144,6 +143,10 @@ impl Rig {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn flood(
     ips: usize,
     cap: Option<usize>,
@@ -178,20 +181,11 @@ pub async fn flood(
         max_indicators_per_alert: cap.unwrap_or(d.max_indicators_per_alert),
         ..d
     };
-    let state = AppState::new(pool.clone(), Arc::new(queue.clone()), &AppSecrets::random(), limits)?;
+    let core = app::Core::new(pool.clone(), Arc::new(queue.clone()));
+    let state = core.state(&AppSecrets::random(), limits, NeverSendPolicy::default())?;
     let providers = ProviderSet::simulated(&up.base, HashMap::new(), 64);
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
-        state.outbox.clone(),
-        providers,
-        state.never_send.clone(),
-    ));
-    let runner = BatchRunner::new(
-        QueueName::Enrich,
-        Arc::new(queue.clone()),
-        Arc::new(PgParker(pool.clone())),
-        10,
-    );
+    let engine = core.engine(providers, state.never_send.clone(), EngineSettings::default());
+    let runner = core.runner(QueueName::Enrich);
     let (ingest_url, key) = crate::bench::serve_ingest(&pool, state).await?;
     let rig = Rig {
         pool: pool.clone(),

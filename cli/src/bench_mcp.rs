@@ -10,9 +10,10 @@ use std::{
 
 use anyhow::Context;
 use calseta::{
-    api::{self, AppState},
+    api, app,
     config::{AppSecrets, DbConfig, Limits},
     db::{self, api_keys, migrate},
+    enrich::never_send::NeverSendPolicy,
     mcp,
     queue::memory::InProcessQueue,
 };
@@ -62,6 +63,10 @@ async fn mcp_call(http: &reqwest::Client, url: &str, auth: &str, tool: &str, arg
     Ok(result["structuredContent"].clone())
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's setup, runs and report in one readable sequence"
+)]
 pub async fn bench(alerts: usize, samples: usize, json_out: bool) -> anyhow::Result<()> {
     let (url, embedded) = crate::bench::database("calseta_bench_mcp").await?;
     let mut cfg = DbConfig::from_url(url);
@@ -73,13 +78,12 @@ pub async fn bench(alerts: usize, samples: usize, json_out: bool) -> anyhow::Res
         ingest_per_source_per_minute: 0,
         ..Limits::default()
     };
-    let state = AppState::new(
-        pool.clone(),
-        Arc::new(InProcessQueue::new(Default::default())),
+    let state = app::Core::new(pool.clone(), Arc::new(InProcessQueue::new(Default::default()))).state(
         &AppSecrets::random(),
         limits,
+        NeverSendPolicy::default(),
     )?;
-    let key = api::keys::generate();
+    let key = calseta::keys::generate();
     api_keys::insert(
         &**pool.get().await?,
         &state.hasher,

@@ -1,9 +1,12 @@
 //! `calseta api-key create`: the bootstrap of the first admin key straight into the database,
 //! hashed with the deployment's secret; the key is printed once (stdout) and never stored.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::process::Command;
 
-use calseta::api::keys::KeyHasher;
+use calseta::keys::KeyHasher;
 use calseta::testing::TestDb;
 use secrecy::SecretString;
 

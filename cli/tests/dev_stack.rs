@@ -1,6 +1,9 @@
 //! Black-box test of the README's run command: `calseta dev` starts, answers `/health`, and on
 //! SIGINT stops cleanly without leaving a postgres process behind.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{
     io::{BufRead, BufReader},
     path::Path,

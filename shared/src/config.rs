@@ -391,16 +391,3 @@ fn in_range(name: &'static str, v: usize, max: usize) -> Result<usize, ConfigErr
     }
     Ok(v)
 }
-
-/// The never-send policy from `INTERNAL_CIDRS` and `INTERNAL_DOMAIN_SUFFIXES` (comma- or
-/// space-separated; the organisation's own public ranges and internal DNS suffixes).
-pub fn never_send_from_env() -> Result<crate::enrich::never_send::NeverSendPolicy, ConfigError> {
-    crate::enrich::never_send::NeverSendPolicy::from_settings(
-        &var("INTERNAL_CIDRS").unwrap_or_default(),
-        &var("INTERNAL_DOMAIN_SUFFIXES").unwrap_or_default(),
-    )
-    .map_err(|e| ConfigError::Invalid {
-        name: "INTERNAL_CIDRS",
-        problem: e.to_string(),
-    })
-}

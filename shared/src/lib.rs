@@ -4,18 +4,24 @@
 //! (`calseta dev`) and the tests run the very same code.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod db;
+#[cfg(feature = "local")]
 pub mod demo;
 pub mod deploy;
 pub mod dispatch;
 pub mod domain;
 pub mod enrich;
+#[cfg(feature = "local")]
 pub mod esm;
 pub mod ingest;
+pub mod keys;
+#[cfg(feature = "local")]
 pub mod lambda_local;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod mcp;
 pub mod metrics;

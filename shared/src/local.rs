@@ -9,20 +9,20 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::{self, AppState},
+    api,
+    app::{self, Core},
     config::{AppSecrets, DbConfig, Limits},
     db::{
         self, api_keys,
         embedded::{EmbeddedOptions, EmbeddedPostgres},
         migrate,
     },
-    dispatch::{DispatchSettings, Dispatcher},
+    dispatch::DispatchSettings,
     enrich::{
-        engine::Engine,
+        engine::EngineSettings,
         registry::{self, Credentials, ProviderSet, ProviderSettings},
         simulator,
     },
-    queue::batch::{BatchRunner, PgParker},
     queue::{memory::QueueSettings, outbox::Outbox, pg::PgQueue, sqs::SqsQueue, Queue, QueueName},
     sweep,
 };
@@ -102,6 +102,10 @@ pub async fn run(
     result
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "long but linear; a split along its phases is issue #11's next step"
+)]
 async fn serve(
     opts: &DevOptions,
     db_url: &str,
@@ -176,44 +180,23 @@ async fn serve(
             (Arc::new(q.clone()), None, Some(q))
         }
     };
-    let state = AppState::new(pool.clone(), queue.clone(), &secrets, limits)
-        .map_err(|e| DevError::Other(e.to_string()))?
-        .with_never_send(crate::config::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?);
+    let core = Core::new(pool.clone(), queue.clone());
+    let never_send = app::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?;
+    let state = core
+        .state(&secrets, limits, never_send)
+        .map_err(|e| DevError::Other(e.to_string()))?;
 
     // Providers: real ones when credentials are set, else the local simulator.
     let (providers, simulator_note) = dev_providers(&cancel).await?;
-    let engine = Arc::new(Engine::new(
-        pool.clone(),
-        state.outbox.clone(),
-        providers,
-        state.never_send.clone(),
-    ));
     // Agents on this machine are the common local case: loopback is allowed unless
     // CALSETA_OUTBOUND_ALLOW_LOOPBACK says otherwise (a deployed stack refuses it).
     let mut dispatch_settings = DispatchSettings::from_env().map_err(|e| DevError::Other(e.to_string()))?;
     if crate::config::var("CALSETA_OUTBOUND_ALLOW_LOOPBACK").is_none() {
         dispatch_settings.policy.allow_loopback = true;
     }
-    let dispatcher = Arc::new(Dispatcher::new(
-        pool.clone(),
-        state.outbox.clone(),
-        state.sealer.clone(),
-        dispatch_settings,
-    ));
-    let state = state.with_enrichment(engine.clone()).with_dispatch(dispatcher.clone());
-    let runner = BatchRunner::new(
-        QueueName::Enrich,
-        queue.clone(),
-        Arc::new(PgParker(pool.clone())),
-        crate::queue::MAX_BATCH,
-    );
-    let enrich_handler = engine.handler(runner);
-    let dispatch_handler = dispatcher.handler(BatchRunner::new(
-        QueueName::Dispatch,
-        queue.clone(),
-        Arc::new(PgParker(pool.clone())),
-        crate::queue::MAX_BATCH,
-    ));
+    let (state, engine, dispatcher) = core.full_state(state, providers, EngineSettings::default(), dispatch_settings);
+    let enrich_handler = engine.handler(core.runner(QueueName::Enrich));
+    let dispatch_handler = dispatcher.handler(core.runner(QueueName::Dispatch));
     let mut consumers = Vec::new();
     if let Some(q) = &local {
         consumers.extend(q.spawn_consumers(QueueName::Enrich, enrich_handler.clone(), 4, cancel.clone()));
@@ -226,7 +209,7 @@ async fn serve(
 
     let (admin_key, generated) = match &opts.admin_key {
         Some(k) => (k.clone(), false),
-        None => (api::keys::generate(), true),
+        None => (crate::keys::generate(), true),
     };
     let client = pool.get().await.map_err(db::DbError::from)?;
     api_keys::ensure(

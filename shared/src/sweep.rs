@@ -228,6 +228,7 @@ async fn redrive(outbox: &Outbox, case: Case, settings: RepairSettings) -> Resul
     Ok(n)
 }
 
+#[allow(clippy::too_many_lines, reason = "one SQL statement and its message per repair case")]
 async fn due_messages(
     tx: &deadpool_postgres::Transaction<'_>,
     case: Case,

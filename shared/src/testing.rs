@@ -2,6 +2,8 @@
 //! cluster per test process when `DATABASE_URL` is unset, and a moto server (real SQS API) per
 //! test process when `SQS_TEST_ENDPOINT` is unset. A missing tool fails loudly with the command
 //! that installs it; nothing is skipped silently.
+// A fixture that cannot be built must stop the test at once, with what failed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     net::TcpStream,
@@ -318,25 +320,16 @@ impl TestApp {
             },
         );
         let queue = crate::queue::memory::InProcessQueue::with_settings(qs);
+        let core = crate::app::Core::new(db.pool.clone(), std::sync::Arc::new(queue.clone()));
         let secrets = crate::config::AppSecrets::random();
-        let mut state =
-            crate::api::AppState::new(db.pool.clone(), std::sync::Arc::new(queue.clone()), &secrets, limits)
-                .expect("state");
-        let engine = enrichment.map(|(providers, settings)| {
-            std::sync::Arc::new(crate::enrich::engine::Engine::with_settings(
-                db.pool.clone(),
-                state.outbox.clone(),
-                providers,
-                state.never_send.clone(),
-                settings,
-            ))
-        });
+        let mut state = core
+            .state(&secrets, limits, crate::enrich::never_send::NeverSendPolicy::default())
+            .expect("state");
+        let engine = enrichment.map(|(providers, settings)| core.engine(providers, state.never_send.clone(), settings));
         if let Some(e) = &engine {
             state = state.with_enrichment(e.clone());
         }
-        let dispatcher = std::sync::Arc::new(crate::dispatch::Dispatcher::new(
-            db.pool.clone(),
-            state.outbox.clone(),
+        let dispatcher = core.dispatcher(
             state.sealer.clone(),
             crate::dispatch::DispatchSettings {
                 policy: crate::net::ssrf::OutboundPolicy {
@@ -345,9 +338,9 @@ impl TestApp {
                 },
                 retry_schedule: vec![1],
             },
-        ));
+        );
         state = state.with_dispatch(dispatcher.clone());
-        let key = crate::api::keys::generate();
+        let key = crate::keys::generate();
         let app = Self {
             base: String::new(),
             db,
@@ -384,7 +377,7 @@ impl TestApp {
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> String {
         use secrecy::ExposeSecret;
-        let key = crate::api::keys::generate();
+        let key = crate::keys::generate();
         self.insert_key(&key, name, scopes, allowed_sources, expires_at).await;
         key.expose_secret().to_owned()
     }
@@ -422,26 +415,23 @@ impl TestApp {
         &self,
         engine: Option<&std::sync::Arc<crate::enrich::engine::Engine>>,
     ) -> tokio_util::sync::CancellationToken {
-        use crate::queue::{
-            batch::{BatchRunner, PgParker},
-            QueueName,
-        };
+        use crate::queue::QueueName;
         let cancel = tokio_util::sync::CancellationToken::new();
-        let queue: std::sync::Arc<dyn crate::queue::Queue> = std::sync::Arc::new(self.queue.clone());
-        let parker = std::sync::Arc::new(PgParker(self.db.pool.clone()));
+        let core = crate::app::Core::new(self.db.pool.clone(), std::sync::Arc::new(self.queue.clone()));
         if let Some(engine) = engine {
-            let runner = BatchRunner::new(
+            self.queue.spawn_consumers(
                 QueueName::Enrich,
-                queue.clone(),
-                parker.clone(),
-                crate::queue::MAX_BATCH,
+                engine.handler(core.runner(QueueName::Enrich)),
+                2,
+                cancel.clone(),
             );
-            self.queue
-                .spawn_consumers(QueueName::Enrich, engine.handler(runner), 2, cancel.clone());
         }
-        let runner = BatchRunner::new(QueueName::Dispatch, queue, parker, crate::queue::MAX_BATCH);
-        self.queue
-            .spawn_consumers(QueueName::Dispatch, self.dispatcher.handler(runner), 2, cancel.clone());
+        self.queue.spawn_consumers(
+            QueueName::Dispatch,
+            self.dispatcher.handler(core.runner(QueueName::Dispatch)),
+            2,
+            cancel.clone(),
+        );
         cancel
     }
 

@@ -2,6 +2,9 @@
 //! detail with `_metadata`, PATCH lifecycle rules, findings, activity, indicators, DELETE — and
 //! the agent payload reflecting what analysts and agents wrote back.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,11 @@
 //! scopes; expired and revoked keys get 401 with their codes; the stack's bootstrap key is
 //! registered once and a revocation sticks.
 
-use calseta::api::keys::KeyHasher;
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::deploy::migrations_resource::Bootstrap;
+use calseta::keys::KeyHasher;
 use calseta::testing::{call, TestApp};
 use reqwest::Method;
 use secrecy::SecretString;

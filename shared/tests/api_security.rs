@@ -3,6 +3,9 @@
 //! response (and still used for delivery), bad path bytes get the JSON envelope, and a refused
 //! local agent URL says how to allow it.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::sync::{Arc, Mutex};
 
 use calseta::testing::{call, TestApp};
@@ -259,7 +262,7 @@ async fn failed_authentication_is_limited_per_client_address_only_behind_a_trust
             .http
             .get(app.url("/v1/alerts"))
             .header("x-forwarded-for", "198.51.100.7")
-            .bearer_auth(calseta::api::keys::generate().expose_secret())
+            .bearer_auth(calseta::keys::generate().expose_secret())
             .send()
             .await
             .unwrap();
@@ -287,7 +290,7 @@ async fn failed_authentication_is_limited_per_client_address_only_behind_a_trust
         let junk = if n % 2 == 0 {
             "not-a-key".to_string()
         } else {
-            calseta::api::keys::generate().expose_secret().to_owned()
+            calseta::keys::generate().expose_secret().to_owned()
         };
         assert_eq!(
             get("10.9.9.9, 203.0.113.9", junk).await.unwrap().status(),
@@ -295,7 +298,7 @@ async fn failed_authentication_is_limited_per_client_address_only_behind_a_trust
             "attempt {n}"
         );
     }
-    let r = get("203.0.113.9", calseta::api::keys::generate().expose_secret().to_owned())
+    let r = get("203.0.113.9", calseta::keys::generate().expose_secret().to_owned())
         .await
         .unwrap();
     assert_eq!(r.status(), 429);

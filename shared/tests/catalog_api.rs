@@ -1,6 +1,9 @@
 //! The organizational context through HTTP — detection rules, context documents, workflows —
 //! CRUD with validation and scopes, and what of it reaches an alert's agent payload.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::testing::{call, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};

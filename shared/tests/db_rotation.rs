@@ -4,6 +4,9 @@
 //! moto Secrets Manager read through the same `DbConfig::from_env` path the functions use.
 //! One test per binary: it sets process environment variables.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::sync::Arc;
 
 use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};

@@ -9,6 +9,9 @@
 //! - A database fault while recording a sent webhook retries in seconds and never sends the
 //!   webhook a second time.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,6 +3,9 @@
 //! (each provider's real paths, credentials checks and JSON shapes) behind a layer that counts
 //! every upstream request and can inject faults (5xx, 401, 429 with `Retry-After`).
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

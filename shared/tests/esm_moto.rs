@@ -3,6 +3,9 @@
 //! visibility timeout, the redrive policy moves them to the DLQ after `maxReceiveCount`, a failed
 //! invocation returns the whole batch, and `MaximumConcurrency` bounds batches in flight.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},

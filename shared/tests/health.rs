@@ -1,5 +1,8 @@
 //! `GET /health` and the router's common behaviour, through HTTP.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};

@@ -2,6 +2,9 @@
 //! queue: every golden fixture is stored exactly as expected, repeats are deduplicated, every row
 //! of the bad-input table answers as specified, and nothing is half-written.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{
     io::Write,
     path::{Path, PathBuf},

@@ -3,6 +3,9 @@
 //! naming the field (never a 500 from an index row), one bad alert does not sink its batch,
 //! and an alert whose detection rule cannot be created is still stored.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::{config::Limits, testing::TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

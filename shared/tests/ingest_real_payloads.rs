@@ -2,6 +2,9 @@
 //! rule, not after the first incident's title; a URL's host is an indicator that the never-send
 //! policy still guards; a sub-technique's parent reaches the auto-created rule.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::path::{Path, PathBuf};
 
 use calseta::queue::{messages::EnrichRequest, QueueName};

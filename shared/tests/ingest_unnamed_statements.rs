@@ -1,6 +1,9 @@
 //! The RDS Proxy mode (`DATABASE_PREPARED_STATEMENTS=false`: unnamed typed statements) runs the
 //! same ingest path. Its own test binary, because the statement mode is process-wide.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::{config::Limits, testing::TestApp};
 use serde_json::Value;
 

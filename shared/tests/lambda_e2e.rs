@@ -9,6 +9,9 @@
 //! Needs cargo-lambda (`CARGO_LAMBDA`, or `cargo-lambda` in the venv `scripts/setup.sh` makes,
 //! or on PATH); it fails loudly when missing. Run alone: it compiles and starts six binaries.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{
     collections::HashMap,
     path::PathBuf,

@@ -1,5 +1,8 @@
 //! The migration runner against a real Postgres.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::{
     db::migrate::{self, MigrateError},
     testing::TestDb,

@@ -1,5 +1,8 @@
 //! Transactional outbox against a real Postgres, with the in-process queue as the target.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},

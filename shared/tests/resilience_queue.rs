@@ -6,6 +6,9 @@
 //! webhook ids. Nothing may be lost, left unenriched or undelivered, and no webhook id may
 //! arrive twice. Prints one `RESILIENCE {json}` line that the suite puts in its table.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

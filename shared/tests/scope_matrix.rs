@@ -3,6 +3,9 @@
 //! admin}. A route missing from the router, or guarded differently from its documentation,
 //! fails here — so the served OpenAPI document cannot drift from the code.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::collections::HashMap;
 
 use calseta::api::openapi::{Operation, OPERATIONS};

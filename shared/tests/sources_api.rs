@@ -2,6 +2,9 @@
 //! URL token, rotation with the previous secret, HMAC), and deleting the row fails back to API
 //! keys only.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::testing::{call, TestApp};
 use hmac::{Hmac, Mac};
 use reqwest::Method;

@@ -3,6 +3,9 @@
 //! and an optional `<case>.context.json` holds `{"extra_indicator_fields": [[path, type], ...]}`.
 //! `BLESS=1 cargo test --test sources_golden` rewrites the expected files (review every diff by hand).
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,8 @@
 //! The SQS adapter and the batch runner against a real SQS API (moto's server mode).
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};

@@ -1,7 +1,7 @@
 //! `ingest` Lambda (API Gateway REST proxy): `POST /v1/ingest/{source}` and `POST /v1/alerts`.
 //! See `calseta::ingest`.
 
-use calseta::{api, config, telemetry};
+use calseta::{api, app, config, telemetry};
 use lambda_http::{http::HeaderValue, request::RequestContext, tower::ServiceExt, Request, RequestExt};
 
 /// The request id the API answers with and the alert's enrich and dispatch logs carry: the
@@ -25,7 +25,7 @@ fn with_gateway_request_id(mut req: Request) -> Request {
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init_from_env();
     let sdk = config::aws_sdk_config().await;
-    let state = api::AppState::from_env(&sdk).await?;
+    let state = app::lambda::ingest(&sdk).await?;
     let router = api::ingest_router(state).map_request(with_gateway_request_id);
     lambda_http::run(router).await
 }

@@ -2,6 +2,9 @@
 //! sends them) go through lambda_http's own event conversion into the ingest router and are
 //! accepted — so the events, the stage handling and the routes agree.
 
+// Tests: a failed step fails the test; a scenario reads best as one function.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
 use calseta::{
     api,
     db::sources::{self, AuthType, SourceWrite},

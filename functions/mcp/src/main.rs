@@ -5,7 +5,7 @@
 //! then exit.
 
 use calseta::net::server;
-use calseta::{api::AppState, mcp, telemetry};
+use calseta::{app, mcp, telemetry};
 use tokio_util::sync::CancellationToken;
 
 async fn terminated() {
@@ -28,7 +28,7 @@ async fn terminated() {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init_from_env();
     let sdk = calseta::config::aws_sdk_config().await;
-    let state = AppState::api_from_env(&sdk).await?;
+    let state = app::lambda::api(&sdk).await?;
     let addr = std::env::var("CALSETA_MCP_ADDR").unwrap_or_else(|_| "0.0.0.0:8001".into());
     let cfg = mcp::McpConfig::from_env();
     let shutdown = CancellationToken::new();

@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,12 +17,12 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::authorize;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
 use crate::context::targeting;
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::dispatch::{deliver, matching::Triggers, signing};
 use crate::domain::severity::Severity;
 use crate::enrich::providers::iso;
@@ -268,11 +268,9 @@ async fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
 }
 
 async fn list_agents(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql =
         format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
@@ -281,29 +279,25 @@ async fn list_agents(
         &sql,
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(&*client, &rows, 16, "SELECT count(*) FROM agents", &[]).await?;
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
 }
 
-async fn get_agent(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:read"]).await?;
+async fn get_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = parse_uuid(&uuid, "Agent")?;
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(|| not_found("Agent"))?;
     Ok(Json(page::single(agent_json(&row))))
 }
 
-async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
+async fn create_agent(
+    State(state): State<AppState>,
+    Authorized { client, .. }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, true)?;
     let url = input.endpoint_url.clone().unwrap_or_default();
     check_url(&state, &url).await?;
@@ -342,8 +336,7 @@ async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: B
             (&input.retry_schedule.clone().flatten(), Type::INT4_ARRAY),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     let mut data = agent_json(&row);
     data["signing_secret"] = Value::String(secret.expose_secret().to_owned());
@@ -353,11 +346,10 @@ async fn create_agent(State(state): State<AppState>, headers: HeaderMap, body: B
 
 async fn patch_agent(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Agent")?;
     let mut input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
     // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
@@ -368,8 +360,7 @@ async fn patch_agent(
             "SELECT endpoint_url FROM agents WHERE uuid = $1",
             &[(&uuid, Type::UUID)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         if current.is_some_and(|r| masked_url(r.get::<_, &str>(0)) == url) {
             input.endpoint_url = None;
         }
@@ -440,8 +431,7 @@ async fn patch_agent(
             (&schedule, Type::INT4_ARRAY),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Agent"))?;
     let mut data = agent_json(&row);
     if let Some(s) = secret {
@@ -450,21 +440,15 @@ async fn patch_agent(
     Ok(Json(page::single(data)))
 }
 
-async fn delete_agent(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["agents:write"]).await?;
+async fn delete_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "agents", &uuid, || not_found("Agent")).await
 }
 
 async fn test_agent(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["agents:write"]).await?;
     drop(client);
     let uuid = parse_uuid(&uuid, "Agent")?;
     let dispatcher = state
@@ -482,12 +466,10 @@ async fn test_agent(
 const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
 async fn list_deliveries(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["agents:read"]).await?;
     let admin = principal.has_any(&["admin"]);
     let q = super::list_query::ListQuery::parse(raw.as_deref())?;
     let page = q.page()?;
@@ -511,8 +493,7 @@ async fn list_deliveries(
         "SELECT id FROM agents WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Agent"))?;
     let agent_id: i64 = agent.get(0);
     let rows = stmt::query(
@@ -529,8 +510,7 @@ async fn list_deliveries(
             (&page.offset(), Type::INT8),
         ],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(
         &*client,
         &rows,
@@ -564,12 +544,11 @@ async fn list_deliveries(
 
 async fn replay_delivery(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Delivery")?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
     let row = stmt::query_opt(
         &tx,
@@ -579,11 +558,10 @@ async fn replay_delivery(
          RETURNING d.id, d.uuid, a.uuid",
         &[(&uuid, Type::UUID), (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Delivery"))?;
     let rows = deliver::enqueue_attempts(&*tx, &[(row.get(0), row.get(1), row.get(2))]).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "replay message left for the sweeper");
     }
@@ -597,23 +575,20 @@ async fn replay_delivery(
 
 async fn trigger_agents(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, _) = authorize(&state, &headers, &["agents:write"]).await?;
     let uuid = parse_uuid(&uuid, "Alert")?;
     let alert = stmt::query_opt(
         &*client,
         "SELECT id FROM alerts WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| not_found("Alert"))?;
     let alert_id: i64 = alert.get(0);
     let facts = targeting::facts_of(&*client, alert_id)
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(|| not_found("Alert"))?;
     let agents = stmt::query(
         &*client,
@@ -621,15 +596,14 @@ async fn trigger_agents(
          WHERE is_active ORDER BY name, id",
         &[],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let matched: Vec<(i64, String)> = agents
         .iter()
         .filter(|r| Triggers::from_stored(r.get(2), r.get(3), r.get::<_, Option<Value>>(4).as_ref()).matches(&facts))
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let ids: Vec<i64> = matched.iter().map(|m| m.0).collect();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // A new delivery for every match: a fresh uuid (webhook-id), since this is a new send the
     // agent should not de-duplicate away.
     let rows = stmt::query(
@@ -646,11 +620,10 @@ async fn trigger_agents(
             (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4),
         ],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let items: Vec<(i64, Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1), uuid)).collect();
     let outbox_rows = deliver::enqueue_attempts(&*tx, &items).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &outbox_rows).await {
         tracing::warn!(error = %e, "trigger messages left for the sweeper");
     }

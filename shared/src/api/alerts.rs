@@ -35,7 +35,7 @@ async fn alert_payload(
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+    let client = state.pool.get().await?;
     auth::require_key(&state, &*client, &headers)
         .await?
         .require(&["alerts:read"])?;

@@ -1,17 +1,17 @@
 //! `GET /v1/alerts`, `GET/PATCH/DELETE /v1/alerts/{uuid}` (api spec §5.2).
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::auth::{self, Principal};
+use super::extract::Authorized;
 use super::list_query::ListQuery;
 use super::page;
-use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use super::ApiError;
+use crate::db::stmt;
 use crate::domain::malice::Malice;
 use crate::domain::severity::Severity;
 use crate::service::{alerts, Actor, ActorKind};
@@ -22,30 +22,13 @@ pub(super) fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Alert not found")
 }
 
-/// Authenticates and checks one of `scopes`; returns the connection and the caller.
-pub(super) async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    scopes: &[&str],
-) -> Result<(deadpool_postgres::Object, Principal), ApiError> {
-    let client = state.pool.get().await.map_err(DbError::from)?;
-    let p = auth::require_key(state, &*client, headers).await?;
-    p.require(scopes)?;
-    Ok((client, p))
-}
-
 /// The alert's internal id; unknown or malformed uuids are 404.
 pub(super) async fn alert_id(client: &impl stmt::Cached, uuid: &str) -> Result<(i64, Uuid), ApiError> {
     Ok(alerts::alert_id(client, uuid).await?)
 }
 
 /// `GET /v1/alerts`.
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+pub async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let page = q.page()?;
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
@@ -81,12 +64,7 @@ async fn full(client: &impl stmt::Cached, id: i64) -> Result<Value, ApiError> {
 }
 
 /// `GET /v1/alerts/{uuid}`.
-pub async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+pub async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let (id, _) = alert_id(&*client, &uuid).await?;
     Ok(Json(full(&*client, id).await?))
 }
@@ -115,12 +93,10 @@ fn enum_field(obj: &Map<String, Value>, field: &str, allowed: &[&str]) -> Result
 
 /// `PATCH /v1/alerts/{uuid}`.
 pub async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let obj = page::strict_body(&body, "AlertPatch")?;
     let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
     let malices: Vec<&str> = Malice::ALL.iter().map(|m| m.as_str()).collect();
@@ -182,11 +158,6 @@ pub async fn patch(
 }
 
 /// `DELETE /v1/alerts/{uuid}`: indicator links go, indicators stay; the idempotency key is freed.
-pub async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
+pub async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "alerts", &uuid, not_found).await
 }

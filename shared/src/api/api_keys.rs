@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,11 +14,13 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{authorize, SOURCES};
+use super::alerts_manage::SOURCES;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
-use super::{keys, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::db::{api_keys, stmt, DbError};
+use crate::keys;
 
 /// Scopes that grant something.
 pub const SCOPES: [&str; 8] = [
@@ -75,11 +77,9 @@ fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, Api
 }
 
 async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let sql = format!(
         "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
@@ -89,8 +89,7 @@ async fn list(
         &sql,
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = page::total(
         &*client,
         &rows,
@@ -102,8 +101,11 @@ async fn list(
     Ok(Json(page.envelope(rows.iter().map(key_json).collect(), total)))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+async fn create(
+    State(state): State<AppState>,
+    Authorized { client, principal }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let name = fields::required_text(&obj, "name", 255, true)?.unwrap_or_default();
     let scopes = scopes(&obj, true)?.unwrap_or_default();
@@ -150,8 +152,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     // Created suspended on request (prepared for later hand-over).
     let sql = format!("UPDATE api_keys SET is_active = $2 WHERE uuid = $1 RETURNING {COLUMNS}");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID), (&is_active, Type::BOOL)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(ApiError::internal)?;
     let mut data = key_json(&row);
     data["key"] = Value::String(key.expose_secret().to_owned());
@@ -160,28 +161,21 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .ok_or_else(not_found)?;
     Ok(Json(page::single(key_json(&row))))
 }
 
 async fn patch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let obj = page::strict_body(&body, "ApiKeyWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let name = fields::required_text(&obj, "name", 255, false)?;
@@ -194,7 +188,7 @@ async fn patch(
     };
     let (set_expiry, expires_at) = fields::split(fields::timestamp(&obj, "expires_at")?);
     let is_active = fields::boolean(&obj, "is_active")?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Would this change leave the key unable to administer? Then it must not be the last admin.
     let disarms = scopes.as_ref().is_some_and(|s| !s.iter().any(|x| x == "admin"))
         || is_active == Some(false)
@@ -223,10 +217,9 @@ async fn patch(
             (&is_active, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).
     state.auth_cache.clear();
@@ -247,8 +240,7 @@ async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> R
          ORDER BY id FOR UPDATE",
         &[],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let admins: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
     if admins.contains(&uuid) && admins.len() == 1 {
         return Err(ApiError::new(
@@ -262,12 +254,11 @@ async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> R
 
 async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     keep_an_admin(&tx, uuid).await?;
     let row = stmt::query_opt(
         &tx,
@@ -275,10 +266,9 @@ async fn delete(
          WHERE uuid = $1 AND revoked_at IS NULL RETURNING key_prefix",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).
     state.auth_cache.clear();

@@ -6,7 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::{keys, ApiError, AppState};
+use super::{ApiError, AppState};
+use crate::keys;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -132,8 +133,7 @@ pub async fn verify_key(
              LEFT JOIN api_keys k ON k.key_prefix = $1 AND k.is_active AND k.revoked_at IS NULL",
         &[(&prefix, Type::TEXT), (&ip_bucket, Type::TEXT)],
     )
-    .await
-    .map_err(crate::db::DbError::from)?;
+    .await?;
     let Some(row) = row else { return Err(unauthorized()) };
     let blocked = row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64;
     if let Some(i) = ip {

@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,12 +11,12 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::authorize;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::service::catalog::{self, doc_json, DOC_COLUMNS as COLUMNS};
 
 pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
@@ -50,12 +50,7 @@ fn content(obj: &fields::Body, creating: bool) -> Result<Option<String>, ApiErro
     Ok(Some(c))
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let page = q.page()?;
     let types = q.list("document_type", &DOCUMENT_TYPES)?;
@@ -77,9 +72,12 @@ async fn list(
 /// Largest request body (a 1 MiB document plus form overhead).
 const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 
-async fn create(State(state): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    Authorized { client, .. }: Authorized,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
-    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
     let multipart = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -126,8 +124,7 @@ async fn create(State(state): State<AppState>, req: axum::extract::Request) -> R
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(page::single(doc_json(&row, true)))).into_response())
 }
@@ -193,22 +190,15 @@ async fn form_body(req: axum::extract::Request, state: &AppState) -> Result<fiel
     Ok(obj)
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(page::single(catalog::get_document(&*client, &uuid).await?)))
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
     let obj = page::strict_body(&body, "DocumentWrite")?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let title = fields::required_text(&obj, "title", 500, false)?;
@@ -248,29 +238,18 @@ async fn patch(
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(doc_json(&row, true))))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:write"]).await?;
+async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "context_documents", &uuid, not_found).await
 }
 
 /// `GET /v1/alerts/{uuid}/context`: the documents that apply to the alert, in payload order,
 /// with `content` and `targeting_rules`.
-async fn for_alert(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn for_alert(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let (id, _) = super::alerts_manage::alert_id(&*client, &uuid).await?;
     let docs = catalog::documents_for_alert(&*client, id).await?;
     Ok(Json(json!({"data": docs, "meta": {}})))

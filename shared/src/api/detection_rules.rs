@@ -3,8 +3,8 @@
 //! blind spots are filled in — the payload's `detection_rule` block.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,12 +12,13 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{authorize, SOURCES};
+use super::alerts_manage::SOURCES;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::mitre::{classify_id, with_parent_techniques, MitreKind};
 use crate::domain::severity::Severity;
 use crate::service::catalog::{self, rule_json, RULE_COLUMNS as COLUMNS};
@@ -45,12 +46,7 @@ fn severities() -> Vec<&'static str> {
     Severity::ALL.iter().map(|s| s.as_str()).collect()
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let page = q.page()?;
     let sources = q.list("source_name", &SOURCES)?;
@@ -137,8 +133,7 @@ impl Input {
     }
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+async fn create(Authorized { client, principal }: Authorized, body: Bytes) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "RuleWrite")?;
     let i = Input::parse(&obj, true)?;
     let source = fields::one_of(&obj, "source_name", &SOURCES)?.flatten();
@@ -179,8 +174,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             (&created_by, Type::TEXT),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -191,22 +185,15 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     Ok((StatusCode::CREATED, Json(page::single(rule_json(&row)))).into_response())
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(page::single(catalog::get_rule(&*client, &uuid).await?)))
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
     let obj = page::strict_body(&body, "RuleWrite")?;
     for fixed in ["source_name", "source_rule_id", "created_by"] {
         if obj.contains_key(fixed) {
@@ -256,8 +243,7 @@ async fn patch(
             (&t[3].1, Type::TEXT),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(rule_json(&row))))
 }
@@ -272,11 +258,6 @@ const PARENTS_OF_SUBTECHNIQUES: &str = "ARRAY(
         SELECT coalesce(upper(substring(t from '^\\s*([Tt][0-9]{4})($|[^.0-9])')), '')
         FROM unnest(COALESCE($7, mitre_techniques)) t))";
 
-async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
+async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "detection_rules", &uuid, not_found).await
 }

@@ -34,7 +34,7 @@ fn engine(state: &AppState) -> Result<&std::sync::Arc<crate::enrich::engine::Eng
 
 async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
     {
-        let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+        let client = state.pool.get().await?;
         let principal = auth::require_key(&state, &*client, &headers).await?;
         principal.require(&["enrichments:read"])?;
         rate_limit::check(
@@ -73,7 +73,7 @@ async fn enrich_now(State(state): State<AppState>, headers: HeaderMap, body: Byt
 
 async fn list_providers(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     {
-        let client = state.pool.get().await.map_err(crate::db::DbError::from)?;
+        let client = state.pool.get().await?;
         auth::require_key(&state, &*client, &headers)
             .await?
             .require(&["enrichments:read"])?;

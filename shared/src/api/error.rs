@@ -122,3 +122,49 @@ impl From<crate::service::ServiceError> for ApiError {
         }
     }
 }
+
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError as I;
+        let unprocessable = |code, message: &str, errors: Value| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message).with_details(json!({ "errors": errors }))
+        };
+        match e {
+            I::InvalidJson => ApiError::invalid_json(),
+            I::InvalidPayload { errors } => unprocessable(
+                "INVALID_PAYLOAD",
+                "The body is not a valid alert for this source",
+                errors,
+            ),
+            I::TooManyAlerts { count, max } => unprocessable(
+                "INVALID_PAYLOAD",
+                "Too many alerts in one request",
+                json!([{
+                    "field": "$",
+                    "message": format!("{count} alerts in one request; at most {max} are accepted"),
+                }]),
+            ),
+            I::FieldsTooLong { errors } => unprocessable(
+                "VALIDATION_ERROR",
+                "Alert fields exceed their limits",
+                Value::Array(errors),
+            ),
+            I::Db(e) => e.into(),
+            I::Internal => ApiError::internal(),
+        }
+    }
+}
+
+/// A query or a pool checkout reaches the envelope through [`DbError`] (transient → 503, else
+/// 500), so handlers use `?` on them directly.
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}

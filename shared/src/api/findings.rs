@@ -2,27 +2,23 @@
 //! the activity log, the alert's indicators with their enrichment results.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::alerts_manage::{alert_id, authorize};
+use super::alerts_manage::alert_id;
+use super::extract::Authorized;
 use super::page;
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::service::alerts::{self, NewFinding};
 use crate::service::{Actor, ActorKind};
 
 pub use crate::service::alerts::MAX_EVIDENCE_BYTES;
 
 /// `GET /v1/alerts/{uuid}/findings`: oldest first.
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+pub async fn list(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let (id, _) = alert_id(&*client, &uuid).await?;
     let findings = alerts::findings(&*client, id).await?;
     Ok(Json(json!({"data": findings, "meta": {}})))
@@ -53,12 +49,10 @@ fn text(
 
 /// `POST /v1/alerts/{uuid}/findings`.
 pub async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let obj = page::strict_body(&body, "FindingCreate")?;
     let agent_name = text(&obj, "agent_name", 255, true)?;
     let summary = text(&obj, "summary", 50_000, true)?;
@@ -100,12 +94,10 @@ pub async fn create(
 
 /// `GET /v1/alerts/{uuid}/activity`: latest first, paginated.
 pub async fn activity(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let (id, _) = alert_id(&*client, &uuid).await?;
     let (events, total) = alerts::activity(&*client, id, page.page_size, page.offset()).await?;
@@ -115,11 +107,9 @@ pub async fn activity(
 
 /// `GET /v1/alerts/{uuid}/indicators`: with each provider's stored result (no raw response).
 pub async fn indicators(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let (id, _) = alert_id(&*client, &uuid).await?;
     let data = alerts::indicators(&*client, id).await?;
     Ok(Json(json!({"data": data, "meta": {}})))

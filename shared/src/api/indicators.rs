@@ -11,7 +11,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,11 +19,12 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{alert_id, authorize};
+use super::alerts_manage::alert_id;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{rate_limit, ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::malice::Malice;
 use crate::queue::messages::EnrichRequest;
 use crate::queue::outbox::{self, NewMessage};
@@ -39,23 +40,16 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts/{uuid}/indicators", post(add))
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["enrichments:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let v = crate::service::indicators::get(&*client, &uuid).await?;
     Ok(Json(page::single(v)))
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let obj = page::strict_body(&body, "IndicatorPatch")?;
     let malices: Vec<&str> = Malice::ALL.iter().map(|m| m.as_str()).collect();
     let malice = match fields::one_of(&obj, "malice", &malices)? {
@@ -78,10 +72,9 @@ async fn patch(
 
 async fn reenrich(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     rate_limit::check(
         &*client,
         &format!("key:{}:reenrich", principal.key_prefix),
@@ -90,7 +83,7 @@ async fn reenrich(
     .await?;
     let (id, alert_uuid) = alert_id(&*client, &uuid).await?;
     let deadline = state.limits.enrichment_deadline.as_secs_f64();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     stmt::execute(
         &tx,
         "UPDATE alerts SET enrichment_status = 'Pending',
@@ -98,8 +91,7 @@ async fn reenrich(
          WHERE id = $1",
         &[(&id, Type::INT8), (&deadline, Type::FLOAT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let links = stmt::query(
         &tx,
         "UPDATE alert_indicators l SET enrichment_state = 'pending', provider_status = '{}'::jsonb
@@ -107,8 +99,7 @@ async fn reenrich(
          RETURNING i.id, i.type, i.value",
         &[(&id, Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let mut messages: Vec<NewMessage> = Vec::with_capacity(links.len());
     for l in &links {
         let Ok(kind) = l.get::<_, &str>(1).parse() else {
@@ -134,8 +125,7 @@ async fn reenrich(
              FROM calseta_complete_alerts(ARRAY[$1::bigint], 'enrichment')",
             &[(&id, Type::INT8)],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         crate::enrich::engine::completions(&done)
             .into_iter()
             .map(|(_, _, m)| m)
@@ -144,7 +134,7 @@ async fn reenrich(
         let ids = outbox::enqueue(&*tx, &messages).await?;
         ids.into_iter().zip(messages).collect()
     };
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "re-enrichment messages left for the sweeper");
     }
@@ -159,15 +149,18 @@ async fn reenrich(
 /// Most indicators one request may add.
 pub const MAX_ADDED: usize = 100;
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "long but linear; a split along its phases is issue #11's next step"
+)]
 async fn add(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { mut client, principal }: Authorized,
     Path(uuid): Path<String>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     use crate::domain::indicator::{self, IndicatorType};
-    let (mut client, principal) = authorize(&state, &headers, &["alerts:write"]).await?;
     let enrich = super::list_query::ListQuery::parse(raw.as_deref())?
         .boolean("enrich")?
         .unwrap_or(true);
@@ -222,7 +215,7 @@ async fn add(
         .iter()
         .map(|(t, v)| crate::enrich::wants_enrichment(&state.never_send, *t, v))
         .collect();
-    let tx = client.transaction().await.map_err(DbError::from)?;
+    let tx = client.transaction().await?;
     // Upsert in a fixed order (no deadlocks with concurrent ingest), then link the new ones.
     let rows = stmt::query(
         &tx,
@@ -245,8 +238,7 @@ async fn add(
             (&enrich, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let added: Vec<&tokio_postgres::Row> = rows
         .iter()
         .filter(|r| r.get::<_, Option<String>>(4).is_some())
@@ -279,8 +271,7 @@ async fn add(
                         updated_at = now() WHERE id = $1",
                 &[(&id, Type::INT8), (&deadline, Type::FLOAT8)],
             )
-            .await
-            .map_err(DbError::from)?;
+            .await?;
         }
         let refs = json!({"indicators": added.iter().map(|r| json!({"type": r.get::<_, String>(2), "value": r.get::<_, String>(3)})).collect::<Vec<_>>()});
         stmt::execute(
@@ -293,11 +284,10 @@ async fn add(
                 (&refs, Type::JSONB),
             ],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
     }
     let ids = outbox::enqueue(&*tx, &messages).await?;
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     let sent: Vec<(i64, NewMessage)> = ids.into_iter().zip(messages).collect();
     if let Err(e) = state.outbox.send_committed(&*client, &sent).await {
         tracing::warn!(error = %e, "enrichment messages left for the sweeper");

@@ -3,7 +3,7 @@
 //! (null without rows), rates 0.0 without closed alerts. `alerts:read`.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::authorize;
+use super::extract::Authorized;
 use super::list_query::ListQuery;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::enrich::providers::iso;
 use crate::service::metrics::{self, Stats};
 
@@ -45,12 +45,7 @@ fn window(q: &ListQuery, from_key: &str, to_key: &str) -> Result<(DateTime<Utc>,
     Ok((from, to))
 }
 
-async fn alerts(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn alerts(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let (from, to) = window(&q, "from_time", "to_time")?;
     let s = Stats::load(&*client, from, to, None).await?;
@@ -64,8 +59,10 @@ async fn alerts(
     }, "meta": {}})))
 }
 
-async fn summary(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn summary(
+    State(state): State<AppState>,
+    Authorized { client, .. }: Authorized,
+) -> Result<Json<Value>, ApiError> {
     let mut data = metrics::summary(&*client, state.enrichment.as_deref()).await?;
     let queue = state
         .outbox
@@ -80,12 +77,10 @@ async fn summary(State(state): State<AppState>, headers: HeaderMap) -> Result<Js
 }
 
 async fn rule(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let q = ListQuery::parse(q.as_deref())?;
     let (from, to) = window(&q, "from", "to")?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Detection rule not found");
@@ -95,8 +90,7 @@ async fn rule(
         "SELECT id, name FROM detection_rules WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     let s = Stats::load(&*client, from, to, Some(r.get(0))).await?;
     Ok(Json(json!({"data": {

@@ -11,12 +11,12 @@ pub mod context_documents;
 pub mod detection_rules;
 pub mod enrichments;
 pub mod error;
+pub mod extract;
 pub mod fields;
 pub mod findings;
 pub mod health;
 pub mod indicators;
 pub mod ingest;
-pub mod keys;
 pub mod list_query;
 pub mod metrics;
 pub mod openapi;
@@ -36,6 +36,7 @@ use axum::{
     Router,
 };
 
+use crate::keys::KeyHasher;
 use crate::{
     config::{AppSecrets, Limits},
     crypto::{CryptoError, Sealer},
@@ -44,7 +45,6 @@ use crate::{
     queue::{outbox::Outbox, Queue},
 };
 pub use error::ApiError;
-use keys::KeyHasher;
 
 /// Everything a request handler may need; built once per process.
 #[derive(Clone)]
@@ -111,70 +111,6 @@ impl AppState {
     pub fn with_enrichment(mut self, engine: Arc<crate::enrich::engine::Engine>) -> Self {
         self.enrichment = Some(engine);
         self
-    }
-}
-
-/// Why a Lambda could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Db(#[from] crate::db::DbError),
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
-}
-
-impl AppState {
-    /// Everything an HTTP Lambda needs, from its environment; called once in `main`.
-    /// The database secret and the app secret are fetched concurrently to keep init short.
-    pub async fn from_env(sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        Ok(Self::from_env_with_secrets(sdk).await?.0)
-    }
-
-    async fn from_env_with_secrets(sdk: &aws_config::SdkConfig) -> Result<(Self, AppSecrets), InitError> {
-        use crate::{config, queue::sqs::SqsQueue, secrets::SecretsClient};
-        let secrets = SecretsClient::new(sdk);
-        let (db, app) = tokio::try_join!(
-            config::DbConfig::from_env(Some(&secrets)),
-            AppSecrets::from_env(Some(&secrets))
-        )?;
-        let pool = crate::db::build_pool(&db)?;
-        let queue = SqsQueue::from_config(sdk, &config::QueueConfig::from_env())?;
-        let trust = match config::var("CALSETA_TRUST_FORWARDED_FOR") {
-            Some(v) => crate::enrich::registry::parse_bool("CALSETA_TRUST_FORWARDED_FOR", &v)?,
-            None => false,
-        };
-        let state = Self::new(pool, Arc::new(queue), &app, Limits::from_env()?)?
-            .with_never_send(config::never_send_from_env()?)
-            .with_trusted_forwarded_for(trust);
-        Ok((state, app))
-    }
-}
-
-impl AppState {
-    /// What the `api` Lambda serves with: [`AppState::from_env`] plus the dispatcher (agent URL
-    /// checks, test deliveries) and the enrichment engine (on-demand lookups). Secrets are
-    /// fetched concurrently; clients are built once.
-    pub async fn api_from_env(sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
-        use crate::{crypto::Sealer, enrich::registry, secrets::SecretsClient};
-        let secrets = SecretsClient::new(sdk);
-        let ((state, app), providers) = tokio::try_join!(Self::from_env_with_secrets(sdk), async {
-            Ok::<_, InitError>(registry::providers_from_env(Some(&secrets)).await?)
-        },)?;
-        let dispatcher = Arc::new(crate::dispatch::Dispatcher::new(
-            state.pool.clone(),
-            state.outbox.clone(),
-            Sealer::from_hex(&app.encryption_key)?,
-            crate::dispatch::DispatchSettings::from_env()?,
-        ));
-        let engine = Arc::new(crate::enrich::engine::Engine::new(
-            state.pool.clone(),
-            state.outbox.clone(),
-            providers,
-            state.never_send.clone(),
-        ));
-        Ok(state.with_dispatch(dispatcher).with_enrichment(engine))
     }
 }
 

@@ -77,9 +77,7 @@ pub async fn total(
     if let Some(r) = rows.first() {
         return Ok(r.get(col));
     }
-    let r = crate::db::stmt::query(client, count_sql, params)
-        .await
-        .map_err(crate::db::DbError::from)?;
+    let r = crate::db::stmt::query(client, count_sql, params).await?;
     Ok(r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -97,8 +95,7 @@ pub async fn delete_by_uuid(
         &format!("DELETE FROM {table} WHERE uuid = $1 RETURNING id"),
         &[(&uuid, tokio_postgres::types::Type::UUID)],
     )
-    .await
-    .map_err(crate::db::DbError::from)?
+    .await?
     .map(|_| axum::http::StatusCode::NO_CONTENT)
     .ok_or_else(not_found)
 }

@@ -35,8 +35,7 @@ pub async fn check(client: &impl crate::db::stmt::Cached, bucket: &str, limit: u
                 ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int",
         &[(&bucket, tokio_postgres::types::Type::TEXT)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let row = row.ok_or_else(|| DbError::Config("rate limit upsert returned no row".into()))?;
     let count: i32 = row.get(0);
     if count as i64 > limit as i64 {

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,11 +13,12 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::{authorize, SOURCES};
+use super::alerts_manage::SOURCES;
+use super::extract::Authorized;
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::indicator::IndicatorType;
 use crate::enrich::providers::iso;
 
@@ -128,48 +129,41 @@ fn auth_config(obj: &fields::Body, state: &AppState) -> Result<[SecretWrite; 3],
 }
 
 async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let rows = stmt::query(
         &*client,
         &format!("SELECT {COLUMNS} FROM sources ORDER BY source_name LIMIT $1 OFFSET $2"),
         &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let total = stmt::query(&*client, "SELECT count(*) FROM sources", &[])
-        .await
-        .map_err(DbError::from)?
+        .await?
         .first()
         .map(|r| r.get::<_, i64>(0))
         .unwrap_or(0);
     Ok(Json(page.envelope(rows.iter().map(source_json).collect(), total)))
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["alerts:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let row = stmt::query_opt(
         &*client,
         &format!("SELECT {COLUMNS} FROM sources WHERE uuid = $1"),
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(source_json(&row))))
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
+async fn create(
+    State(state): State<AppState>,
+    Authorized { client, principal }: Authorized,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "SourceWrite")?;
     let source = match obj.get("source_name") {
         Some(Value::String(s)) => SOURCES
@@ -214,8 +208,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -231,11 +224,10 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
 
 async fn patch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, principal }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, principal) = authorize(&state, &headers, &["admin"]).await?;
     let obj = page::strict_body(&body, "SourceWrite")?;
     if obj.contains_key("source_name") {
         return Err(err("source_name", "cannot be changed", "value_error"));
@@ -281,8 +273,7 @@ async fn patch(
             (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     state.auth_cache.clear();
     tracing::info!(source = %row.get::<_, String>(1), by = %principal.key_prefix, "source settings updated");
@@ -292,10 +283,9 @@ async fn patch(
 /// Deleting the row returns the source to the `api_key` default.
 async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["admin"]).await?;
     let r = page::delete_by_uuid(&*client, "sources", &uuid, not_found).await;
     state.auth_cache.clear();
     r

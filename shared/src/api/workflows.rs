@@ -3,8 +3,8 @@
 //! execution settings are ignored if sent and never returned.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,12 +12,12 @@ use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::authorize;
+use super::extract::Authorized;
 use super::fields;
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{stmt, DbError};
+use crate::db::stmt;
 use crate::domain::indicator::IndicatorType;
 use crate::service::catalog::{self, wf_json, WORKFLOW_COLUMNS as COLUMNS};
 
@@ -40,12 +40,7 @@ fn indicator_types() -> Vec<&'static str> {
     IndicatorType::ALL.iter().map(|t| t.as_str()).collect()
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["workflows:read"]).await?;
+async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let page = q.page()?;
     let kinds = q.list("workflow_type", &WORKFLOW_TYPES)?;
@@ -114,8 +109,7 @@ impl Input {
     }
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["workflows:write"]).await?;
+async fn create(Authorized { client, .. }: Authorized, body: Bytes) -> Result<Response, ApiError> {
     let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, true)?;
     let wf_state = i.state.clone().unwrap_or_else(|| "draft".into());
     // `is_active` follows the state unless given.
@@ -144,28 +138,20 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
             (&i.targeting_rules.flatten(), Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(page::single(wf_json(&row)))).into_response())
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["workflows:read"]).await?;
+async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(page::single(catalog::get_workflow(&*client, &uuid).await?)))
 }
 
 async fn patch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    Authorized { client, .. }: Authorized,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["workflows:write"]).await?;
     let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, false)?;
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let (set_desc, desc) = fields::split(i.description);
@@ -212,18 +198,12 @@ async fn patch(
             (&rules, Type::JSONB),
         ],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     Ok(Json(page::single(wf_json(&row))))
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let (client, _) = authorize(&state, &headers, &["workflows:write"]).await?;
+async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
     let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let row = stmt::query_opt(
         &*client,
@@ -231,8 +211,7 @@ async fn delete(
          SELECT (SELECT count(*) FROM d), (SELECT is_system FROM workflows WHERE uuid = $1)",
         &[(&uuid, Type::UUID)],
     )
-    .await
-    .map_err(DbError::from)?
+    .await?
     .ok_or_else(not_found)?;
     match (row.get::<_, i64>(0), row.get::<_, Option<bool>>(1)) {
         (1, _) => Ok(StatusCode::NO_CONTENT),

@@ -366,6 +366,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "a table test: one row per case")]
     fn the_matrix() {
         use Verdict::*;
         let cases: Vec<(Value, Verdict)> = vec![

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::DbError;
-use crate::api::keys::{self, KeyHasher};
+use crate::keys::{self, KeyHasher};
 
 #[derive(Debug, Clone)]
 pub struct NewApiKey<'a> {

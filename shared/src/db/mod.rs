@@ -2,6 +2,7 @@
 //! table group.
 
 pub mod api_keys;
+#[cfg(feature = "local")]
 pub mod embedded;
 pub mod migrate;
 mod pool;

@@ -42,7 +42,7 @@ pub enum ResponseError {
 /// read it from the secret — no endpoint ever creates a key without authentication.
 pub struct Bootstrap {
     pub key: secrecy::SecretString,
-    pub hasher: crate::api::keys::KeyHasher,
+    pub hasher: crate::keys::KeyHasher,
 }
 
 impl Bootstrap {
@@ -60,12 +60,12 @@ impl Bootstrap {
         })?;
         let random: secrecy::SecretString = s.require("key_random").map_err(|e| e.to_string())?;
         let key = secrecy::SecretString::from(format!("cai_{}", random.expose_secret()));
-        if !crate::api::keys::is_well_formed(key.expose_secret()) {
+        if !crate::keys::is_well_formed(key.expose_secret()) {
             return Err("the bootstrap secret's key_random is not 43 URL-safe characters".into());
         }
         Ok(Some(Self {
             key,
-            hasher: crate::api::keys::KeyHasher::new(app.key_hash_secret),
+            hasher: crate::keys::KeyHasher::new(app.key_hash_secret),
         }))
     }
 
@@ -74,7 +74,7 @@ impl Bootstrap {
     pub async fn ensure(&self, pool: &Pool) -> Result<bool, String> {
         use secrecy::ExposeSecret;
         let client = pool.get().await.map_err(|e| e.to_string())?;
-        let prefix = crate::api::keys::lookup_prefix(self.key.expose_secret()).to_owned();
+        let prefix = crate::keys::lookup_prefix(self.key.expose_secret()).to_owned();
         let exists = client
             .query_opt("SELECT 1 FROM api_keys WHERE key_prefix = $1", &[&prefix])
             .await

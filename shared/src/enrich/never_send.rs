@@ -224,6 +224,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "one row per case reads best as one table")]
     fn table() {
         let p = policy();
         let cases: &[(IndicatorType, &str, Option<&str>)] = &[

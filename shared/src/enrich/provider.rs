@@ -29,7 +29,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user agent every outbound request carries.
-pub const USER_AGENT: &str = crate::net::USER_AGENT;
+pub use crate::net::USER_AGENT;
 
 /// Result of one successful lookup (found or not found).
 #[derive(Debug, Clone, PartialEq)]
@@ -271,6 +271,10 @@ pub fn until_next_utc_midnight(now: DateTime<Utc>) -> Duration {
 ///
 /// # Panics
 /// Only when the TLS backend cannot be initialised (as `reqwest::Client::new` does).
+#[allow(
+    clippy::expect_used,
+    reason = "documented panic: a TLS backend that cannot start is a broken build"
+)]
 pub fn build_http_client(connect: Duration, total: Duration) -> reqwest::Client {
     crate::net::tls::install_crypto_provider();
     reqwest::Client::builder()

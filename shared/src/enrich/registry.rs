@@ -392,31 +392,6 @@ impl ProviderSet {
             settings.concurrency,
         ))
     }
-
-    /// Every provider pointed at a provider simulator served at `base` (the local stack with
-    /// no keys, benchmarks, tests). The simulator is local, so loopback is allowed for it alone.
-    pub fn simulated(base: &Url, budgets: HashMap<String, Budget>, concurrency: usize) -> Self {
-        let (vt, abuse, gn, okta, entra) = super::simulator::simulator_configs(base);
-        let mut policy = OutboundPolicy::strict();
-        if let Some(h) = base.host_str() {
-            policy.allow_hosts.push(h.to_string());
-        }
-        let client = ssrf::guarded_client(
-            policy,
-            ssrf::Timeouts {
-                connect: CONNECT_TIMEOUT,
-                total: REQUEST_TIMEOUT,
-            },
-        );
-        let providers: Vec<Arc<dyn Provider>> = vec![
-            Arc::new(VirusTotal::with_client(vt, client.clone())),
-            Arc::new(AbuseIpDb::with_client(abuse, client.clone())),
-            Arc::new(GreyNoise::with_client(gn, client.clone())),
-            Arc::new(Okta::with_client(okta, client.clone())),
-            Arc::new(Entra::with_client(entra, client)),
-        ];
-        ProviderSet::new(providers, budgets, concurrency)
-    }
 }
 
 /// Scheme and host-name rules of the outbound policy for a configured base URL (IP literals are

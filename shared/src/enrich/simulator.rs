@@ -182,6 +182,38 @@ pub fn simulator_configs(
     (vt, abuse, gn, okta, entra)
 }
 
+impl super::registry::ProviderSet {
+    /// Every provider pointed at a provider simulator served at `base` (the local stack with
+    /// no keys, benchmarks, tests). The simulator is local, so loopback is allowed for it alone.
+    /// Defined here, behind the `local` feature, so the production registry never names the
+    /// simulator; the assembly injects this set where it wants it.
+    pub fn simulated(base: &Url, budgets: HashMap<String, super::governor::Budget>, concurrency: usize) -> Self {
+        use super::provider::{Provider, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+        use super::providers::{AbuseIpDb, Entra, GreyNoise, Okta, VirusTotal};
+        use crate::net::ssrf::{self, OutboundPolicy};
+        let (vt, abuse, gn, okta, entra) = simulator_configs(base);
+        let mut policy = OutboundPolicy::strict();
+        if let Some(h) = base.host_str() {
+            policy.allow_hosts.push(h.to_string());
+        }
+        let client = ssrf::guarded_client(
+            policy,
+            ssrf::Timeouts {
+                connect: CONNECT_TIMEOUT,
+                total: REQUEST_TIMEOUT,
+            },
+        );
+        let providers: Vec<Arc<dyn Provider>> = vec![
+            Arc::new(VirusTotal::with_client(vt, client.clone())),
+            Arc::new(AbuseIpDb::with_client(abuse, client.clone())),
+            Arc::new(GreyNoise::with_client(gn, client.clone())),
+            Arc::new(Okta::with_client(okta, client.clone())),
+            Arc::new(Entra::with_client(entra, client)),
+        ];
+        Self::new(providers, budgets, concurrency)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Plumbing
 

@@ -70,9 +70,7 @@ pub fn presented_secret(
     if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some((scheme, value)) = auth.split_once(' ') {
             let value = value.trim();
-            if scheme.eq_ignore_ascii_case("bearer")
-                && !value.starts_with(crate::api::keys::KEY_PREFIX)
-                && !value.is_empty()
+            if scheme.eq_ignore_ascii_case("bearer") && !value.starts_with(crate::keys::KEY_PREFIX) && !value.is_empty()
             {
                 return Some(SecretString::from(value.to_owned()));
             }

@@ -1,6 +1,7 @@
-//! Ingest (pipeline step 1): authenticate the source, parse and normalize the SIEM's body
-//! (`crate::sources`), store everything in one transaction (`store`), then send the outbox
-//! messages that start enrichment. Processing order and errors follow sources spec §6 and §9.
+//! Ingest (pipeline step 1): parse and normalize the SIEM's body (`crate::sources`), store
+//! everything in one transaction (`store`), then send the outbox messages that start
+//! enrichment. Processing order and errors follow sources spec §6 and §9. Authentication (keys,
+//! source credentials, rate limits) belongs to the front door (`api/ingest.rs`).
 
 pub mod credentials;
 pub mod limits;
@@ -8,22 +9,45 @@ pub mod store;
 
 use std::borrow::Cow;
 
-use axum::http::{HeaderMap, StatusCode};
-use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{json, value::RawValue, Value};
 use uuid::Uuid;
 
 use crate::{
-    api::{
-        auth::{self, Principal},
-        ApiError, AppState,
-    },
-    db::{self, sources::AuthType, DbError},
+    config::Limits,
+    db::DbError,
+    enrich::never_send::NeverSendPolicy,
+    queue::outbox::Outbox,
     sources::{source_for, ParseContext, ParsedItem, SourceName},
 };
-use credentials::Refusal;
 use store::{Actor, AlertToStore, Archive, Stored};
+
+/// Why a body was not ingested; the front door maps each to its error envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the body is not valid JSON")]
+    InvalidJson,
+    /// The source's parser refused the body; `errors` lists the fields.
+    #[error("the body is not a valid alert for this source")]
+    InvalidPayload { errors: Value },
+    #[error("{count} alerts in one request; at most {max} are accepted")]
+    TooManyAlerts { count: usize, max: usize },
+    /// Every alert of the body has a field too long to store.
+    #[error("alert fields exceed their limits")]
+    FieldsTooLong { errors: Vec<Value> },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the store returned fewer alerts than it was given")]
+    Internal,
+}
+
+/// The ingest service over the parts it needs; no HTTP types.
+#[derive(Clone, Copy)]
+pub struct Ingestor<'a> {
+    pub limits: &'a Limits,
+    pub never_send: &'a NeverSendPolicy,
+    pub outbox: &'a Outbox,
+}
 
 /// One item of the 202 response.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -46,268 +70,16 @@ pub struct IngestResult {
     pub items: Vec<ItemResult>,
 }
 
-/// A native SIEM delivery to `POST /v1/ingest/{source}`.
-pub struct NativeRequest<'a> {
-    pub source: &'a str,
-    pub headers: &'a HeaderMap,
-    pub query: Option<&'a str>,
-    pub body: &'a [u8],
-    pub request_id: &'a str,
-}
-
-fn unknown_source(name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "UNKNOWN_SOURCE",
-        "Unknown or inactive alert source",
-    )
-    .with_details(json!({ "source_name": name }))
-}
-
-fn invalid_signature(r: Refusal) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "INVALID_SIGNATURE",
-        "Source credential missing or invalid",
-    )
-    .with_details(json!({ "reason": r.reason() }))
-}
-
-fn source_allowed(p: &Principal, source: SourceName) -> Result<(), ApiError> {
-    match &p.allowed_sources {
-        Some(list) if !list.iter().any(|s| s == source.as_str()) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "SOURCE_NOT_ALLOWED",
-            "This API key may not ingest for this source",
-        )
-        .with_details(json!({ "source_name": source.as_str() }))),
-        _ => Ok(()),
-    }
-}
-
-/// Headers worth archiving: everything except credentials.
-fn archived_headers(headers: &HeaderMap) -> Value {
-    const SECRET: &[&str] = &[
-        "authorization",
-        "cookie",
-        "x-calseta-source-secret",
-        "x-splunk-webhook-secret",
-        "proxy-authorization",
-        "x-api-key",
-    ];
-    let mut m = serde_json::Map::new();
-    for (k, v) in headers {
-        if SECRET.contains(&k.as_str()) {
-            continue;
-        }
-        if let Ok(v) = v.to_str() {
-            m.insert(k.as_str().to_owned(), Value::String(v.to_owned()));
-        }
-    }
-    Value::Object(m)
-}
-
-/// A source's settings, from the per-instance cache when read less than
-/// [`AUTH_CACHE_TTL`](crate::api::cache::AUTH_CACHE_TTL) ago.
-async fn source_settings(
-    state: &AppState,
-    client: &impl db::stmt::Cached,
-    source: SourceName,
-) -> Result<db::sources::SourceSettings, DbError> {
-    if let Some(s) = state.auth_cache.sources.get(&source) {
-        return Ok(s);
-    }
-    let s = db::sources::get(client, source).await?;
-    state.auth_cache.sources.put(source, s.clone());
-    Ok(s)
-}
-
-/// `POST /v1/ingest/{source}`. The body has already passed the size check.
-pub async fn ingest_native(state: &AppState, req: NativeRequest<'_>) -> Result<IngestResult, ApiError> {
-    let source: SourceName = req.source.parse().map_err(|_| unknown_source(req.source))?;
-    // One connection for the whole request.
-    let mut client = state.pool.get().await.map_err(DbError::from)?;
-    // Source settings and the API key (a `cai_` bearer is always an API key, never falls
-    // through to other checks) are read together: one round trip.
-    let key = auth::bearer(req.headers).filter(|t| t.starts_with(crate::api::keys::KEY_PREFIX));
-    let (settings, principal) = tokio::join!(source_settings(state, &*client, source), async {
-        match key {
-            Some(token) => auth::verify_key(state, &*client, req.headers, token).await.map(Some),
-            None => Ok(None),
-        }
-    });
-    let settings = settings?;
-    if !settings.is_active {
-        return Err(unknown_source(req.source));
-    }
-    let principal = principal?;
-    if let Some(p) = &principal {
-        p.require(&["alerts:write"])?;
-        source_allowed(p, source)?;
-    }
-    let open = |sealed: &Option<Vec<u8>>| -> Result<Option<SecretString>, ApiError> {
-        match sealed {
-            None => Ok(None),
-            Some(b) => state.sealer.open(b).map(Some).map_err(|e| {
-                tracing::error!(error = %e, source = source.as_str(), "source secret cannot be decrypted");
-                ApiError::unavailable("The secret store")
-            }),
-        }
-    };
-    match settings.auth_type {
-        AuthType::ApiKey => {
-            if principal.is_none() {
-                return Err(auth::unauthorized());
-            }
-        }
-        AuthType::SharedSecret if principal.is_some() => {}
-        AuthType::SharedSecret => {
-            let configured: Vec<SecretString> =
-                [open(&settings.shared_secret)?, open(&settings.previous_shared_secret)?]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            let presented = credentials::presented_secret(req.headers, req.query, source, settings.url_token_allowed);
-            credentials::check_shared_secret(presented.as_ref(), &configured).map_err(invalid_signature)?;
-        }
-        AuthType::Hmac => {
-            let secret = open(&settings.hmac_secret)?;
-            credentials::check_hmac(
-                req.headers,
-                req.body,
-                source,
-                secret.as_ref(),
-                chrono::Utc::now().timestamp(),
-                settings.hmac_body_only,
-            )
-            .map_err(invalid_signature)?;
-        }
-        AuthType::None => {
-            tracing::warn!(source = source.as_str(), "unauthenticated ingest (auth_type none)");
-        }
-    }
-    match &principal {
-        Some(p) => {
-            state
-                .limiter
-                .check(
-                    &*client,
-                    &format!("key:{}:ingest", p.key_prefix),
-                    state.limits.ingest_per_key_per_minute,
-                )
-                .await?
-        }
-        None => {
-            state
-                .limiter
-                .check(
-                    &*client,
-                    &format!("source:{}", source.as_str()),
-                    state.limits.ingest_per_source_per_minute,
-                )
-                .await?
-        }
-    }
-
-    let text = std::str::from_utf8(req.body).map_err(|_| ApiError::invalid_json())?;
-    let archive = Archive {
-        request_id: req.request_id,
-        source,
-        headers: archived_headers(req.headers),
-        body: req.body,
-        write: true,
-    };
-    process(
-        state,
-        &mut client,
-        source,
-        &settings.extra_indicator_fields,
-        text,
-        principal.as_ref(),
-        &archive,
-    )
-    .await
-}
-
-/// `POST /v1/alerts`: `{source_name, payload}` with an API key holding `alerts:write`.
-pub async fn ingest_wrapped(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-    request_id: &str,
-) -> Result<IngestResult, ApiError> {
-    let mut client = state.pool.get().await.map_err(DbError::from)?;
-    let principal = auth::require_key(state, &*client, headers).await?;
-    principal.require(&["alerts:write"])?;
-    state
-        .limiter
-        .check(
-            &*client,
-            &format!("key:{}:ingest", principal.key_prefix),
-            state.limits.ingest_per_key_per_minute,
-        )
-        .await?;
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid_json())?;
-    #[derive(serde::Deserialize)]
-    struct Wrapped<'a> {
-        source_name: Option<Value>,
-        #[serde(borrow)]
-        payload: Option<&'a RawValue>,
-    }
-    let w: Wrapped = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
-    // Any other top-level field is refused (422 naming it), never silently ignored.
-    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
-        serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
-    let top: serde_json::Map<String, Value> = keys.into_keys().map(|k| (k, Value::Null)).collect();
-    crate::api::fields::strict(&top, "AlertIngest")?;
-    let missing = |field: &str| ApiError::validation(&format!("body.{field}"), "field required", "missing");
-    let name = match &w.source_name {
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(ApiError::validation(
-                "body.source_name",
-                "must be a string",
-                "string_type",
-            ))
-        }
-        None => return Err(missing("source_name")),
-    };
-    let payload = w.payload.ok_or_else(|| missing("payload"))?;
-    let source: SourceName = name.parse().map_err(|_| unknown_source(&name))?;
-    let settings = source_settings(state, &*client, source).await?;
-    if !settings.is_active {
-        return Err(unknown_source(&name));
-    }
-    source_allowed(&principal, source)?;
-    let archive = Archive {
-        request_id,
-        source,
-        headers: archived_headers(headers),
-        body,
-        write: true,
-    };
-    process(
-        state,
-        &mut client,
-        source,
-        &settings.extra_indicator_fields,
-        payload.get(),
-        Some(&principal),
-        &archive,
-    )
-    .await
-}
-
 /// Stores each alert in its own transaction (the body is archived with the first one stored).
 /// Returns what was stored, in order, and the positions in `to_store` the database refused.
 async fn store_each(
-    state: &AppState,
+    ing: Ingestor<'_>,
     client: &mut deadpool_postgres::Client,
     to_store: &[AlertToStore<'_>],
     archive: &Archive<'_>,
     actor: &Actor<'_>,
     release: store::Release,
-) -> Result<(store::StoreResult, Vec<usize>), ApiError> {
+) -> Result<(store::StoreResult, Vec<usize>), IngestError> {
     let mut all = store::StoreResult {
         stored: Vec::new(),
         outbox: Vec::new(),
@@ -323,15 +95,7 @@ async fn store_each(
         };
         let outcome = async {
             let tx = client.transaction().await?;
-            let r = store::store(
-                &tx,
-                std::slice::from_ref(one),
-                &archive,
-                actor,
-                &state.never_send,
-                release,
-            )
-            .await?;
+            let r = store::store(&tx, std::slice::from_ref(one), &archive, actor, ing.never_send, release).await?;
             tx.commit().await?;
             Ok::<_, DbError>(r)
         }
@@ -409,44 +173,57 @@ fn raw_text<'a>(
     Cow::Owned(raw.to_string())
 }
 
+impl Ingestor<'_> {
+    /// Parses `text` as `source` sends it, stores what is valid (one transaction, retried on
+    /// deadlocks; alert by alert when the database refuses the batch) and sends the outbox.
+    /// `key_prefix`: the API key that delivered it, recorded as the actor.
+    pub async fn ingest(
+        self,
+        client: &mut deadpool_postgres::Client,
+        source: SourceName,
+        extra_fields: &[(String, crate::domain::indicator::IndicatorType)],
+        text: &str,
+        key_prefix: Option<&str>,
+        archive: &Archive<'_>,
+    ) -> Result<IngestResult, IngestError> {
+        process(self, client, source, extra_fields, text, key_prefix, archive).await
+    }
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "long but linear; a split along its phases is issue #11's next step"
+)]
 async fn process(
-    state: &AppState,
+    ing: Ingestor<'_>,
     client: &mut deadpool_postgres::Client,
     source: SourceName,
     extra_fields: &[(String, crate::domain::indicator::IndicatorType)],
     text: &str,
-    principal: Option<&Principal>,
+    key_prefix: Option<&str>,
     archive: &Archive<'_>,
-) -> Result<IngestResult, ApiError> {
+) -> Result<IngestResult, IngestError> {
     if text.trim().is_empty() {
-        return Err(ApiError::invalid_json());
+        return Err(IngestError::InvalidJson);
     }
-    let mut value: Value = serde_json::from_str(text).map_err(|_| ApiError::invalid_json())?;
+    let mut value: Value = serde_json::from_str(text).map_err(|_| IngestError::InvalidJson)?;
     let exact = !text.contains("\\u0000");
     if !exact {
         value = without_nul(value);
     }
     let mut ctx = ParseContext::new(chrono::Utc::now());
     ctx.extra_indicator_fields = extra_fields.to_vec();
-    let mut items = source_for(source).parse(&value, &ctx).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_PAYLOAD",
-            "The body is not a valid alert for this source",
-        )
-        .with_details(json!({ "errors": e.errors() }))
-    })?;
-    let max_alerts = state.limits.max_alerts_per_request;
+    let mut items = source_for(source)
+        .parse(&value, &ctx)
+        .map_err(|e| IngestError::InvalidPayload {
+            errors: json!(e.errors()),
+        })?;
+    let max_alerts = ing.limits.max_alerts_per_request;
     if items.len() > max_alerts {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "INVALID_PAYLOAD",
-            "Too many alerts in one request",
-        )
-        .with_details(json!({ "errors": [{
-            "field": "$",
-            "message": format!("{} alerts in one request; at most {max_alerts} are accepted", items.len()),
-        }] })));
+        return Err(IngestError::TooManyAlerts {
+            count: items.len(),
+            max: max_alerts,
+        });
     }
     // Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
     // batch is stored); the others keep at most the configured number of indicators.
@@ -475,18 +252,13 @@ async fn process(
         if let Some(first) = refused.iter().flatten().next() {
             let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
             tracing::info!(source = source.as_str(), field = %first[0]["field"], "alert refused: field too long");
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "VALIDATION_ERROR",
-                "Alert fields exceed their limits",
-            )
-            .with_details(json!({ "errors": errors })));
+            return Err(IngestError::FieldsTooLong { errors });
         }
     }
-    let cap = state.limits.max_indicators_per_alert;
+    let cap = ing.limits.max_indicators_per_alert;
     for (i, item) in items.iter_mut().enumerate() {
         if let (ParsedItem::Alert(a), None) = (item, &refused[i]) {
-            if let Some(t) = limits::cap_indicators(a, cap, &state.never_send) {
+            if let Some(t) = limits::cap_indicators(a, cap, ing.never_send) {
                 tracing::info!(source = source.as_str(), index = i, truncation = %t, "indicators capped");
             }
         }
@@ -519,19 +291,19 @@ async fn process(
         .collect();
     let actor = Actor {
         actor_type: "api",
-        key_prefix: principal.map(|p| p.key_prefix.as_str()),
+        key_prefix,
     };
 
     let release = store::Release {
-        deadline_secs: state.limits.enrichment_deadline.as_secs_f64(),
-        per_second: state.limits.enrich_release_per_second,
+        deadline_secs: ing.limits.enrichment_deadline.as_secs_f64(),
+        per_second: ing.limits.enrich_release_per_second,
     };
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
         let outcome = async {
             let tx = client.transaction().await?;
-            let r = store::store(&tx, &to_store, archive, &actor, &state.never_send, release).await?;
+            let r = store::store(&tx, &to_store, archive, &actor, ing.never_send, release).await?;
             tx.commit().await?;
             Ok::<_, DbError>(r)
         }
@@ -547,7 +319,7 @@ async fn process(
             // one so the rest of the batch is kept and only that alert is refused.
             Err(e) if e.is_bad_data() => {
                 tracing::warn!(error = %e, alerts = to_store.len(), "batch refused by the database; storing alerts one by one");
-                let (r, failed) = store_each(state, client, &to_store, archive, &actor, release).await?;
+                let (r, failed) = store_each(ing, client, &to_store, archive, &actor, release).await?;
                 for j in failed {
                     let mut e = json!({
                         "field": "$",
@@ -561,12 +333,7 @@ async fn process(
                 }
                 if r.stored.is_empty() {
                     let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "VALIDATION_ERROR",
-                        "Alert fields exceed their limits",
-                    )
-                    .with_details(json!({ "errors": errors })));
+                    return Err(IngestError::FieldsTooLong { errors });
                 }
                 break r;
             }
@@ -574,7 +341,7 @@ async fn process(
         }
     };
     if !result.outbox.is_empty() {
-        if let Err(e) = state.outbox.send_committed(&**client, &result.outbox).await {
+        if let Err(e) = ing.outbox.send_committed(&**client, &result.outbox).await {
             // Committed; the sweeper sends these rows later.
             tracing::warn!(error = %e, "outbox send after ingest failed; sweeper will retry");
         }
@@ -605,7 +372,7 @@ async fn process(
                     tracing::info!(alert_uuid = %uuid, duplicate_count, "duplicate delivery");
                     ItemResult { index, alert_uuid: Some(uuid), status: "deduplicated", is_duplicate: true, duplicate_count: Some(duplicate_count), error: None }
                 }
-                None => return Err(ApiError::internal()),
+                None => return Err(IngestError::Internal),
             },
             ParsedItem::Skipped { reason } => ItemResult {
                 index,

@@ -298,6 +298,10 @@ pub fn guarded_client(policy: OutboundPolicy, timeouts: Timeouts) -> reqwest::Cl
 }
 
 /// [`guarded_client`] with an explicit resolver.
+#[allow(
+    clippy::expect_used,
+    reason = "documented panic: a TLS backend that cannot start is a broken build"
+)]
 pub fn guarded_client_with(policy: OutboundPolicy, timeouts: Timeouts, lookup: Arc<dyn HostLookup>) -> reqwest::Client {
     // Never fall back to an unguarded client.
     try_guarded_client_with(policy, timeouts, lookup).expect("the TLS backend initialises (reqwest client build)")
