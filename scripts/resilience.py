@@ -844,10 +844,8 @@ SCENARIOS = {
     "providers": sc_providers,
     "queue": sc_queue,
 }
-# The short form (CI): the scenarios the product passes on main today; see docs/resilience.md.
-# kill9 and sigterm are left out until the durable queue and the sweeper's repair duty (issue
-# #17 items 3/4) are in: today they strand work (see the table in docs/resilience.md).
-SHORT = ["baseline", "pg-stop", "pg-freeze", "agent-down", "slow-agent", "maximal", "providers", "queue"]
+# The short form (CI): every scenario, with short outages; see docs/resilience.md.
+SHORT = ["baseline", "kill9", "sigterm", "pg-stop", "pg-freeze", "agent-down", "slow-agent", "maximal", "providers", "queue"]
 
 
 # ---------------------------------------------------------------------------------------------
