@@ -337,10 +337,10 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
         IndicatorType::Url,
         IndicatorType::HashMd5,
         IndicatorType::HashMd5,
-        IndicatorType::HashMd5,
     ];
     let rounds = 10usize;
     let mut walls = Vec::new();
+    let mut fanned_out = 0;
     for r in 0..rounds as u64 {
         let inds: Vec<Value> = kinds
             .iter()
@@ -352,13 +352,16 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
             1,
         )
         .await?;
+        // The URL brings its host as a domain indicator (as at ingest): ten messages, one
+        // SQS batch.
         let batch = queue.receive(QueueName::Enrich, 10);
         anyhow::ensure!(
-            batch.len() == kinds.len(),
+            batch.len() == kinds.len() + 1,
             "expected {} messages, got {}",
-            kinds.len(),
+            kinds.len() + 1,
             batch.len()
         );
+        fanned_out = batch.len();
         let t = Instant::now();
         let out = engine.handle_records(batch.clone()).await;
         walls.push(t.elapsed());
@@ -372,7 +375,7 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
     walls.sort();
     let fanout = Fanout {
         provider_delay_ms: DELAY_MS,
-        indicators: kinds.len(),
+        indicators: fanned_out,
         rounds,
         one_call_p50_ms: pct(&one, 0.5),
         alert_p50_ms: pct(&walls, 0.5),
@@ -487,7 +490,7 @@ pub async fn enrich(backlog: usize, consumers: usize, json_out: bool) -> anyhow:
         );
         let d = &report.drain;
         println!(
-            "drain: {} alerts ({} links, {} upstream lookups), {} consumers, providers instant: {:.2} s -> {:.0} alerts/s, {:.0} links/s (goal >= 250 alerts/s)",
+            "drain: {} alerts ({} links, {} upstream lookups), {} consumers, providers instant: {:.2} s -> {:.0} alerts/s, {:.0} links/s (goal >= 500 alerts/s)",
             d.alerts, d.links, d.upstream_lookups, d.consumers, d.seconds, d.alerts_per_sec, d.links_per_sec
         );
     }

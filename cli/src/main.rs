@@ -405,7 +405,7 @@ async fn api_key_create(name: &str, scopes: &[String], key_type: &str, expires_a
 #[tokio::main]
 #[allow(clippy::too_many_lines, reason = "the command dispatch, one arm per subcommand")]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init_from_env();
+    telemetry::init_from_env_to_stderr();
     calseta::net::tls::install_crypto_provider();
     let matches = Cli::command().get_matches();
     let admin_key_on_argv = matches

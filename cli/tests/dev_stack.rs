@@ -32,7 +32,7 @@ fn data_dir_name(dir: &Path) -> String {
     dir.join("pg").to_string_lossy().into_owned()
 }
 
-/// A running `calseta dev`: the child, its ready line, API URL and the rest of its stdout.
+/// A running `calseta dev`: the child, its ready line, API URL and the rest of its output.
 struct Dev {
     child: Child,
     ready: String,
@@ -57,16 +57,25 @@ fn start_dev_with(dir: &Path, key_args: &[&str], env: &[(&str, &str)], wait: Dur
         .env_remove("SQS_ENDPOINT_URL")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn calseta dev");
+    // Its logs (stderr) join stdout, so the secret checks below see both.
     let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
     let (tx, lines) = mpsc::channel();
+    let tx_err = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let _ = tx_err.send(line);
         }
     });
     let ready = loop {

@@ -29,9 +29,23 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it many times).
+/// Logs go to stdout, the Lambda log stream.
 pub fn init(format: LogFormat) {
+    init_to(format, false);
+}
+
+fn init_to(format: LogFormat, stderr: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            if stderr {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::stdout())
+            }
+        });
     let _ = match format {
         // Lambda adds its own timestamps and request ids.
         LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(FlatJson).try_init(),
@@ -41,10 +55,24 @@ pub fn init(format: LogFormat) {
 
 /// JSON for Lambda, tests and any non-terminal output; text otherwise.
 pub fn init_from_env() {
+    init_to(format_from_env(), false);
+}
+
+/// As [`init_from_env`], on stderr: the CLI keeps stdout for its own output
+/// (`calseta bench --json`, `calseta status --json`).
+pub fn init_from_env_to_stderr() {
+    init_to(format_from_env(), true);
+}
+
+fn format_from_env() -> LogFormat {
     let json = std::env::var("CALSETA_LOG_FORMAT")
         .map(|v| v == "json")
         .unwrap_or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok());
-    init(if json { LogFormat::Json } else { LogFormat::Text });
+    if json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
 }
 
 /// One flat JSON object per event (see the module doc). Needs [`JsonFields`] as the field
