@@ -106,29 +106,36 @@ struct Bare {
     stmts: Vec<tokio_postgres::Statement>,
 }
 
-const BARE_SQL: [&str; 5] = [
+const BARE_SQL: [&str; 6] = [
     "INSERT INTO alerts (source_name, source_alert_id, title, severity, severity_original, occurred_at,
                          tags, mitre, extra, raw_payload, enrichment_deadline_at)
      VALUES ('generic', $1, 'Impossible travel detected', 'High', 'High', now(), $2,
              '{}'::jsonb, '{}'::jsonb, $3::text::jsonb, now() + interval '60 seconds')
      RETURNING id",
-    "INSERT INTO indicators (type, value) SELECT * FROM unnest($1::text[], $2::text[])
-     ON CONFLICT (type, value) DO UPDATE SET last_seen = now() RETURNING id",
+    // Insert-or-read, as ingest does (no row lock on a shared indicator), then the
+    // once-a-minute `last_seen` refresh that never waits.
+    "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[]) AS t(type, value)),
+          ins AS (INSERT INTO indicators (type, value) SELECT * FROM input
+                  ON CONFLICT (type, value) DO NOTHING RETURNING id)
+     SELECT id FROM ins UNION ALL SELECT i.id FROM indicators i JOIN input USING (type, value)",
     "INSERT INTO alert_indicators (alert_id, indicator_id) SELECT $1, unnest($2::bigint[])",
     "INSERT INTO outbox (queue, body) SELECT 'enrich', unnest($1::text[])",
     "INSERT INTO ingest_archive (request_id, source_name, body) VALUES ($1, 'generic', $2)",
+    "UPDATE indicators SET last_seen = now() WHERE id IN (SELECT id FROM indicators
+     WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds' ORDER BY id FOR UPDATE SKIP LOCKED)",
 ];
 
 impl Bare {
     async fn connect(url: &str) -> anyhow::Result<Self> {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
-        let types: [&[Type]; 5] = [
+        let types: [&[Type]; 6] = [
             &[Type::TEXT, Type::TEXT_ARRAY, Type::TEXT],
             &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
             &[Type::INT8, Type::INT8_ARRAY],
             &[Type::TEXT_ARRAY],
             &[Type::TEXT, Type::BYTEA],
+            &[Type::INT8_ARRAY],
         ];
         let mut stmts = Vec::new();
         for (sql, t) in BARE_SQL.iter().zip(types) {
@@ -156,6 +163,7 @@ impl Bare {
             .collect();
         tx.execute(&s[3], &[&bodies]).await?;
         tx.execute(&s[4], &[&sid, &body.as_bytes()]).await?;
+        tx.execute(&s[5], &[&ind]).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -617,6 +617,67 @@ async fn hmac_mode_requires_a_valid_signature_even_with_an_api_key() {
 
 // ---- idempotency under concurrency, rules, enrichment work ------------------------------------
 
+/// Many requests sharing new indicators at once: one row per indicator, and every alert linked
+/// to all of them (a row another request committed after a statement's snapshot is still found).
+/// `last_seen` of an indicator seen again is refreshed once it is over a minute old.
+#[tokio::test]
+async fn concurrent_alerts_sharing_new_indicators_all_link_them() {
+    let app = TestApp::start().await;
+    let mut handles = Vec::new();
+    for i in 0..24 {
+        let (http, url, key) = (app.http.clone(), app.url("/v1/ingest/generic"), app.admin_key.clone());
+        handles.push(tokio::spawn(async move {
+            let body = format!(
+                r#"{{"title": "Shared {i}", "source_alert_id": "shared-{i}", "src_ip": "185.220.101.{}", "domain": "hot-{}.example-threat.net", "user": "u{}@corp.example", "md5": "44d88612fea8a8f36de82e1278abb02f"}}"#,
+                i % 3,
+                i % 2,
+                i % 4
+            );
+            http.post(url).bearer_auth(key).body(body).send().await.expect("send").status()
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.expect("join"), StatusCode::ACCEPTED);
+    }
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM alerts").await, 24);
+    // 3 ips + 2 domains + 4 accounts + 1 hash.
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM indicators").await, 10);
+    assert_eq!(
+        app.scalar_i64(
+            "SELECT count(*) FROM alerts a WHERE (SELECT count(*) FROM alert_indicators l WHERE l.alert_id = a.id) <> 4"
+        )
+        .await,
+        0,
+        "every alert links its ip, domain, account and hash"
+    );
+
+    let c = app.db.pool.get().await.expect("c");
+    c.execute(
+        "UPDATE indicators SET last_seen = now() - interval '2 hours' WHERE value = 'hot-0.example-threat.net'",
+        &[],
+    )
+    .await
+    .expect("age");
+    let body = r#"{"title": "Again", "source_alert_id": "shared-again", "domain": "hot-0.example-threat.net"}"#;
+    let r = app
+        .http
+        .post(app.url("/v1/ingest/generic"))
+        .bearer_auth(&app.admin_key)
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.scalar_i64(
+            "SELECT count(*) FROM indicators WHERE value = 'hot-0.example-threat.net' AND last_seen > now() - interval '1 minute'"
+        )
+        .await,
+        1,
+        "last_seen refreshed"
+    );
+}
+
 #[tokio::test]
 async fn concurrent_duplicates_create_one_alert_and_one_rule() {
     let app = TestApp::start().await;

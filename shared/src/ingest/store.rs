@@ -251,12 +251,17 @@ pub async fn store(
         let types: Vec<&str> = distinct.keys().map(|(t, _)| t.as_str()).collect();
         let values: Vec<&str> = distinct.keys().map(|(_, v)| *v).collect();
         let enrichable: Vec<bool> = distinct.values().copied().collect();
-        let rows = tx
+        // Existing rows are read, not updated: `ON CONFLICT DO UPDATE` row-locks every shared
+        // indicator until commit, which serialized all concurrent requests on a hot indicator
+        // (issue 15). `last_seen` is refreshed below, at most once a minute per row.
+        let mut rows = tx
             .query_typed(
-                "INSERT INTO indicators (type, value, is_enrichable)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bool[])
-                 ON CONFLICT (type, value) DO UPDATE SET last_seen = now(), updated_at = now()
-                 RETURNING id, type, value",
+                "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS t(type, value, is_enrichable)),
+                      ins AS (INSERT INTO indicators (type, value, is_enrichable) SELECT * FROM input
+                              ON CONFLICT (type, value) DO NOTHING RETURNING id, type, value)
+                 SELECT id, type, value FROM ins
+                 UNION ALL
+                 SELECT i.id, i.type, i.value FROM indicators i JOIN input USING (type, value)",
                 &[
                     (&types, Type::TEXT_ARRAY),
                     (&values, Type::TEXT_ARRAY),
@@ -266,6 +271,18 @@ pub async fn store(
             .await?;
         let by_key: HashMap<(&str, &str), (IndicatorType, &str)> =
             distinct.keys().map(|(t, v)| ((t.as_str(), *v), (*t, *v))).collect();
+        // Inserted by a transaction that committed after this statement's snapshot: a new
+        // statement sees it.
+        if rows.len() < distinct.len() {
+            let late = tx
+                .query_typed(
+                    "SELECT i.id, i.type, i.value FROM indicators i
+                     JOIN unnest($1::text[], $2::text[]) AS t(type, value) USING (type, value)",
+                    &[(&types, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
+                )
+                .await?;
+            rows.extend(late);
+        }
         for r in &rows {
             let (t, v): (&str, &str) = (r.get(1), r.get(2));
             if let Some(&key) = by_key.get(&(t, v)) {
@@ -273,6 +290,7 @@ pub async fn store(
             }
         }
     }
+    let seen_ids: Vec<i64> = ids.values().copied().collect();
 
     // Links, enrichment work (one message per alert × enrichable indicator), or straight to
     // dispatch when there is nothing to enrich.
@@ -382,6 +400,22 @@ pub async fn store(
         }
         Ok::<_, tokio_postgres::Error>(())
     };
+    // Never waits: a row another request is refreshing is skipped (it gets the same `now()`
+    // give or take a commit), so no lock order to keep and no deadlock.
+    let seen = async {
+        if !seen_ids.is_empty() {
+            stmt::execute(
+                tx,
+                "UPDATE indicators SET last_seen = now(), updated_at = now()
+                 WHERE id IN (SELECT id FROM indicators
+                              WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds'
+                              ORDER BY id FOR UPDATE SKIP LOCKED)",
+                &[(&seen_ids, Type::INT8_ARRAY)],
+            )
+            .await?;
+        }
+        Ok(())
+    };
     let finished = async {
         if !no_work.is_empty() {
             stmt::execute(
@@ -446,7 +480,7 @@ pub async fn store(
     )
         .await
     };
-    let ((), (), (), outbox_ids, _) = tokio::try_join!(links, finished, activity, outbox_rows, archived)?;
+    let ((), (), (), (), outbox_ids, _) = tokio::try_join!(links, seen, finished, activity, outbox_rows, archived)?;
     let outbox = outbox_ids.iter().map(|r| r.get::<_, i64>(0)).zip(messages).collect();
     Ok(StoreResult { stored, outbox })
 }
