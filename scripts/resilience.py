@@ -715,6 +715,11 @@ def sc_pg_freeze(ctx):
     return r
 
 
+# The default delivery retry schedule (seconds before retry 1, 2, ...; CALSETA_DELIVERY_RETRY_SCHEDULE).
+DELIVERY_SCHEDULE = [int(x) for x in os.environ.get(
+    "CALSETA_DELIVERY_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000").split(",")]
+
+
 def sc_agent_down(ctx):
     mark = len(ctx.agent.delivered())
     ctx.agent.down()
@@ -724,7 +729,16 @@ def sc_agent_down(ctx):
     load.stop()
     time.sleep(max(0, ctx.args.agent_down - ctx.args.load_seconds))
     ctx.agent.up()
-    r = ctx.settle(f"agent down {ctx.args.agent_down} s", load.acked, ctx.args.settle + 900, mark=mark)
+    # The agent keeps the default delivery schedule; wait for the first retry that falls after
+    # the outage for the last alert of the load (then the usual settle window).
+    at = 0
+    for step in DELIVERY_SCHEDULE:
+        at += step
+        if at > ctx.args.agent_down:
+            break
+    wait = max(ctx.args.settle + 900, at + ctx.args.load_seconds - ctx.args.agent_down + ctx.args.settle)
+    log(f"agent up; waiting up to {wait} s for the scheduled retries")
+    r = ctx.settle(f"agent down {ctx.args.agent_down} s", load.acked, wait, mark=mark)
     r.notes.append(refused_note(load))
     return r
 
