@@ -122,7 +122,7 @@ const BARE_SQL: [&str; 6] = [
     "INSERT INTO outbox (queue, body) SELECT 'enrich', unnest($1::text[])",
     "INSERT INTO ingest_archive (request_id, source_name, body) VALUES ($1, 'generic', $2)",
     "UPDATE indicators SET last_seen = now() WHERE id IN (SELECT id FROM indicators
-     WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds' ORDER BY id FOR UPDATE SKIP LOCKED)",
+     WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds' ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
 ];
 
 impl Bare {

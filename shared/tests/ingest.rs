@@ -658,6 +658,16 @@ async fn concurrent_alerts_sharing_new_indicators_all_link_them() {
     )
     .await
     .expect("age");
+    // Another request in flight holds the key-share lock its link's foreign-key check takes.
+    let mut other = app.db.pool.get().await.expect("c");
+    let in_flight = other.transaction().await.expect("tx");
+    in_flight
+        .execute(
+            "SELECT 1 FROM indicators WHERE value = 'hot-0.example-threat.net' FOR KEY SHARE",
+            &[],
+        )
+        .await
+        .expect("key share");
     let body = r#"{"title": "Again", "source_alert_id": "shared-again", "domain": "hot-0.example-threat.net"}"#;
     let r = app
         .http
@@ -676,6 +686,7 @@ async fn concurrent_alerts_sharing_new_indicators_all_link_them() {
         1,
         "last_seen refreshed"
     );
+    in_flight.rollback().await.expect("rollback");
 }
 
 #[tokio::test]

@@ -401,7 +401,9 @@ pub async fn store(
         Ok::<_, tokio_postgres::Error>(())
     };
     // Never waits: a row another request is refreshing is skipped (it gets the same `now()`
-    // give or take a commit), so no lock order to keep and no deadlock.
+    // give or take a commit), so no lock order to keep and no deadlock. NO KEY UPDATE, not
+    // UPDATE: the key-share locks the links' foreign-key checks hold on a hot indicator do not
+    // block it, so a steady stream of alerts still refreshes it.
     let seen = async {
         if !seen_ids.is_empty() {
             stmt::execute(
@@ -409,7 +411,7 @@ pub async fn store(
                 "UPDATE indicators SET last_seen = now(), updated_at = now()
                  WHERE id IN (SELECT id FROM indicators
                               WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds'
-                              ORDER BY id FOR UPDATE SKIP LOCKED)",
+                              ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
                 &[(&seen_ids, Type::INT8_ARRAY)],
             )
             .await?;
