@@ -332,3 +332,54 @@ async fn every_writable_route_refuses_unknown_and_read_only_fields() {
     eprintln!("strict bodies: {checked} checks");
     assert!(checked >= 3 * 18, "{checked}");
 }
+
+/// Every `{uuid}` route: without a key, 401 even for a malformed uuid (auth comes first);
+/// with the admin key, a malformed uuid and an unknown one get the same 404 naming the
+/// resource (`Id<R>`), so neither reveals more than the other.
+#[tokio::test]
+async fn uuid_routes_answer_a_malformed_uuid_as_their_resources_404_after_auth() {
+    let app = TestApp::start().await;
+    let admin = app.admin_key.clone();
+    let name = |path: &str| match path.trim_start_matches("/v1/").split('/').next().unwrap_or("") {
+        "alerts" => "Alert",
+        "agents" => "Agent",
+        "api-keys" => "API key",
+        "context-documents" => "Context document",
+        "deliveries" => "Delivery",
+        "detection-rules" => "Detection rule",
+        "indicators" => "Indicator",
+        "sources" => "Source",
+        "workflows" => "Workflow",
+        other => panic!("no resource name for {other}"),
+    };
+    let mut checked = 0;
+    for (n, op) in OPERATIONS
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.path.contains("{uuid}"))
+    {
+        let body = body_for(op, 900 + n);
+        for (label, id) in [
+            ("malformed", "not-a-uuid"),
+            ("unknown", "00000000-0000-4000-8000-000000000000"),
+        ] {
+            let path = op.path.replace("{uuid}", id);
+            let (status, _) = call(&app, None, op.method, &path, body.as_ref()).await;
+            assert_eq!(status, 401, "{} {path} without a key", op.method);
+            let (status, v) = call(&app, Some(&admin), op.method, &path, body.as_ref()).await;
+            assert_eq!(status, 404, "{} {path} ({label}): {v}", op.method);
+            assert_eq!(v["error"]["code"], "NOT_FOUND", "{} {path}: {v}", op.method);
+            assert_eq!(
+                v["error"]["message"],
+                format!("{} not found", name(op.path)),
+                "{} {path}: {v}",
+                op.method
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 60,
+        "only {checked} checks: the {{uuid}} routes went missing from OPERATIONS"
+    );
+}

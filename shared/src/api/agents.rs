@@ -7,7 +7,7 @@
 //! Every endpoint URL passes the outbound URL check on create and PATCH (and again at delivery).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -134,10 +134,6 @@ fn visible_error(error: Option<String>, admin: bool) -> Option<String> {
 }
 const ADMIN_ERROR_CHARS: usize = 120;
 
-fn not_found(what: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
-}
-
 /// `retry_schedule`: 1–20 waits of 1 s to 7 days (`null` = the deployment's schedule).
 fn retry_schedule(obj: &Map<String, Value>) -> Result<Option<Option<Vec<i32>>>, ApiError> {
     let max = deliver::MAX_RETRY_DELAY_SECONDS;
@@ -159,10 +155,6 @@ fn retry_schedule(obj: &Map<String, Value>) -> Result<Option<Option<Vec<i32>>>, 
         Some(Value::Array(_)) => Err(err("retry_schedule", "1 to 20 steps", "list_type")),
         Some(_) => Err(err("retry_schedule", "must be a list of seconds", "list_type")),
     }
-}
-
-fn parse_uuid(s: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(s).map_err(|_| not_found(what))
 }
 
 /// The validated, writable fields of a create or PATCH body (absent = `None`; for nullable
@@ -284,12 +276,14 @@ async fn list_agents(
     Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
 }
 
-async fn get_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let uuid = parse_uuid(&uuid, "Agent")?;
+async fn get_agent(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Agent>,
+) -> Result<Json<Value>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
         .await?
-        .ok_or_else(|| not_found("Agent"))?;
+        .ok_or_else(missing::<res::Agent>)?;
     Ok(Json(page::single(agent_json(&row))))
 }
 
@@ -347,10 +341,9 @@ async fn create_agent(
 async fn patch_agent(
     State(state): State<AppState>,
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Agent>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let uuid = parse_uuid(&uuid, "Agent")?;
     let mut input = AgentInput::parse(&page::strict_body(&body, "AgentWrite")?, false)?;
     // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
     // it would replace the credentials with `***`.
@@ -432,7 +425,7 @@ async fn patch_agent(
         ],
     )
     .await?
-    .ok_or_else(|| not_found("Agent"))?;
+    .ok_or_else(missing::<res::Agent>)?;
     let mut data = agent_json(&row);
     if let Some(s) = secret {
         data["signing_secret"] = Value::String(s.expose_secret().to_owned());
@@ -440,17 +433,19 @@ async fn patch_agent(
     Ok(Json(page::single(data)))
 }
 
-async fn delete_agent(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "agents", &uuid, || not_found("Agent")).await
+async fn delete_agent(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Agent>,
+) -> Result<StatusCode, ApiError> {
+    page::delete_by_uuid(&*client, "agents", uuid, missing::<res::Agent>).await
 }
 
 async fn test_agent(
     State(state): State<AppState>,
     Authorized { client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Agent>,
 ) -> Result<Json<Value>, ApiError> {
     drop(client);
-    let uuid = parse_uuid(&uuid, "Agent")?;
     let dispatcher = state
         .dispatch
         .as_ref()
@@ -458,7 +453,7 @@ async fn test_agent(
     let mut result = dispatcher
         .test_delivery(uuid)
         .await?
-        .ok_or_else(|| not_found("Agent"))?;
+        .ok_or_else(missing::<res::Agent>)?;
     result.error = visible_error(result.error, principal.has_any(&["admin"]));
     Ok(Json(page::single(json!(result))))
 }
@@ -467,7 +462,7 @@ const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
 async fn list_deliveries(
     Authorized { client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Agent>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let admin = principal.has_any(&["admin"]);
@@ -487,14 +482,13 @@ async fn list_deliveries(
             list
         }
     };
-    let uuid = parse_uuid(&uuid, "Agent")?;
     let agent = stmt::query_opt(
         &*client,
         "SELECT id FROM agents WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(|| not_found("Agent"))?;
+    .ok_or_else(missing::<res::Agent>)?;
     let agent_id: i64 = agent.get(0);
     let rows = stmt::query(
         &*client,
@@ -545,9 +539,8 @@ async fn list_deliveries(
 async fn replay_delivery(
     State(state): State<AppState>,
     Authorized { mut client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Delivery>,
 ) -> Result<Response, ApiError> {
-    let uuid = parse_uuid(&uuid, "Delivery")?;
     let tx = client.transaction().await?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
     let row = stmt::query_opt(
@@ -559,7 +552,7 @@ async fn replay_delivery(
         &[(&uuid, Type::UUID), (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4)],
     )
     .await?
-    .ok_or_else(|| not_found("Delivery"))?;
+    .ok_or_else(missing::<res::Delivery>)?;
     let rows = deliver::enqueue_attempts(&*tx, &[(row.get(0), row.get(1), row.get(2))]).await?;
     tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
@@ -576,20 +569,19 @@ async fn replay_delivery(
 async fn trigger_agents(
     State(state): State<AppState>,
     Authorized { mut client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
 ) -> Result<Response, ApiError> {
-    let uuid = parse_uuid(&uuid, "Alert")?;
     let alert = stmt::query_opt(
         &*client,
         "SELECT id FROM alerts WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(|| not_found("Alert"))?;
+    .ok_or_else(missing::<res::Alert>)?;
     let alert_id: i64 = alert.get(0);
     let facts = targeting::facts_of(&*client, alert_id)
         .await?
-        .ok_or_else(|| not_found("Alert"))?;
+        .ok_or_else(missing::<res::Alert>)?;
     let agents = stmt::query(
         &*client,
         "SELECT id, name, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents

@@ -3,13 +3,13 @@
 //! stamps are write-once; analyst malice override); DELETE; and `GET /v1/alerts/{uuid}/payload`
 //! (addition) — the exact payload an agent receives, built now, not wrapped in the envelope.
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::RawQuery;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use super::{auth, ApiError, AppState};
+use super::extract::{res, Authorized, Id};
+use super::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,15 +30,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn alert_payload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(uuid): Path<String>,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Alert>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let client = state.pool.get().await?;
-    auth::require_key(&state, &*client, &headers)
-        .await?
-        .require(&["alerts:read"])?;
     let q = super::list_query::ListQuery::parse(raw.as_deref())?;
     let max_bytes = match q.one("max_bytes") {
         None | Some("") => None,
@@ -49,6 +44,6 @@ async fn alert_payload(
                 .ok_or_else(|| ApiError::validation("query.max_bytes", "a whole number >= 256", "int_parsing"))?,
         ),
     };
-    let p = crate::service::alerts::agent_payload(&*client, &uuid, max_bytes).await?;
+    let p = crate::service::alerts::agent_payload(&*client, uuid, max_bytes).await?;
     Ok(Json(p))
 }

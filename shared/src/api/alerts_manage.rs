@@ -1,13 +1,13 @@
 //! `GET /v1/alerts`, `GET/PATCH/DELETE /v1/alerts/{uuid}` (api spec §5.2).
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::list_query::ListQuery;
 use super::page;
 use super::ApiError;
@@ -18,12 +18,8 @@ use crate::service::{alerts, Actor, ActorKind};
 
 pub use crate::service::alerts::{CLASSIFICATIONS, ENRICHMENT_STATUSES, SEVERITY_RANK_SQL, SOURCES, STATUSES};
 
-pub(super) fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Alert not found")
-}
-
-/// The alert's internal id; unknown or malformed uuids are 404.
-pub(super) async fn alert_id(client: &impl stmt::Cached, uuid: &str) -> Result<(i64, Uuid), ApiError> {
+/// The alert's internal id; an unknown uuid is 404.
+pub(super) async fn alert_id(client: &impl stmt::Cached, uuid: Uuid) -> Result<(i64, Uuid), ApiError> {
     Ok(alerts::alert_id(client, uuid).await?)
 }
 
@@ -64,8 +60,11 @@ async fn full(client: &impl stmt::Cached, id: i64) -> Result<Value, ApiError> {
 }
 
 /// `GET /v1/alerts/{uuid}`.
-pub async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (id, _) = alert_id(&*client, &uuid).await?;
+pub async fn detail(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Alert>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, _) = alert_id(&*client, uuid).await?;
     Ok(Json(full(&*client, id).await?))
 }
 
@@ -94,7 +93,7 @@ fn enum_field(obj: &Map<String, Value>, field: &str, allowed: &[&str]) -> Result
 /// `PATCH /v1/alerts/{uuid}`.
 pub async fn patch(
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "AlertPatch")?;
@@ -153,11 +152,14 @@ pub async fn patch(
         kind: ActorKind::Api,
         key_prefix: principal.key_prefix,
     };
-    let updated = alerts::update(&mut client, &actor, &uuid, &change).await?;
+    let updated = alerts::update(&mut client, &actor, uuid, &change).await?;
     Ok(Json(full(&*client, updated.id).await?))
 }
 
 /// `DELETE /v1/alerts/{uuid}`: indicator links go, indicators stay; the idempotency key is freed.
-pub async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "alerts", &uuid, not_found).await
+pub async fn delete(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Alert>,
+) -> Result<StatusCode, ApiError> {
+    page::delete_by_uuid(&*client, "alerts", uuid, missing::<res::Alert>).await
 }

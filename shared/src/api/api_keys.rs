@@ -4,7 +4,7 @@
 //! ever shown again. The last usable admin key cannot be demoted, suspended or revoked (409).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +15,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts_manage::SOURCES;
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -60,10 +60,6 @@ fn key_json(r: &tokio_postgres::Row) -> Value {
         "is_system": r.get::<_, bool>(9),
         "created_at": ts(r.get(10)),
     })
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "API key not found")
 }
 
 fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, ApiError> {
@@ -161,23 +157,21 @@ async fn create(
     Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+async fn detail(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::ApiKey>) -> Result<Json<Value>, ApiError> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
     let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(missing::<res::ApiKey>)?;
     Ok(Json(page::single(key_json(&row))))
 }
 
 async fn patch(
     State(state): State<AppState>,
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::ApiKey>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "ApiKeyWrite")?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let name = fields::required_text(&obj, "name", 255, false)?;
     let scopes = scopes(&obj, false)?;
     let (set_allowed, allowed) = if obj.contains_key("allowed_sources") && obj["allowed_sources"].is_null() {
@@ -218,7 +212,7 @@ async fn patch(
         ],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::ApiKey>)?;
     tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).
@@ -255,9 +249,8 @@ async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> R
 async fn delete(
     State(state): State<AppState>,
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::ApiKey>,
 ) -> Result<StatusCode, ApiError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let tx = client.transaction().await?;
     keep_an_admin(&tx, uuid).await?;
     let row = stmt::query_opt(
@@ -267,7 +260,7 @@ async fn delete(
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::ApiKey>)?;
     tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).

@@ -2,16 +2,15 @@
 //! targeting rules. GET needs `alerts:read`; POST/PATCH/DELETE need `alerts:write`. JSON bodies.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
@@ -28,10 +27,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/context-documents", get(list).post(create))
         .route("/v1/context-documents/{uuid}", get(detail).patch(patch).delete(delete))
         .route("/v1/alerts/{uuid}/context", get(for_alert))
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Context document not found")
 }
 
 fn content(obj: &fields::Body, creating: bool) -> Result<Option<String>, ApiError> {
@@ -190,17 +185,19 @@ async fn form_body(req: axum::extract::Request, state: &AppState) -> Result<fiel
     Ok(obj)
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_document(&*client, &uuid).await?)))
+async fn detail(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::ContextDocument>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(page::single(catalog::get_document(&*client, uuid).await?)))
 }
 
 async fn patch(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::ContextDocument>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "DocumentWrite")?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let title = fields::required_text(&obj, "title", 500, false)?;
     let kind = fields::non_null(
         fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?,
@@ -239,18 +236,24 @@ async fn patch(
         ],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::ContextDocument>)?;
     Ok(Json(page::single(doc_json(&row, true))))
 }
 
-async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "context_documents", &uuid, not_found).await
+async fn delete(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::ContextDocument>,
+) -> Result<StatusCode, ApiError> {
+    page::delete_by_uuid(&*client, "context_documents", uuid, missing::<res::ContextDocument>).await
 }
 
 /// `GET /v1/alerts/{uuid}/context`: the documents that apply to the alert, in payload order,
 /// with `content` and `targeting_rules`.
-async fn for_alert(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (id, _) = super::alerts_manage::alert_id(&*client, &uuid).await?;
+async fn for_alert(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Alert>,
+) -> Result<Json<Value>, ApiError> {
+    let (id, _) = super::alerts_manage::alert_id(&*client, uuid).await?;
     let docs = catalog::documents_for_alert(&*client, id).await?;
     Ok(Json(json!({"data": docs, "meta": {}})))
 }

@@ -3,17 +3,16 @@
 //! blind spots are filled in — the payload's `detection_rule` block.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
 use super::alerts_manage::SOURCES;
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
@@ -37,10 +36,6 @@ const LISTS: [&str; 6] = [
     "false_positive_tags",
     "blind_spots",
 ];
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Detection rule not found")
-}
 
 fn severities() -> Vec<&'static str> {
     Severity::ALL.iter().map(|s| s.as_str()).collect()
@@ -185,13 +180,16 @@ async fn create(Authorized { client, principal }: Authorized, body: Bytes) -> Re
     Ok((StatusCode::CREATED, Json(page::single(rule_json(&row)))).into_response())
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_rule(&*client, &uuid).await?)))
+async fn detail(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::DetectionRule>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(page::single(catalog::get_rule(&*client, uuid).await?)))
 }
 
 async fn patch(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::DetectionRule>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "RuleWrite")?;
@@ -201,7 +199,6 @@ async fn patch(
         }
     }
     let i = Input::parse(&obj, false)?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let (set_sev, sev) = fields::split(i.severity);
     let t: Vec<(bool, Option<String>)> = i.texts.into_iter().map(fields::split).collect();
     let sql = format!(
@@ -244,7 +241,7 @@ async fn patch(
         ],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::DetectionRule>)?;
     Ok(Json(page::single(rule_json(&row))))
 }
 
@@ -258,6 +255,9 @@ const PARENTS_OF_SUBTECHNIQUES: &str = "ARRAY(
         SELECT coalesce(upper(substring(t from '^\\s*([Tt][0-9]{4})($|[^.0-9])')), '')
         FROM unnest(COALESCE($7, mitre_techniques)) t))";
 
-async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "detection_rules", &uuid, not_found).await
+async fn delete(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::DetectionRule>,
+) -> Result<StatusCode, ApiError> {
+    page::delete_by_uuid(&*client, "detection_rules", uuid, missing::<res::DetectionRule>).await
 }

@@ -1,16 +1,20 @@
 //! Extractors that keep handlers thin: [`Authorized`] checks the API key against the scopes
 //! of the matched route in the one operations table ([`super::openapi::OPERATIONS`]), so the
-//! scopes are written once and the scope-matrix test checks that very table.
+//! scopes are written once and the scope-matrix test checks that very table; [`Id`] is the
+//! route's `{uuid}`, a malformed one answered as the resource's 404.
 
 use super::{
     auth::{self, Principal},
     openapi::{Operation, OPERATIONS},
     ApiError, AppState,
 };
+use crate::service::ServiceError;
 use axum::{
-    extract::{FromRequestParts, MatchedPath},
+    extract::{FromRequestParts, MatchedPath, Path},
     http::{request::Parts, Method},
 };
+use std::marker::PhantomData;
+use uuid::Uuid;
 
 /// The operation served at this method and route template (`HEAD` is served by `GET`).
 pub fn operation(method: &Method, route: &str) -> Option<&'static Operation> {
@@ -44,5 +48,58 @@ impl FromRequestParts<AppState> for Authorized {
         let principal = auth::require_key(state, &*client, &parts.headers).await?;
         principal.require(op.scopes)?;
         Ok(Self { client, principal })
+    }
+}
+
+/// What a 404 calls a resource routes name by uuid.
+pub trait Resource {
+    const NAME: &'static str;
+}
+
+macro_rules! resources {
+    ($($ty:ident = $name:literal),* $(,)?) => {$(
+        pub enum $ty {}
+        impl Resource for $ty {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+
+/// The resources of the `{uuid}` routes (marker types for [`Id`]).
+pub mod res {
+    use super::Resource;
+    resources!(
+        Agent = "Agent",
+        Alert = "Alert",
+        ApiKey = "API key",
+        ContextDocument = "Context document",
+        Delivery = "Delivery",
+        DetectionRule = "Detection rule",
+        Indicator = "Indicator",
+        Source = "Source",
+        Workflow = "Workflow",
+    );
+}
+
+/// `R`'s 404 (`"<name> not found"`), for a uuid the database does not have.
+pub fn missing<R: Resource>() -> ApiError {
+    ServiceError::NotFound(R::NAME).into()
+}
+
+/// The route's `{uuid}` naming an `R`. A malformed uuid is `R`'s 404, the same answer as an
+/// unknown one (nothing to learn from the difference). Put it after [`Authorized`]: a caller
+/// without a key gets 401 before any 404.
+pub struct Id<R>(pub Uuid, pub PhantomData<R>);
+
+impl<R: Resource, S: Send + Sync> FromRequestParts<S> for Id<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))?;
+        Uuid::parse_str(raw.trim())
+            .map(|u| Self(u, PhantomData))
+            .map_err(|_| missing::<R>())
     }
 }

@@ -2,14 +2,13 @@
 //! the activity log, the alert's indicators with their enrichment results.
 
 use axum::body::Bytes;
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::alerts_manage::alert_id;
-use super::extract::Authorized;
+use super::extract::{res, Authorized, Id};
 use super::page;
 use super::ApiError;
 use crate::service::alerts::{self, NewFinding};
@@ -18,8 +17,8 @@ use crate::service::{Actor, ActorKind};
 pub use crate::service::alerts::MAX_EVIDENCE_BYTES;
 
 /// `GET /v1/alerts/{uuid}/findings`: oldest first.
-pub async fn list(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (id, _) = alert_id(&*client, &uuid).await?;
+pub async fn list(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Alert>) -> Result<Json<Value>, ApiError> {
+    let (id, _) = alert_id(&*client, uuid).await?;
     let findings = alerts::findings(&*client, id).await?;
     Ok(Json(json!({"data": findings, "meta": {}})))
 }
@@ -50,7 +49,7 @@ fn text(
 /// `POST /v1/alerts/{uuid}/findings`.
 pub async fn create(
     Authorized { client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let obj = page::strict_body(&body, "FindingCreate")?;
@@ -88,18 +87,18 @@ pub async fn create(
         kind: ActorKind::Api,
         key_prefix: principal.key_prefix,
     };
-    let f = alerts::add_finding(&*client, &actor, &uuid, &finding).await?;
+    let f = alerts::add_finding(&*client, &actor, uuid, &finding).await?;
     Ok((StatusCode::CREATED, Json(page::single(json!(f)))).into_response())
 }
 
 /// `GET /v1/alerts/{uuid}/activity`: latest first, paginated.
 pub async fn activity(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
-    let (id, _) = alert_id(&*client, &uuid).await?;
+    let (id, _) = alert_id(&*client, uuid).await?;
     let (events, total) = alerts::activity(&*client, id, page.page_size, page.offset()).await?;
     let data = events.into_iter().map(|e| json!(e)).collect();
     Ok(Json(page.envelope(data, total)))
@@ -108,9 +107,9 @@ pub async fn activity(
 /// `GET /v1/alerts/{uuid}/indicators`: with each provider's stored result (no raw response).
 pub async fn indicators(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, _) = alert_id(&*client, &uuid).await?;
+    let (id, _) = alert_id(&*client, uuid).await?;
     let data = alerts::indicators(&*client, id).await?;
     Ok(Json(json!({"data": data, "meta": {}})))
 }

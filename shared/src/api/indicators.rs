@@ -10,7 +10,7 @@
 //!   enrichable indicators (cache first). Completing again does not re-deliver to agents.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts_manage::alert_id;
-use super::extract::Authorized;
+use super::extract::{res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{rate_limit, ApiError, AppState};
@@ -40,14 +40,17 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/alerts/{uuid}/indicators", post(add))
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let v = crate::service::indicators::get(&*client, &uuid).await?;
+async fn detail(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Indicator>,
+) -> Result<Json<Value>, ApiError> {
+    let v = crate::service::indicators::get(&*client, uuid).await?;
     Ok(Json(page::single(v)))
 }
 
 async fn patch(
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Indicator>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "IndicatorPatch")?;
@@ -66,14 +69,14 @@ async fn patch(
         kind: ActorKind::Api,
         key_prefix: principal.key_prefix,
     };
-    let v = crate::service::indicators::set_malice(&mut client, &actor, &uuid, malice.as_deref()).await?;
+    let v = crate::service::indicators::set_malice(&mut client, &actor, uuid, malice.as_deref()).await?;
     Ok(Json(page::single(v)))
 }
 
 async fn reenrich(
     State(state): State<AppState>,
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
 ) -> Result<Response, ApiError> {
     rate_limit::check(
         &*client,
@@ -81,7 +84,7 @@ async fn reenrich(
         REENRICH_PER_MINUTE,
     )
     .await?;
-    let (id, alert_uuid) = alert_id(&*client, &uuid).await?;
+    let (id, alert_uuid) = alert_id(&*client, uuid).await?;
     let deadline = state.limits.enrichment_deadline.as_secs_f64();
     let tx = client.transaction().await?;
     stmt::execute(
@@ -156,7 +159,7 @@ pub const MAX_ADDED: usize = 100;
 async fn add(
     State(state): State<AppState>,
     Authorized { mut client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Alert>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -208,7 +211,7 @@ async fn add(
         return Err(err("indicators", "no valid indicator", "value_error"));
     }
     wanted.sort();
-    let (id, alert_uuid) = alert_id(&*client, &uuid).await?;
+    let (id, alert_uuid) = alert_id(&*client, uuid).await?;
     let types: Vec<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
     let values: Vec<&str> = wanted.iter().map(|(_, v)| v.as_str()).collect();
     let enrichable: Vec<bool> = wanted

@@ -2,16 +2,14 @@
 //! defines them: window on `created_at` (`from <= created_at < to`), durations as mean seconds
 //! (null without rows), rates 0.0 without closed alerts. `alerts:read`.
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::list_query::ListQuery;
 use super::{ApiError, AppState};
 use crate::db::stmt;
@@ -78,20 +76,18 @@ async fn summary(
 
 async fn rule(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::DetectionRule>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let (from, to) = window(&q, "from", "to")?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Detection rule not found");
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let r = stmt::query_opt(
         &*client,
         "SELECT id, name FROM detection_rules WHERE uuid = $1",
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::DetectionRule>)?;
     let s = Stats::load(&*client, from, to, Some(r.get(0))).await?;
     Ok(Json(json!({"data": {
         "detection_rule_uuid": uuid, "detection_rule_name": r.get::<_, String>(1),

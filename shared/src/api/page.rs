@@ -81,15 +81,14 @@ pub async fn total(
     Ok(r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
 }
 
-/// `DELETE FROM <table> WHERE uuid = …`: 204, or `not_found` for an unknown or malformed uuid.
+/// `DELETE FROM <table> WHERE uuid = …`: 204, or `not_found` for an unknown uuid.
 /// `table` is a constant of the caller, never input.
 pub async fn delete_by_uuid(
     client: &impl crate::db::stmt::Cached,
     table: &'static str,
-    uuid: &str,
+    uuid: uuid::Uuid,
     not_found: fn() -> ApiError,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| not_found())?;
     crate::db::stmt::query_opt(
         client,
         &format!("DELETE FROM {table} WHERE uuid = $1 RETURNING id"),

@@ -4,7 +4,7 @@
 //! encryption key and never returned — only `has_shared_secret` / `has_hmac_secret`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,7 +14,7 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts_manage::SOURCES;
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
@@ -53,10 +53,6 @@ fn source_json(r: &tokio_postgres::Row) -> Value {
         "created_at": iso(r.get(10)),
         "updated_at": iso(r.get(11)),
     })
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Source not found")
 }
 
 /// `extra_indicator_fields`: `{field path: indicator type}`.
@@ -147,15 +143,14 @@ async fn list(
     Ok(Json(page.envelope(rows.iter().map(source_json).collect(), total)))
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+async fn detail(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Source>) -> Result<Json<Value>, ApiError> {
     let row = stmt::query_opt(
         &*client,
         &format!("SELECT {COLUMNS} FROM sources WHERE uuid = $1"),
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::Source>)?;
     Ok(Json(page::single(source_json(&row))))
 }
 
@@ -225,14 +220,13 @@ async fn create(
 async fn patch(
     State(state): State<AppState>,
     Authorized { client, principal }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Source>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "SourceWrite")?;
     if obj.contains_key("source_name") {
         return Err(err("source_name", "cannot be changed", "value_error"));
     }
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let auth_type = fields::non_null(fields::one_of(&obj, "auth_type", &AUTH_TYPES)?, "auth_type", "enum")?;
     let [s, p, h] = auth_config(&obj, &state)?;
     let (set_display, display) = fields::split(fields::text(&obj, "display_name", 255)?);
@@ -274,7 +268,7 @@ async fn patch(
         ],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::Source>)?;
     state.auth_cache.clear();
     tracing::info!(source = %row.get::<_, String>(1), by = %principal.key_prefix, "source settings updated");
     Ok(Json(page::single(source_json(&row))))
@@ -284,9 +278,9 @@ async fn patch(
 async fn delete(
     State(state): State<AppState>,
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Source>,
 ) -> Result<StatusCode, ApiError> {
-    let r = page::delete_by_uuid(&*client, "sources", &uuid, not_found).await;
+    let r = page::delete_by_uuid(&*client, "sources", uuid, missing::<res::Source>).await;
     state.auth_cache.clear();
     r
 }

@@ -3,16 +3,15 @@
 //! execution settings are ignored if sent and never returned.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery};
+use axum::extract::RawQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 use tokio_postgres::types::Type;
-use uuid::Uuid;
 
-use super::extract::Authorized;
+use super::extract::{missing, res, Authorized, Id};
 use super::fields;
 use super::list_query::ListQuery;
 use super::page;
@@ -30,10 +29,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/workflows", get(list).post(create))
         .route("/v1/workflows/{uuid}", get(detail).patch(patch).delete(delete))
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Workflow not found")
 }
 
 fn indicator_types() -> Vec<&'static str> {
@@ -143,17 +138,19 @@ async fn create(Authorized { client, .. }: Authorized, body: Bytes) -> Result<Re
     Ok((StatusCode::CREATED, Json(page::single(wf_json(&row)))).into_response())
 }
 
-async fn detail(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_workflow(&*client, &uuid).await?)))
+async fn detail(
+    Authorized { client, .. }: Authorized,
+    Id(uuid, _): Id<res::Workflow>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(page::single(catalog::get_workflow(&*client, uuid).await?)))
 }
 
 async fn patch(
     Authorized { client, .. }: Authorized,
-    Path(uuid): Path<String>,
+    Id(uuid, _): Id<res::Workflow>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, false)?;
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
     let (set_desc, desc) = fields::split(i.description);
     let (set_type, wtype) = fields::split(i.workflow_type);
     let (set_saved, saved) = fields::split(i.time_saved_minutes);
@@ -199,12 +196,11 @@ async fn patch(
         ],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::Workflow>)?;
     Ok(Json(page::single(wf_json(&row))))
 }
 
-async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>) -> Result<StatusCode, ApiError> {
-    let uuid = Uuid::parse_str(&uuid).map_err(|_| not_found())?;
+async fn delete(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Workflow>) -> Result<StatusCode, ApiError> {
     let row = stmt::query_opt(
         &*client,
         "WITH d AS (DELETE FROM workflows WHERE uuid = $1 AND NOT is_system RETURNING id)
@@ -212,7 +208,7 @@ async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>)
         &[(&uuid, Type::UUID)],
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(missing::<res::Workflow>)?;
     match (row.get::<_, i64>(0), row.get::<_, Option<bool>>(1)) {
         (1, _) => Ok(StatusCode::NO_CONTENT),
         (_, Some(true)) => Err(ApiError::new(
@@ -220,6 +216,6 @@ async fn delete(Authorized { client, .. }: Authorized, Path(uuid): Path<String>)
             "FORBIDDEN",
             "System workflows cannot be deleted",
         )),
-        _ => Err(not_found()),
+        _ => Err(missing::<res::Workflow>()),
     }
 }

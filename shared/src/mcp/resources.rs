@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::api::auth::Principal;
 use crate::api::enrichments::ON_DEMAND_PER_MINUTE as ENRICH_PER_MINUTE;
 use crate::api::{rate_limit, AppState};
-use crate::service::{alerts, catalog, enrichments, metrics, ServiceError};
+use crate::service::{alerts, catalog, enrichments, metrics, parse_uuid, ServiceError};
 
 const JSON: &str = "application/json";
 
@@ -174,7 +174,7 @@ pub(super) async fn read(
         ["alerts"] => alerts::recent(c, RECENT_ALERTS)
             .await
             .map(|a| json!({"alerts": a, "count": a.len()})),
-        ["alerts", uuid] => match alerts::alert_id(c, uuid).await {
+        ["alerts", uuid] => match alert(c, uuid).await {
             Ok((id, _)) => alerts::detail(c, id).await.map(|(data, meta)| {
                 let mut d = data;
                 d["_metadata"] = meta;
@@ -182,7 +182,7 @@ pub(super) async fn read(
             }),
             Err(e) => Err(e),
         },
-        ["alerts", uuid, "context"] => match alerts::alert_id(c, uuid).await {
+        ["alerts", uuid, "context"] => match alert(c, uuid).await {
             Ok((id, _)) => catalog::documents_for_alert(c, id).await.map(|docs| {
                 let keep = [
                     "uuid",
@@ -206,7 +206,7 @@ pub(super) async fn read(
             }),
             Err(e) => Err(e),
         },
-        ["alerts", uuid, "activity"] => match alerts::alert_id(c, uuid).await {
+        ["alerts", uuid, "activity"] => match alert(c, uuid).await {
             Ok((id, _)) => alerts::activity(c, id, ACTIVITY_LIMIT, 0)
                 .await
                 .map(|(events, total)| json!({"activity": events, "count": events.len(), "total": total})),
@@ -218,15 +218,17 @@ pub(super) async fn read(
                 let rules: Vec<Value> = l.items.into_iter().map(summarize_rule).collect();
                 json!({"detection_rules": rules, "count": rules.len(), "total": l.total})
             }),
-        ["detection-rules", uuid] => catalog::get_rule(c, uuid).await,
+        ["detection-rules", uuid] => async { catalog::get_rule(c, parse_uuid(uuid, "Detection rule")?).await }.await,
         ["context-documents"] => catalog::list_documents(c, None, None, "title ASC, id ASC", CATALOG_LIMIT, 0)
             .await
             .map(|l| json!({"context_documents": l.items, "count": l.items.len(), "total": l.total})),
-        ["context-documents", uuid] => catalog::get_document(c, uuid).await,
+        ["context-documents", uuid] => {
+            async { catalog::get_document(c, parse_uuid(uuid, "Context document")?).await }.await
+        }
         ["workflows"] => catalog::list_workflows(c, &Default::default(), "name ASC, id ASC", CATALOG_LIMIT, 0)
             .await
             .map(|l| json!({"workflows": l.items, "count": l.items.len(), "total": l.total})),
-        ["workflows", uuid] => catalog::get_workflow(c, uuid).await,
+        ["workflows", uuid] => async { catalog::get_workflow(c, parse_uuid(uuid, "Workflow")?).await }.await,
         ["metrics", "summary"] => metrics::summary(c, state.enrichment.as_deref()).await,
         ["enrichments", kind, value] => match state.enrichment.as_deref() {
             // The per-key bucket of `POST /v1/enrichments` and `enrich_indicator`.
@@ -260,4 +262,9 @@ pub(super) async fn read(
         Ok(v) => Ok(text(uri, &v)),
         Err(e) => failed(uri, e),
     }
+}
+
+/// The alert a resource URI names.
+async fn alert(c: &impl crate::db::stmt::Cached, uuid: &str) -> Result<(i64, uuid::Uuid), ServiceError> {
+    alerts::alert_id(c, parse_uuid(uuid, "Alert")?).await
 }

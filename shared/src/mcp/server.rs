@@ -336,7 +336,10 @@ impl CalsetaMcp {
             "get_alert_payload" => {
                 let a = parse!(GetPayload);
                 let client = self.client().await?;
-                let payload = svc!(alerts::agent_payload(&*client, &a.alert_uuid, a.max_bytes).await);
+                let payload = svc!(
+                    alerts::agent_payload(&*client, svc!(service::parse_uuid(&a.alert_uuid, "Alert")), a.max_bytes)
+                        .await
+                );
                 // The payload as-is: same bytes a webhook agent gets, compact in the text too.
                 let text = serde_json::to_string(&payload).unwrap_or_default();
                 let mut r = CallToolResult::structured(payload);
@@ -353,7 +356,9 @@ impl CalsetaMcp {
                     recommended_action: a.recommended_action,
                     evidence: None,
                 };
-                let posted = svc!(alerts::add_finding(&*client, &actor, &a.alert_uuid, &f).await);
+                let posted = svc!(
+                    alerts::add_finding(&*client, &actor, svc!(service::parse_uuid(&a.alert_uuid, "Alert")), &f).await
+                );
                 Ok(structured(&FindingPosted {
                     finding_id: posted.id.to_string(),
                     alert_uuid: posted.alert_uuid.to_string(),
@@ -368,7 +373,15 @@ impl CalsetaMcp {
                     close_classification: a.close_classification.map(|c| c.as_str().to_owned()),
                     ..Default::default()
                 };
-                let u = svc!(alerts::update(&mut client, &actor, &a.alert_uuid, &change).await);
+                let u = svc!(
+                    alerts::update(
+                        &mut client,
+                        &actor,
+                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                        &change
+                    )
+                    .await
+                );
                 Ok(structured(&StatusUpdated {
                     alert_uuid: u.alert_uuid.to_string(),
                     status: u.status,
@@ -384,7 +397,15 @@ impl CalsetaMcp {
                     reset_malice_override: a.malice.is_none(),
                     ..Default::default()
                 };
-                let u = svc!(alerts::update(&mut client, &actor, &a.alert_uuid, &change).await);
+                let u = svc!(
+                    alerts::update(
+                        &mut client,
+                        &actor,
+                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                        &change
+                    )
+                    .await
+                );
                 Ok(structured(&AlertMaliceUpdated {
                     alert_uuid: u.alert_uuid.to_string(),
                     malice_override: u.malice_override,
@@ -396,7 +417,15 @@ impl CalsetaMcp {
                 let a = parse!(UpdateIndicatorMalice);
                 let mut client = self.client().await?;
                 let malice = a.malice.map(|m| m.as_str());
-                let v = svc!(service::indicators::set_malice(&mut client, &actor, &a.indicator_uuid, malice).await);
+                let v = svc!(
+                    service::indicators::set_malice(
+                        &mut client,
+                        &actor,
+                        svc!(service::parse_uuid(&a.indicator_uuid, "Indicator")),
+                        malice
+                    )
+                    .await
+                );
                 let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
                 Ok(structured(&IndicatorMaliceUpdated {
                     uuid: s("uuid"),

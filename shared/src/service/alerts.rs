@@ -73,8 +73,7 @@ fn list_item(r: &tokio_postgres::Row) -> Map<String, Value> {
 }
 
 /// The alert's internal id; unknown or malformed uuids are not found.
-pub async fn alert_id(client: &impl Cached, uuid: &str) -> Result<(i64, Uuid), ServiceError> {
-    let uuid = Uuid::parse_str(uuid.trim()).map_err(|_| NOT_FOUND)?;
+pub async fn alert_id(client: &impl Cached, uuid: Uuid) -> Result<(i64, Uuid), ServiceError> {
     let row = stmt::query_opt(client, "SELECT id FROM alerts WHERE uuid = $1", &[(&uuid, Type::UUID)])
         .await?
         .ok_or(NOT_FOUND)?;
@@ -329,7 +328,7 @@ pub async fn detail(client: &impl Cached, id: i64) -> Result<(Value, Value), Ser
 
 /// The exact payload an agent receives for this alert, built now; `max_bytes` applies the
 /// size budget (at least 256).
-pub async fn agent_payload(client: &impl Cached, uuid: &str, max_bytes: Option<usize>) -> Result<Value, ServiceError> {
+pub async fn agent_payload(client: &impl Cached, uuid: Uuid, max_bytes: Option<usize>) -> Result<Value, ServiceError> {
     if max_bytes.is_some_and(|n| n < 256) {
         return Err(ServiceError::invalid(
             "max_bytes",
@@ -386,7 +385,7 @@ pub struct AlertUpdated {
 pub async fn update(
     client: &mut deadpool_postgres::Object,
     actor: &Actor,
-    uuid: &str,
+    uuid: Uuid,
     change: &AlertChange,
 ) -> Result<AlertUpdated, ServiceError> {
     let (id, alert_uuid) = alert_id(&**client, uuid).await?;
@@ -513,7 +512,7 @@ pub struct NewFinding {
 pub async fn add_finding(
     client: &impl Cached,
     actor: &Actor,
-    uuid: &str,
+    uuid: Uuid,
     f: &NewFinding,
 ) -> Result<Finding, ServiceError> {
     let bounded = |field: &'static str, v: &str, max: usize| {

@@ -89,10 +89,6 @@ pub fn wf_json(r: &tokio_postgres::Row) -> Value {
     })
 }
 
-fn parse_uuid(uuid: &str, what: &'static str) -> Result<Uuid, ServiceError> {
-    Uuid::parse_str(uuid.trim()).map_err(|_| ServiceError::NotFound(what))
-}
-
 async fn total(
     client: &impl Cached,
     rows: &[tokio_postgres::Row],
@@ -188,8 +184,7 @@ pub async fn search_rules(
     })
 }
 
-pub async fn get_rule(client: &impl Cached, uuid: &str) -> Result<Value, ServiceError> {
-    let uuid = parse_uuid(uuid, "Detection rule")?;
+pub async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<Value, ServiceError> {
     let row = stmt::query_opt(
         client,
         &format!("SELECT {RULE_COLUMNS} FROM detection_rules WHERE uuid = $1"),
@@ -235,8 +230,7 @@ pub async fn list_documents(
 }
 
 /// One document with `content` and `targeting_rules`.
-pub async fn get_document(client: &impl Cached, uuid: &str) -> Result<Value, ServiceError> {
-    let uuid = parse_uuid(uuid, "Context document")?;
+pub async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<Value, ServiceError> {
     let sql = format!("SELECT {DOC_COLUMNS} FROM context_documents WHERE uuid = $1");
     let row = stmt::query_opt(client, &sql, &[(&uuid, Type::UUID)])
         .await?
@@ -302,8 +296,7 @@ pub async fn list_workflows(
     })
 }
 
-pub async fn get_workflow(client: &impl Cached, uuid: &str) -> Result<Value, ServiceError> {
-    let uuid = parse_uuid(uuid, "Workflow")?;
+pub async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Value, ServiceError> {
     let row = stmt::query_opt(
         client,
         &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE uuid = $1"),

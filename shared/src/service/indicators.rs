@@ -32,8 +32,7 @@ fn indicator_json(r: &tokio_postgres::Row) -> Value {
 }
 
 /// One indicator with every provider result, raw responses included.
-pub async fn get(client: &impl Cached, uuid: &str) -> Result<Value, ServiceError> {
-    let uuid = Uuid::parse_str(uuid.trim()).map_err(|_| NOT_FOUND)?;
+pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Value, ServiceError> {
     let row = stmt::query_opt(client, SQL, &[(&uuid, Type::UUID)])
         .await?
         .ok_or(NOT_FOUND)?;
@@ -47,10 +46,9 @@ pub async fn get(client: &impl Cached, uuid: &str) -> Result<Value, ServiceError
 pub async fn set_malice(
     client: &mut deadpool_postgres::Object,
     actor: &Actor,
-    uuid: &str,
+    uuid: Uuid,
     malice: Option<&str>,
 ) -> Result<Value, ServiceError> {
-    let uuid = Uuid::parse_str(uuid.trim()).map_err(|_| NOT_FOUND)?;
     let tx = client.transaction().await?;
     let row = stmt::query_opt(
         &tx,
@@ -95,5 +93,5 @@ pub async fn set_malice(
     .await?;
     tx.commit().await?;
     tracing::info!(indicator_id = id, actor = actor.kind.as_str(), from = %old, to = %new, "indicator malice updated");
-    get(&**client, &uuid.to_string()).await
+    get(&**client, uuid).await
 }

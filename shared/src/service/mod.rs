@@ -53,6 +53,12 @@ pub enum ServiceError {
     Db(#[from] DbError),
 }
 
+/// A uuid given as text (MCP arguments and resource URIs): a malformed one is `what`'s
+/// "not found", the same answer as an unknown one.
+pub fn parse_uuid(uuid: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
+    uuid::Uuid::parse_str(uuid.trim()).map_err(|_| ServiceError::NotFound(what))
+}
+
 impl From<tokio_postgres::Error> for ServiceError {
     fn from(e: tokio_postgres::Error) -> Self {
         ServiceError::Db(DbError::from(e))
