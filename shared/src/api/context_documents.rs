@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_postgres::types::Type;
 
 use super::extract::{missing, res, Authorized, Id};
@@ -26,7 +26,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/context-documents", get(list).post(create))
         .route("/v1/context-documents/{uuid}", get(detail).patch(patch).delete(delete))
-        .route("/v1/alerts/{uuid}/context", get(for_alert))
 }
 
 fn content(obj: &fields::Body, creating: bool) -> Result<Option<String>, ApiError> {
@@ -245,15 +244,4 @@ async fn delete(
     Id(uuid, _): Id<res::ContextDocument>,
 ) -> Result<StatusCode, ApiError> {
     page::delete_by_uuid(&*client, "context_documents", uuid, missing::<res::ContextDocument>).await
-}
-
-/// `GET /v1/alerts/{uuid}/context`: the documents that apply to the alert, in payload order,
-/// with `content` and `targeting_rules`.
-async fn for_alert(
-    Authorized { client, .. }: Authorized,
-    Id(uuid, _): Id<res::Alert>,
-) -> Result<Json<Value>, ApiError> {
-    let (id, _) = super::alerts_manage::alert_id(&*client, uuid).await?;
-    let docs = catalog::documents_for_alert(&*client, id).await?;
-    Ok(Json(json!({"data": docs, "meta": {}})))
 }

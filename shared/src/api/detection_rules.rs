@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 use tokio_postgres::types::Type;
 
-use super::alerts_manage::SOURCES;
+use super::alerts::manage::SOURCES;
 use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::list_query::ListQuery;
@@ -52,7 +52,7 @@ async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> R
         &[
             ("name", "name"),
             ("source_name", "source_name"),
-            ("severity", super::alerts_manage::SEVERITY_RANK_SQL),
+            ("severity", super::alerts::manage::SEVERITY_RANK_SQL),
             ("created_at", "created_at"),
         ],
         "created_at",

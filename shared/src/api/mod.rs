@@ -3,7 +3,6 @@
 
 pub mod agents;
 pub mod alerts;
-pub mod alerts_manage;
 pub mod api_keys;
 pub mod auth;
 pub mod cache;
@@ -13,7 +12,6 @@ pub mod enrichments;
 pub mod error;
 pub mod extract;
 pub mod fields;
-pub mod findings;
 pub mod health;
 pub mod indicators;
 pub mod ingest;

@@ -597,7 +597,7 @@ fn components() -> Value {
             "AlertPatch": {"type": "object", "additionalProperties": false, "properties": {
                 "status": {"type": "string", "enum": ["Open", "Triaging", "Escalated", "Closed"]},
                 "severity": {"type": "string", "enum": ["Pending", "Informational", "Low", "Medium", "High", "Critical"]},
-                "close_classification": {"type": "string", "enum": super::alerts_manage::CLASSIFICATIONS},
+                "close_classification": {"type": "string", "enum": super::alerts::manage::CLASSIFICATIONS},
                 "tags": strings(),
                 "malice_override": {"type": "string", "enum": ["Pending", "Benign", "Suspicious", "Malicious"]},
                 "reset_malice_override": {"type": "boolean"}}},

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::alerts_manage::SOURCES;
+use super::alerts::manage::SOURCES;
 use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;

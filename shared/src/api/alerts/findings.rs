@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::alerts_manage::alert_id;
-use super::extract::{res, Authorized, Id};
-use super::page;
-use super::ApiError;
+use super::manage::alert_id;
+use crate::api::extract::{res, Authorized, Id};
+use crate::api::page;
+use crate::api::ApiError;
 use crate::service::alerts::{self, NewFinding};
 use crate::service::{Actor, ActorKind};
 
@@ -97,7 +97,7 @@ pub async fn activity(
     Id(uuid, _): Id<res::Alert>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
+    let page = crate::api::list_query::ListQuery::parse(q.as_deref())?.page()?;
     let (id, _) = alert_id(&*client, uuid).await?;
     let (events, total) = alerts::activity(&*client, id, page.page_size, page.offset()).await?;
     let data = events.into_iter().map(|e| json!(e)).collect();

@@ -7,10 +7,10 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::extract::{missing, res, Authorized, Id};
-use super::list_query::ListQuery;
-use super::page;
-use super::ApiError;
+use crate::api::extract::{missing, res, Authorized, Id};
+use crate::api::list_query::ListQuery;
+use crate::api::page;
+use crate::api::ApiError;
 use crate::db::stmt;
 use crate::domain::malice::Malice;
 use crate::domain::severity::Severity;
