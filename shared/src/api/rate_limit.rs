@@ -159,8 +159,7 @@ async fn add(client: &impl crate::db::stmt::Cached, bucket: &str, n: u32) -> Res
              RETURNING count",
         &[(&bucket, Type::TEXT), (&n, Type::INT4)],
     )
-    .await
-    .map_err(DbError::from)?;
+    .await?;
     let row = row.ok_or_else(|| DbError::Config("rate limit upsert returned no row".into()))?;
     Ok(row.get::<_, i32>(0) as i64)
 }

@@ -61,6 +61,12 @@ pub enum MigrateError {
     Unknown(i32),
 }
 
+impl From<deadpool_postgres::PoolError> for MigrateError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        MigrateError::Db(DbError::from(e))
+    }
+}
+
 impl From<tokio_postgres::Error> for MigrateError {
     fn from(e: tokio_postgres::Error) -> Self {
         MigrateError::Db(DbError::Query(e))
@@ -129,7 +135,7 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<MigrationReport, M
 
 /// Runs the migrations on a connection taken from a pool.
 pub async fn run_on_pool(pool: &super::Pool) -> Result<MigrationReport, MigrateError> {
-    let mut client = pool.get().await.map_err(DbError::from)?;
+    let mut client = pool.get().await?;
     let client: &mut tokio_postgres::Client = &mut client;
     run(client).await
 }

@@ -318,7 +318,7 @@ impl Dispatcher {
     /// Matches agents, creates the deliveries and makes their first attempts.
     pub async fn dispatch_alert(&self, req: &DispatchRequest) -> Result<(), HandlerError> {
         let ids = {
-            let client = self.pool.get().await.map_err(DbError::from)?;
+            let client = self.pool.get().await?;
             let (facts, agents) = tokio::join!(
                 targeting::facts_of(&*client, req.alert_id),
                 stmt::query(
@@ -327,12 +327,11 @@ impl Dispatcher {
                     &[],
                 )
             );
-            let Some(facts) = facts.map_err(DbError::from)? else {
+            let Some(facts) = facts? else {
                 tracing::info!(alert_id = req.alert_id, "alert no longer exists; nothing to dispatch");
                 return Ok(());
             };
-            let matched: Vec<i64> = agents
-                .map_err(DbError::from)?
+            let matched: Vec<i64> = agents?
                 .iter()
                 .filter(|r| {
                     Triggers::from_stored(r.get(1), r.get(2), r.get::<_, Option<Value>>(3).as_ref()).matches(&facts)
@@ -347,8 +346,7 @@ impl Dispatcher {
                     "UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL",
                     &[(&req.alert_id, Type::INT8)],
                 )
-                .await
-                .map_err(DbError::from)?;
+                .await?;
                 tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "no agent matches this alert");
                 return Ok(());
             }
@@ -372,8 +370,7 @@ impl Dispatcher {
                     (&REDRIVE_AFTER_SECONDS, Type::INT4),
                 ],
             )
-            .await
-            .map_err(DbError::from)?;
+            .await?;
             rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
         };
         if ids.is_empty() {
@@ -400,7 +397,7 @@ impl Dispatcher {
                 attempt = n + 1, "recording an attempt made earlier (not sending again)");
             return self.record_or_keep(id, n, t, outcome).await;
         }
-        let client = self.pool.get().await.map_err(DbError::from)?;
+        let client = self.pool.get().await?;
         let claimed = stmt::query_opt(
             &*client,
             "UPDATE deliveries d SET claimed_until = now() + make_interval(secs => a.timeout_seconds + $3),
@@ -422,8 +419,7 @@ impl Dispatcher {
                 (&REDRIVE_AFTER_SECONDS, Type::INT4),
             ],
         )
-        .await
-        .map_err(DbError::from)?;
+        .await?;
         let Some(r) = claimed else {
             // Done, superseded, deleted — or someone else holds it right now.
             let row = stmt::query_opt(
@@ -432,7 +428,7 @@ impl Dispatcher {
                 &[(&id, Type::INT8)],
             )
             .await
-            .map_err(DbError::from)?;
+            ?;
             if let Some(row) = row {
                 let (attempts, status, left): (i32, &str, Option<f64>) = (row.get(0), row.get(1), row.get(2));
                 if attempts == n && matches!(status, "pending" | "failed") {

@@ -67,6 +67,18 @@ impl From<DbError> for HandlerError {
     }
 }
 
+impl From<tokio_postgres::Error> for HandlerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::from(e).into()
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for HandlerError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        DbError::from(e).into()
+    }
+}
+
 /// The wait before a retryable failure that named no time is tried again, after `receives`
 /// receives: 2 s · 3^(receives-1), at most 5 minutes, less up to a quarter at random.
 pub fn retry_backoff(receives: u32) -> Duration {
