@@ -1,7 +1,7 @@
 //! Golden fixtures: `tests/fixtures/<source>/<case>.json` is the POSTed body,
 //! `<case>.expected.json` the full parse result (every alert field except `raw_payload`),
 //! and an optional `<case>.context.json` holds `{"extra_indicator_fields": [[path, type], ...]}`.
-//! `BLESS=1 cargo test --test sources_golden` rewrites the expected files (review every diff by hand).
+//! `BLESS=1 cargo test -p calseta --test sources` rewrites the expected files (review every diff by hand).
 
 // Tests: a failed step fails the test; a scenario reads best as one function.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]

@@ -748,7 +748,7 @@ async fn the_sample_lambda_event_is_handled_like_a_queue_delivery() {
     let s = stack().await;
     s.cancel.cancel();
     let event: aws_lambda_events::event::sqs::SqsEvent =
-        serde_json::from_str(include_str!("../../events/dispatch-sqs.json")).unwrap();
+        serde_json::from_str(include_str!("../../../events/dispatch-sqs.json")).unwrap();
     assert_eq!(event.records.len(), 2);
     let runner = calseta::queue::batch::BatchRunner::new(
         calseta::queue::QueueName::Dispatch,
