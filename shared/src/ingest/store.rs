@@ -104,11 +104,8 @@ impl Release {
     }
 }
 
-/// Runs the whole store inside `tx` (the caller commits).
-#[allow(
-    clippy::too_many_lines,
-    reason = "long but linear; a split along its phases is issue #11's next step"
-)]
+/// Runs the whole store inside `tx` (the caller commits), phase by phase: rules, alerts,
+/// indicators, then everything else in one pipelined round trip.
 pub async fn store(
     tx: &Transaction<'_>,
     alerts: &[AlertToStore<'_>],
@@ -118,8 +115,20 @@ pub async fn store(
     release: Release,
 ) -> Result<StoreResult, DbError> {
     let (rules, release_rules) = upsert_rules(tx, alerts).await?;
-    // Each alert's deadline also covers the release delay of its last message (counted over
-    // every alert of the request: duplicates enqueue nothing, so this is an upper bound).
+    let deadlines = deadlines(alerts, policy, release);
+    let (stored, created) = insert_alerts(tx, alerts, &rules, release_rules, &deadlines).await?;
+    let (ids, distinct) = upsert_indicators(tx, alerts, &created, policy).await?;
+    let work = plan_work(alerts, &created, &ids, &distinct, release);
+    let events = activity(alerts, &stored, archive);
+    let seen_ids: Vec<i64> = ids.values().copied().collect();
+    let outbox = write_rest(tx, &stored, &seen_ids, work, events, archive, actor).await?;
+    Ok(StoreResult { stored, outbox })
+}
+
+/// Each alert's enrichment deadline: the configured one, plus the release delay of its last
+/// message (counted over every alert of the request: duplicates enqueue nothing, so this is an
+/// upper bound).
+fn deadlines(alerts: &[AlertToStore<'_>], policy: &NeverSendPolicy, release: Release) -> Vec<f64> {
     let mut queued_before = 0;
     let deadlines: Vec<f64> = alerts
         .iter()
@@ -133,8 +142,20 @@ pub async fn store(
             release.deadline_secs + f64::from(release.delay(queued_before.saturating_sub(1)))
         })
         .collect();
-    let deadlines = &deadlines;
+    deadlines
+}
 
+/// New alerts (index in the request, id, uuid).
+type Created = Vec<(usize, i64, Uuid)>;
+
+/// The alerts, insert-or-ignore on the idempotency key; a repeat counts as a duplicate.
+async fn insert_alerts(
+    tx: &Transaction<'_>,
+    alerts: &[AlertToStore<'_>],
+    rules: &HashMap<&str, i64>,
+    release_rules: bool,
+    deadlines: &[f64],
+) -> Result<(Vec<Stored>, Created), DbError> {
     // Alerts, pipelined: insert-or-ignore on the idempotency key.
     let mitres: Vec<Value> = alerts
         .iter()
@@ -188,8 +209,32 @@ pub async fn store(
     released?;
     let inserted = inserted?;
 
-    // Keys that already existed (an earlier delivery, or earlier in this batch): count the
-    // repeat and change nothing else. Pipelined, in input order.
+    let mut dups = count_duplicates(tx, alerts, &inserted).await?;
+    let mut stored = Vec::with_capacity(alerts.len());
+    let mut created: Vec<(usize, i64, Uuid)> = Vec::new();
+    for (i, rows) in inserted.iter().enumerate() {
+        match rows.first() {
+            Some(r) => {
+                let (id, uuid): (i64, Uuid) = (r.get(0), r.get(1));
+                created.push((i, id, uuid));
+                stored.push(Stored::Created { id, uuid });
+            }
+            None => stored.push(
+                dups.remove(&i)
+                    .ok_or_else(|| DbError::Config("missing duplicate".into()))?,
+            ),
+        }
+    }
+    Ok((stored, created))
+}
+
+/// Keys that already existed (an earlier delivery, or earlier in this batch): count the
+/// repeat and change nothing else. Pipelined, in input order; keyed by index in the request.
+async fn count_duplicates(
+    tx: &Transaction<'_>,
+    alerts: &[AlertToStore<'_>],
+    inserted: &[Vec<tokio_postgres::Row>],
+) -> Result<HashMap<usize, Stored>, DbError> {
     let dup_idx: Vec<usize> = inserted
         .iter()
         .enumerate()
@@ -220,26 +265,23 @@ pub async fn store(
             },
         );
     }
-    let mut stored = Vec::with_capacity(alerts.len());
-    let mut created: Vec<(usize, i64, Uuid)> = Vec::new();
-    for (i, rows) in inserted.iter().enumerate() {
-        match rows.first() {
-            Some(r) => {
-                let (id, uuid): (i64, Uuid) = (r.get(0), r.get(1));
-                created.push((i, id, uuid));
-                stored.push(Stored::Created { id, uuid });
-            }
-            None => stored.push(
-                dups.remove(&i)
-                    .ok_or_else(|| DbError::Config("missing duplicate".into()))?,
-            ),
-        }
-    }
+    Ok(dups)
+}
 
+/// Indicator ids by (type, value), and whether each may be sent to providers.
+type IndicatorIds<'a> = HashMap<(IndicatorType, &'a str), i64>;
+type Enrichable<'a> = BTreeMap<(IndicatorType, &'a str), bool>;
+
+async fn upsert_indicators<'a>(
+    tx: &Transaction<'_>,
+    alerts: &'a [AlertToStore<'_>],
+    created: &Created,
+    policy: &NeverSendPolicy,
+) -> Result<(IndicatorIds<'a>, Enrichable<'a>), DbError> {
     // Indicators of the new alerts: one upsert for the whole request, in a fixed order so
     // concurrent requests sharing indicators lock rows in the same order (no deadlocks).
     let mut distinct: BTreeMap<(IndicatorType, &str), bool> = BTreeMap::new();
-    for (i, _, _) in &created {
+    for (i, _, _) in created {
         for ind in &alerts[*i].alert.indicators {
             distinct
                 .entry((ind.indicator_type, ind.value.as_str()))
@@ -290,8 +332,27 @@ pub async fn store(
             }
         }
     }
-    let seen_ids: Vec<i64> = ids.values().copied().collect();
+    Ok((ids, distinct))
+}
 
+/// The links and the queue messages of the new alerts; alerts with nothing to enrich go
+/// straight to dispatch.
+struct Work<'a> {
+    link_alert: Vec<i64>,
+    link_ind: Vec<i64>,
+    link_field: Vec<&'a str>,
+    link_state: Vec<&'static str>,
+    messages: Vec<NewMessage>,
+    no_work: Vec<i64>,
+}
+
+fn plan_work<'a>(
+    alerts: &'a [AlertToStore<'_>],
+    created: &Created,
+    ids: &IndicatorIds<'a>,
+    distinct: &Enrichable<'a>,
+    release: Release,
+) -> Work<'a> {
     // Links, enrichment work (one message per alert × enrichable indicator), or straight to
     // dispatch when there is nothing to enrich.
     let mut link_alert = Vec::new();
@@ -301,7 +362,7 @@ pub async fn store(
     let mut messages = Vec::new();
     let mut no_work: Vec<i64> = Vec::new();
     let mut enrich_count = 0;
-    for (i, alert_id, alert_uuid) in &created {
+    for (i, alert_id, alert_uuid) in created {
         let mut pending = 0;
         for ind in &alerts[*i].alert.indicators {
             let key = (ind.indicator_type, ind.value.as_str());
@@ -341,6 +402,24 @@ pub async fn store(
             );
         }
     }
+    Work {
+        link_alert,
+        link_ind,
+        link_field,
+        link_state,
+        messages,
+        no_work,
+    }
+}
+
+/// Activity events, one insert's worth.
+struct Events {
+    ids: Vec<i64>,
+    types: Vec<&'static str>,
+    refs: Vec<Value>,
+}
+
+fn activity(alerts: &[AlertToStore<'_>], stored: &[Stored], archive: &Archive<'_>) -> Events {
     // Activity: `alert_ingested` for new alerts, `alert_deduplicated` for repeats, in one insert.
     let mut event_ids: Vec<i64> = Vec::with_capacity(stored.len());
     let mut event_types: Vec<&str> = Vec::with_capacity(stored.len());
@@ -372,7 +451,114 @@ pub async fn store(
             }
         }
     }
+    Events {
+        ids: event_ids,
+        types: event_types,
+        refs: event_refs,
+    }
+}
+
+/// Everything left, pipelined in one round trip; returns the outbox rows to send after commit.
+async fn write_rest(
+    tx: &Transaction<'_>,
+    stored: &[Stored],
+    seen_ids: &[i64],
+    work: Work<'_>,
+    events: Events,
+    archive: &Archive<'_>,
+    actor: &Actor<'_>,
+) -> Result<Vec<(i64, NewMessage)>, DbError> {
     let all_ids: Vec<i64> = stored.iter().map(Stored::id).collect();
+    let ((), (), (), (), outbox_ids, ()) = tokio::try_join!(
+        insert_links(tx, &work),
+        refresh_last_seen(tx, seen_ids),
+        finish_without_work(tx, &work.no_work),
+        insert_events(tx, &events, actor),
+        insert_outbox(tx, &work.messages),
+        archive_request(tx, archive, &all_ids),
+    )?;
+    Ok(outbox_ids.into_iter().zip(work.messages).collect())
+}
+
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+async fn insert_links(tx: &Transaction<'_>, w: &Work<'_>) -> PgResult<()> {
+    if !w.link_alert.is_empty() {
+        stmt::execute(
+            tx,
+            "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+             ON CONFLICT DO NOTHING",
+            &[
+                (&w.link_alert, Type::INT8_ARRAY),
+                (&w.link_ind, Type::INT8_ARRAY),
+                (&w.link_field, Type::TEXT_ARRAY),
+                (&w.link_state, Type::TEXT_ARRAY),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Never waits: a row another request is refreshing is skipped (it gets the same `now()` give
+/// or take a commit), so no lock order to keep and no deadlock. NO KEY UPDATE, not UPDATE: the
+/// key-share locks the links' foreign-key checks hold on a hot indicator do not block it, so a
+/// steady stream of alerts still refreshes it.
+async fn refresh_last_seen(tx: &Transaction<'_>, seen_ids: &[i64]) -> PgResult<()> {
+    if !seen_ids.is_empty() {
+        stmt::execute(
+            tx,
+            "UPDATE indicators SET last_seen = now(), updated_at = now()
+             WHERE id IN (SELECT id FROM indicators
+                          WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds'
+                          ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
+            &[(&seen_ids, Type::INT8_ARRAY)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Alerts with nothing to enrich are complete at once (their dispatch message is queued).
+async fn finish_without_work(tx: &Transaction<'_>, no_work: &[i64]) -> PgResult<()> {
+    if !no_work.is_empty() {
+        stmt::execute(
+            tx,
+            "UPDATE alerts SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
+                               enrichment_deadline_at = NULL
+             WHERE id = ANY($1)",
+            &[(&no_work, Type::INT8_ARRAY)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_events(tx: &Transaction<'_>, e: &Events, actor: &Actor<'_>) -> PgResult<()> {
+    if !e.ids.is_empty() {
+        stmt::execute(
+            tx,
+            "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
+             SELECT a, e, $3, $4, r FROM unnest($1::bigint[], $2::text[], $5::jsonb[]) AS t(a, e, r)",
+            &[
+                (&e.ids, Type::INT8_ARRAY),
+                (&e.types, Type::TEXT_ARRAY),
+                (&actor.actor_type, Type::TEXT),
+                (&actor.key_prefix, Type::TEXT),
+                (&e.refs, Type::JSONB_ARRAY),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The outbox rows' ids, in message order.
+async fn insert_outbox(tx: &Transaction<'_>, messages: &[NewMessage]) -> PgResult<Vec<i64>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
     let queues: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
     let bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
     let attrs: Vec<Value> = messages
@@ -380,111 +566,39 @@ pub async fn store(
         .map(|m| serde_json::to_value(&m.attributes).unwrap_or_default())
         .collect();
     let delays: Vec<i32> = messages.iter().map(|m| m.delay_seconds as i32).collect();
+    let rows = stmt::query(
+        tx,
+        "INSERT INTO outbox (queue, body, attributes, delay_seconds)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[]) RETURNING id",
+        &[
+            (&queues, Type::TEXT_ARRAY),
+            (&bodies, Type::TEXT_ARRAY),
+            (&attrs, Type::JSONB_ARRAY),
+            (&delays, Type::INT4_ARRAY),
+        ],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
 
-    // Everything left, pipelined in one round trip.
-    let links = async {
-        if !link_alert.is_empty() {
-            stmt::execute(
-                tx,
-                "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
-                 ON CONFLICT DO NOTHING",
-                &[
-                    (&link_alert, Type::INT8_ARRAY),
-                    (&link_ind, Type::INT8_ARRAY),
-                    (&link_field, Type::TEXT_ARRAY),
-                    (&link_state, Type::TEXT_ARRAY),
-                ],
-            )
-            .await?;
-        }
-        Ok::<_, tokio_postgres::Error>(())
-    };
-    // Never waits: a row another request is refreshing is skipped (it gets the same `now()`
-    // give or take a commit), so no lock order to keep and no deadlock. NO KEY UPDATE, not
-    // UPDATE: the key-share locks the links' foreign-key checks hold on a hot indicator do not
-    // block it, so a steady stream of alerts still refreshes it.
-    let seen = async {
-        if !seen_ids.is_empty() {
-            stmt::execute(
-                tx,
-                "UPDATE indicators SET last_seen = now(), updated_at = now()
-                 WHERE id IN (SELECT id FROM indicators
-                              WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds'
-                              ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
-                &[(&seen_ids, Type::INT8_ARRAY)],
-            )
-            .await?;
-        }
-        Ok(())
-    };
-    let finished = async {
-        if !no_work.is_empty() {
-            stmt::execute(
-                tx,
-                "UPDATE alerts SET enrichment_status = 'Enriched', is_enriched = true, enriched_at = now(),
-                                   enrichment_deadline_at = NULL
-                 WHERE id = ANY($1)",
-                &[(&no_work, Type::INT8_ARRAY)],
-            )
-            .await?;
-        }
-        Ok(())
-    };
-    let activity = async {
-        if !event_ids.is_empty() {
-            stmt::execute(
-                tx,
-                "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-                 SELECT a, e, $3, $4, r FROM unnest($1::bigint[], $2::text[], $5::jsonb[]) AS t(a, e, r)",
-                &[
-                    (&event_ids, Type::INT8_ARRAY),
-                    (&event_types, Type::TEXT_ARRAY),
-                    (&actor.actor_type, Type::TEXT),
-                    (&actor.key_prefix, Type::TEXT),
-                    (&event_refs, Type::JSONB_ARRAY),
-                ],
-            )
-            .await?;
-        }
-        Ok(())
-    };
-    let outbox_rows = async {
-        if messages.is_empty() {
-            return Ok(Vec::new());
-        }
-        stmt::query(
-            tx,
-            "INSERT INTO outbox (queue, body, attributes, delay_seconds)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[]) RETURNING id",
-            &[
-                (&queues, Type::TEXT_ARRAY),
-                (&bodies, Type::TEXT_ARRAY),
-                (&attrs, Type::JSONB_ARRAY),
-                (&delays, Type::INT4_ARRAY),
-            ],
-        )
-        .await
-    };
+async fn archive_request(tx: &Transaction<'_>, archive: &Archive<'_>, alert_ids: &[i64]) -> PgResult<()> {
+    if !archive.write {
+        return Ok(());
+    }
     let source_name = archive.source.as_str();
-    let archived = async {
-        if !archive.write {
-            return Ok(());
-        }
-        stmt::execute(tx, "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
+    stmt::execute(
+        tx,
+        "INSERT INTO ingest_archive (request_id, source_name, headers, body, alert_ids) VALUES ($1, $2, $3, $4, $5)",
         &[
             (&archive.request_id, Type::TEXT),
             (&source_name, Type::TEXT),
             (&archive.headers, Type::JSONB),
             (&archive.body, Type::BYTEA),
-            (&all_ids, Type::INT8_ARRAY),
+            (&alert_ids, Type::INT8_ARRAY),
         ],
     )
-        .await
-    };
-    let ((), (), (), (), outbox_ids, _) = tokio::try_join!(links, seen, finished, activity, outbox_rows, archived)?;
-    let outbox = outbox_ids.iter().map(|r| r.get::<_, i64>(0)).zip(messages).collect();
-    Ok(StoreResult { stored, outbox })
+    .await?;
+    Ok(())
 }
 
 /// Finds or creates the detection rule of every alert (by `(source, rule id)`), keyed by rule
