@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use tokio_postgres::types::Type;
 use tracing::Instrument;
 
-use super::cache::{self, CachedResult};
+use super::cache;
 use super::governor::{Admission, Governor};
 use super::never_send::NeverSendPolicy;
 use super::provider::{Lookup, Provider, ProviderError, MAX_REQUEUE_DELAY};
@@ -41,6 +41,12 @@ use crate::queue::batch::{BatchRunner, HandlerError};
 use crate::queue::correlation::in_alert;
 use crate::queue::messages::EnrichRequest;
 use crate::queue::outbox::{NewMessage, Outbox};
+
+mod fanin;
+mod result;
+
+use result::extracted;
+pub use result::{ProviderResult, ResultStatus};
 
 /// Tunables; the defaults follow providers spec §1.5.
 #[derive(Debug, Clone)]
@@ -70,185 +76,6 @@ impl Default for EngineSettings {
             max_deferrals: 8,
         }
     }
-}
-
-/// Result status of one provider for one indicator (spec §1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultStatus {
-    Success,
-    Failed,
-    Skipped,
-}
-
-impl ResultStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResultStatus::Success => "success",
-            ResultStatus::Failed => "failed",
-            ResultStatus::Skipped => "skipped",
-        }
-    }
-}
-
-/// One provider's result for one indicator (spec §1.2 result record, without `raw`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProviderResult {
-    pub provider: String,
-    pub status: ResultStatus,
-    /// The compact block plus `found` and `malice` (success only).
-    pub extracted: Option<Map<String, Value>>,
-    pub malice: Option<Malice>,
-    pub malice_reason: Option<String>,
-    /// When the data was fetched from the provider.
-    pub enriched_at: Option<DateTime<Utc>>,
-    pub cache_hit: bool,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub retry_after_seconds: Option<u64>,
-}
-
-impl ProviderResult {
-    fn from_cached(c: &CachedResult, hit: bool) -> Self {
-        ProviderResult {
-            provider: c.provider.clone(),
-            status: ResultStatus::Success,
-            extracted: Some(c.block.clone()),
-            malice: Some(c.malice),
-            malice_reason: c.malice_reason.clone(),
-            enriched_at: Some(c.fetched_at),
-            cache_hit: hit,
-            error_code: None,
-            error_message: None,
-            retry_after_seconds: None,
-        }
-    }
-
-    fn from_lookup(provider: &str, l: &Lookup, fetched_at: DateTime<Utc>) -> Self {
-        ProviderResult {
-            provider: provider.to_string(),
-            status: ResultStatus::Success,
-            extracted: Some(extracted(l)),
-            malice: Some(l.malice),
-            malice_reason: l.malice_reason.clone(),
-            enriched_at: Some(fetched_at),
-            cache_hit: false,
-            error_code: None,
-            error_message: None,
-            retry_after_seconds: None,
-        }
-    }
-
-    fn from_error(provider: &str, e: &ProviderError) -> Self {
-        ProviderResult::problem(
-            provider,
-            if matches!(e, ProviderError::Skipped { .. }) {
-                ResultStatus::Skipped
-            } else {
-                ResultStatus::Failed
-            },
-            e.code(),
-            e.to_string(),
-            e.retry_after(),
-        )
-    }
-
-    fn problem(
-        provider: &str,
-        status: ResultStatus,
-        code: &str,
-        message: impl Into<String>,
-        retry_after: Option<Duration>,
-    ) -> Self {
-        ProviderResult {
-            provider: provider.to_string(),
-            status,
-            extracted: None,
-            malice: None,
-            malice_reason: None,
-            enriched_at: None,
-            cache_hit: false,
-            error_code: Some(code.to_string()),
-            error_message: Some(message.into()),
-            retry_after_seconds: retry_after.map(|d| d.as_secs_f64().ceil() as u64),
-        }
-    }
-
-    /// The spec §1.2 record as JSON (no nulls), with `age_seconds` as of `now`.
-    pub fn to_json(&self, now: DateTime<Utc>) -> Value {
-        let mut m = Map::new();
-        m.insert("provider_name".into(), json!(self.provider));
-        m.insert("status".into(), json!(self.status.as_str()));
-        m.insert("success".into(), json!(self.status == ResultStatus::Success));
-        if let Some(e) = &self.extracted {
-            m.insert("extracted".into(), Value::Object(e.clone()));
-        }
-        if let Some(r) = &self.malice_reason {
-            m.insert("malice_reason".into(), json!(r));
-        }
-        if let Some(at) = self.enriched_at {
-            m.insert("enriched_at".into(), json!(super::providers::iso(at)));
-            m.insert("cache_hit".into(), json!(self.cache_hit));
-            m.insert("age_seconds".into(), json!((now - at).num_seconds().max(0)));
-        }
-        if let Some(c) = &self.error_code {
-            m.insert("error_code".into(), json!(c));
-        }
-        if let Some(msg) = &self.error_message {
-            m.insert("error_message".into(), json!(msg));
-        }
-        if let Some(s) = self.retry_after_seconds {
-            m.insert("retry_after_seconds".into(), json!(s));
-        }
-        Value::Object(m)
-    }
-
-    /// What the link keeps per provider (`alert_indicators.provider_status`): status and
-    /// provenance; the block itself lives in the cache table.
-    fn link_entry(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("status".into(), json!(self.status.as_str()));
-        if let Some(e) = &self.extracted {
-            m.insert("found".into(), e.get("found").cloned().unwrap_or(Value::Bool(true)));
-        }
-        if let Some(mal) = self.malice {
-            m.insert("malice".into(), json!(mal.as_str()));
-        }
-        if let Some(at) = self.enriched_at {
-            m.insert("enriched_at".into(), json!(super::providers::iso(at)));
-            m.insert("cache_hit".into(), json!(self.cache_hit));
-        }
-        if let Some(c) = &self.error_code {
-            m.insert("error_code".into(), json!(c));
-        }
-        if let Some(msg) = &self.error_message {
-            m.insert("error_message".into(), json!(msg));
-        }
-        if let Some(s) = self.retry_after_seconds {
-            m.insert("retry_after_seconds".into(), json!(s));
-        }
-        Value::Object(m)
-    }
-
-    /// A result recorded on a link by an earlier delivery that must not be redone: failures and
-    /// skips that are final (a success is re-read from the cache instead).
-    fn from_link_entry(provider: &str, v: &Value) -> Option<Self> {
-        let status = match v.get("status")?.as_str()? {
-            "failed" => ResultStatus::Failed,
-            "skipped" => ResultStatus::Skipped,
-            _ => return None,
-        };
-        let code = v.get("error_code").and_then(Value::as_str).unwrap_or("upstream_error");
-        let msg = v.get("error_message").and_then(Value::as_str).unwrap_or("");
-        Some(ProviderResult::problem(provider, status, code, msg, None))
-    }
-}
-
-/// The block shown to agents: the provider's output plus `found` and `malice`.
-fn extracted(l: &Lookup) -> Map<String, Value> {
-    let mut m = l.block.clone();
-    m.insert("found".into(), Value::Bool(l.found));
-    m.insert("malice".into(), json!(l.malice.as_str()));
-    m
 }
 
 /// One provider outcome: final, or "come back after this wait" (with the result to record if
@@ -638,82 +465,6 @@ impl Engine {
                 _ => Ok(()),
             })
             .collect())
-    }
-
-    async fn commit(
-        &self,
-        items: &[(EnrichRequest, u32)],
-        plans: &[Option<Plan>],
-        malice: &BTreeMap<i64, Malice>,
-    ) -> Result<(), DbError> {
-        let mut fin_a = Vec::new();
-        let mut fin_i = Vec::new();
-        let mut fin_s: Vec<&str> = Vec::new();
-        let mut fin_ps = Vec::new();
-        let mut def_a = Vec::new();
-        let mut def_i = Vec::new();
-        let mut def_ps = Vec::new();
-        for (p, (req, _)) in plans.iter().zip(items) {
-            match p {
-                Some(Plan::Finish { state, provider_status }) => {
-                    fin_a.push(req.alert_id);
-                    fin_i.push(req.indicator_id);
-                    fin_s.push(state);
-                    fin_ps.push(Value::Object(provider_status.clone()));
-                }
-                Some(Plan::Defer { provider_status, .. }) if !provider_status.is_empty() => {
-                    def_a.push(req.alert_id);
-                    def_i.push(req.indicator_id);
-                    def_ps.push(Value::Object(provider_status.clone()));
-                }
-                _ => {}
-            }
-        }
-        if fin_a.is_empty() && def_a.is_empty() {
-            return Ok(());
-        }
-        let mal_ids: Vec<i64> = malice.keys().copied().collect();
-        let mal_vs: Vec<&str> = malice.values().map(|m| m.as_str()).collect();
-        // One round trip: locks, links, verdicts and completion run inside the database
-        // (calseta_finish_enrichment, migration 0003), each statement seeing what earlier lock
-        // holders committed.
-        let client = self.pool.get().await?;
-        let rows = stmt::query(
-            &*client,
-            "SELECT alert_id, alert_uuid, outbox_id, body, attributes
-             FROM calseta_finish_enrichment($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                (&fin_a, Type::INT8_ARRAY),
-                (&fin_i, Type::INT8_ARRAY),
-                (&fin_s, Type::TEXT_ARRAY),
-                (&fin_ps, Type::JSONB_ARRAY),
-                (&def_a, Type::INT8_ARRAY),
-                (&def_i, Type::INT8_ARRAY),
-                (&def_ps, Type::JSONB_ARRAY),
-                (&mal_ids, Type::INT8_ARRAY),
-                (&mal_vs, Type::TEXT_ARRAY),
-            ],
-        )
-        .await?;
-        let completed = completions(&rows);
-        for (alert_id, uuid, _) in &completed {
-            in_alert(*uuid, || {
-                tracing::info!(alert_id, "alert enrichment completed; dispatch queued")
-            });
-        }
-        // The dispatch rows were written by the database function; the alert's trace and request
-        // id are added to the message sent now (a row the sweeper resends goes without them).
-        let rows: Vec<(i64, NewMessage)> = completed
-            .into_iter()
-            .map(|(_, uuid, (id, m))| (id, m.correlated(uuid)))
-            .collect();
-        if !rows.is_empty() {
-            // A failed send leaves the rows to the sweeper; the state is already committed.
-            if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
-                tracing::warn!(error = %e, "outbox send after enrichment failed; sweeper will resend");
-            }
-        }
-        Ok(())
     }
 
     /// Resolves cache misses: takes the fetch leases it can (single flight across instances),
