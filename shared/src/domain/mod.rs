@@ -3,5 +3,6 @@
 pub mod indicator;
 pub mod malice;
 pub mod mitre;
+pub mod payload;
 pub mod severity;
 pub mod timestamp;
