@@ -98,8 +98,6 @@ impl<R: Resource, S: Send + Sync> FromRequestParts<S> for Id<R> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::new(e.status(), "BAD_REQUEST", e.body_text()))?;
-        Uuid::parse_str(raw.trim())
-            .map(|u| Self(u, PhantomData))
-            .map_err(|_| missing::<R>())
+        Ok(Self(crate::service::parse_uuid(&raw, R::NAME)?, PhantomData))
     }
 }
