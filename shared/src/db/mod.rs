@@ -1,6 +1,7 @@
 //! Postgres: pool, migrations, the embedded throwaway cluster, and one repository module per
 //! table group.
 
+pub mod activity;
 pub mod api_keys;
 #[cfg(feature = "local")]
 pub mod embedded;

@@ -16,7 +16,10 @@ use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::{
-    db::{stmt, DbError},
+    db::{
+        activity::{self, EventType, Events},
+        stmt, DbError,
+    },
     domain::indicator::IndicatorType,
     enrich::{never_send::NeverSendPolicy, wants_enrichment},
     queue::{
@@ -43,10 +46,7 @@ pub struct Archive<'a> {
 }
 
 /// Who sent it, for activity events.
-pub struct Actor<'a> {
-    pub actor_type: &'static str,
-    pub key_prefix: Option<&'a str>,
-}
+pub use crate::db::activity::Actor;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -412,50 +412,33 @@ fn plan_work<'a>(
     }
 }
 
-/// Activity events, one insert's worth.
-struct Events {
-    ids: Vec<i64>,
-    types: Vec<&'static str>,
-    refs: Vec<Value>,
-}
-
 fn activity(alerts: &[AlertToStore<'_>], stored: &[Stored], archive: &Archive<'_>) -> Events {
     // Activity: `alert_ingested` for new alerts, `alert_deduplicated` for repeats, in one insert.
-    let mut event_ids: Vec<i64> = Vec::with_capacity(stored.len());
-    let mut event_types: Vec<&str> = Vec::with_capacity(stored.len());
-    let mut event_refs: Vec<Value> = Vec::with_capacity(stored.len());
+    let mut events = Events::with_capacity(stored.len());
     for (i, s) in stored.iter().enumerate() {
         match s {
             Stored::Created { id, .. } => {
-                event_ids.push(*id);
-                event_types.push("alert_ingested");
-                event_refs.push(json!({
+                let refs = json!({
                     "request_id": archive.request_id,
                     "source_name": alerts[i].alert.source_name.as_str(),
                     "indicator_count": alerts[i].alert.indicators.len(),
-                }));
+                });
+                events.push(*id, EventType::AlertIngested, refs);
                 // A capped indicator list is an event of its own, so it shows in the activity
                 // feed and not only in `extra`.
                 if let Some(t) = alerts[i].alert.extra.get(super::limits::TRUNCATION_KEY) {
-                    event_ids.push(*id);
-                    event_types.push("alert_indicators_truncated");
-                    event_refs.push(t.clone());
+                    events.push(*id, EventType::AlertIndicatorsTruncated, t.clone());
                 }
             }
             Stored::Duplicate {
                 id, duplicate_count, ..
             } => {
-                event_ids.push(*id);
-                event_types.push("alert_deduplicated");
-                event_refs.push(json!({ "duplicate_count": duplicate_count, "request_id": archive.request_id }));
+                let refs = json!({ "duplicate_count": duplicate_count, "request_id": archive.request_id });
+                events.push(*id, EventType::AlertDeduplicated, refs);
             }
         }
     }
-    Events {
-        ids: event_ids,
-        types: event_types,
-        refs: event_refs,
-    }
+    events
 }
 
 /// Everything left, pipelined in one round trip; returns the outbox rows to send after commit.
@@ -473,7 +456,7 @@ async fn write_rest(
         insert_links(tx, &work),
         refresh_last_seen(tx, seen_ids),
         finish_without_work(tx, &work.no_work),
-        insert_events(tx, &events, actor),
+        activity::record(tx, *actor, &events),
         insert_outbox(tx, &work.messages),
         archive_request(tx, archive, &all_ids),
     )?;
@@ -529,25 +512,6 @@ async fn finish_without_work(tx: &Transaction<'_>, no_work: &[i64]) -> PgResult<
                                enrichment_deadline_at = NULL
              WHERE id = ANY($1)",
             &[(&no_work, Type::INT8_ARRAY)],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-async fn insert_events(tx: &Transaction<'_>, e: &Events, actor: &Actor<'_>) -> PgResult<()> {
-    if !e.ids.is_empty() {
-        stmt::execute(
-            tx,
-            "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-             SELECT a, e, $3, $4, r FROM unnest($1::bigint[], $2::text[], $5::jsonb[]) AS t(a, e, r)",
-            &[
-                (&e.ids, Type::INT8_ARRAY),
-                (&e.types, Type::TEXT_ARRAY),
-                (&actor.actor_type, Type::TEXT),
-                (&actor.key_prefix, Type::TEXT),
-                (&e.refs, Type::JSONB_ARRAY),
-            ],
         )
         .await?;
     }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Actor, ServiceError};
 use crate::context::payload::{self, PayloadOptions};
+use crate::db::activity::{self, EventType, Events};
 use crate::db::stmt::{self, Cached};
 use crate::enrich::providers::iso;
 
@@ -444,46 +445,36 @@ pub async fn update(
     .await?
     .ok_or(NOT_FOUND)?;
     let new_malice: String = row.get(0);
-    let mut events: Vec<(&str, Value)> = Vec::new();
+    let mut events = Events::default();
     if let Some(s) = status.as_deref().filter(|s| *s != cur_status) {
         let kind = if s == "Closed" {
-            "alert_closed"
+            EventType::AlertClosed
         } else {
-            "alert_status_updated"
+            EventType::AlertStatusUpdated
         };
-        events.push((
+        events.push(
+            id,
             kind,
             json!({"from": cur_status, "to": s, "close_classification": classification}),
-        ));
+        );
     }
     if let Some(s) = change.severity.as_deref().filter(|s| *s != cur_severity) {
-        events.push(("alert_severity_updated", json!({"from": cur_severity, "to": s})));
+        events.push(
+            id,
+            EventType::AlertSeverityUpdated,
+            json!({"from": cur_severity, "to": s}),
+        );
     }
     // An analyst verdict is recorded even when it confirms the computed one.
     let reset = change.reset_malice_override;
     if change.malice_override.is_some() || reset || new_malice != cur_malice {
-        events.push((
-            "alert_malice_updated",
+        events.push(
+            id,
+            EventType::AlertMaliceUpdated,
             json!({"from": cur_malice, "to": new_malice, "override": change.malice_override, "reset": reset}),
-        ));
+        );
     }
-    if !events.is_empty() {
-        let types: Vec<&str> = events.iter().map(|e| e.0).collect();
-        let refs: Vec<Value> = events.into_iter().map(|e| e.1).collect();
-        stmt::execute(
-            &tx,
-            "INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-             SELECT $1, e, $5, $3, r FROM unnest($2::text[], $4::jsonb[]) AS t(e, r)",
-            &[
-                (&id, Type::INT8),
-                (&types, Type::TEXT_ARRAY),
-                (&actor.key_prefix, Type::TEXT),
-                (&refs, Type::JSONB_ARRAY),
-                (&actor.kind.as_str(), Type::TEXT),
-            ],
-        )
-        .await?;
-    }
+    activity::record(&tx, actor.as_activity(), &events).await?;
     tx.commit().await?;
     tracing::info!(alert_id = id, alert_uuid = %alert_uuid, actor = actor.kind.as_str(), "alert updated");
     Ok(AlertUpdated {
@@ -607,34 +598,16 @@ pub async fn activity(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<ActivityEvent>, i64), ServiceError> {
-    let rows = stmt::query(
-        client,
-        "SELECT uuid, event_type, actor_type, actor_key_prefix, \"references\", created_at, count(*) OVER ()
-         FROM activity_events WHERE alert_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-        &[(&alert_id, Type::INT8), (&limit, Type::INT8), (&offset, Type::INT8)],
-    )
-    .await?;
-    let total = match rows.first() {
-        Some(r) => r.get(6),
-        None => stmt::query(
-            client,
-            "SELECT count(*) FROM activity_events WHERE alert_id = $1",
-            &[(&alert_id, Type::INT8)],
-        )
-        .await?
-        .first()
-        .map(|r| r.get(0))
-        .unwrap_or(0),
-    };
+    let (rows, total) = activity::page(client, alert_id, limit, offset).await?;
     let events = rows
-        .iter()
+        .into_iter()
         .map(|r| ActivityEvent {
-            uuid: r.get(0),
-            event_type: r.get(1),
-            actor_type: r.get(2),
-            actor_key_prefix: r.get(3),
-            references: r.get(4),
-            created_at: iso(r.get(5)),
+            uuid: r.uuid,
+            event_type: r.event_type,
+            actor_type: r.actor_type,
+            actor_key_prefix: r.actor_key_prefix,
+            references: r.references,
+            created_at: iso(r.created_at),
         })
         .collect();
     Ok((events, total))

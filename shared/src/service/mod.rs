@@ -24,6 +24,16 @@ pub enum ActorKind {
     Mcp,
 }
 
+impl Actor {
+    /// The activity log's view of this actor.
+    pub fn as_activity(&self) -> crate::db::activity::Actor<'_> {
+        crate::db::activity::Actor {
+            actor_type: self.kind.as_str(),
+            key_prefix: Some(&self.key_prefix),
+        }
+    }
+}
+
 impl ActorKind {
     pub fn as_str(self) -> &'static str {
         match self {
