@@ -28,7 +28,7 @@ async fn detail(
     Id(uuid, _): Id<res::Indicator>,
 ) -> Result<Json<Value>, ApiError> {
     let v = crate::service::indicators::get(&*client, uuid).await?;
-    Ok(Json(page::single(v)))
+    Ok(Json(page::single(serde_json::json!(v))))
 }
 
 async fn patch(
@@ -53,5 +53,5 @@ async fn patch(
         key_prefix: principal.key_prefix,
     };
     let v = crate::service::indicators::set_malice(&mut client, &actor, uuid, malice.as_deref()).await?;
-    Ok(Json(page::single(v)))
+    Ok(Json(page::single(serde_json::json!(v))))
 }

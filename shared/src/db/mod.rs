@@ -5,6 +5,7 @@ pub mod activity;
 pub mod api_keys;
 #[cfg(feature = "local")]
 pub mod embedded;
+pub mod indicators;
 pub mod migrate;
 mod pool;
 pub mod sources;

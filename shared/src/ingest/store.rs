@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{
     db::{
         activity::{self, EventType, Events},
+        indicators::{self, Links},
         stmt, DbError,
     },
     domain::indicator::IndicatorType,
@@ -293,42 +294,12 @@ async fn upsert_indicators<'a>(
         let types: Vec<&str> = distinct.keys().map(|(t, _)| t.as_str()).collect();
         let values: Vec<&str> = distinct.keys().map(|(_, v)| *v).collect();
         let enrichable: Vec<bool> = distinct.values().copied().collect();
-        // Existing rows are read, not updated: `ON CONFLICT DO UPDATE` row-locks every shared
-        // indicator until commit, which serialized all concurrent requests on a hot indicator
-        // (issue 15). `last_seen` is refreshed below, at most once a minute per row.
-        let mut rows = tx
-            .query_typed(
-                "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS t(type, value, is_enrichable)),
-                      ins AS (INSERT INTO indicators (type, value, is_enrichable) SELECT * FROM input
-                              ON CONFLICT (type, value) DO NOTHING RETURNING id, type, value)
-                 SELECT id, type, value FROM ins
-                 UNION ALL
-                 SELECT i.id, i.type, i.value FROM indicators i JOIN input USING (type, value)",
-                &[
-                    (&types, Type::TEXT_ARRAY),
-                    (&values, Type::TEXT_ARRAY),
-                    (&enrichable, Type::BOOL_ARRAY),
-                ],
-            )
-            .await?;
+        let rows = indicators::upsert(tx, &types, &values, &enrichable).await?;
         let by_key: HashMap<(&str, &str), (IndicatorType, &str)> =
             distinct.keys().map(|(t, v)| ((t.as_str(), *v), (*t, *v))).collect();
-        // Inserted by a transaction that committed after this statement's snapshot: a new
-        // statement sees it.
-        if rows.len() < distinct.len() {
-            let late = tx
-                .query_typed(
-                    "SELECT i.id, i.type, i.value FROM indicators i
-                     JOIN unnest($1::text[], $2::text[]) AS t(type, value) USING (type, value)",
-                    &[(&types, Type::TEXT_ARRAY), (&values, Type::TEXT_ARRAY)],
-                )
-                .await?;
-            rows.extend(late);
-        }
         for r in &rows {
-            let (t, v): (&str, &str) = (r.get(1), r.get(2));
-            if let Some(&key) = by_key.get(&(t, v)) {
-                ids.insert(key, r.get(0));
+            if let Some(&key) = by_key.get(&(r.indicator_type.as_str(), r.value.as_str())) {
+                ids.insert(key, r.id);
             }
         }
     }
@@ -338,10 +309,7 @@ async fn upsert_indicators<'a>(
 /// The links and the queue messages of the new alerts; alerts with nothing to enrich go
 /// straight to dispatch.
 struct Work<'a> {
-    link_alert: Vec<i64>,
-    link_ind: Vec<i64>,
-    link_field: Vec<&'a str>,
-    link_state: Vec<&'static str>,
+    links: Links<'a>,
     messages: Vec<NewMessage>,
     no_work: Vec<i64>,
 }
@@ -355,10 +323,7 @@ fn plan_work<'a>(
 ) -> Work<'a> {
     // Links, enrichment work (one message per alert × enrichable indicator), or straight to
     // dispatch when there is nothing to enrich.
-    let mut link_alert = Vec::new();
-    let mut link_ind = Vec::new();
-    let mut link_field = Vec::new();
-    let mut link_state = Vec::new();
+    let mut links = Links::default();
     let mut messages = Vec::new();
     let mut no_work: Vec<i64> = Vec::new();
     let mut enrich_count = 0;
@@ -368,10 +333,8 @@ fn plan_work<'a>(
             let key = (ind.indicator_type, ind.value.as_str());
             let Some(&ind_id) = ids.get(&key) else { continue };
             let enrichable = distinct.get(&key).copied().unwrap_or(false);
-            link_alert.push(*alert_id);
-            link_ind.push(ind_id);
-            link_field.push(ind.source_field.as_str());
-            link_state.push(if enrichable { "pending" } else { "skipped" });
+            let state = if enrichable { "pending" } else { "skipped" };
+            links.push(*alert_id, ind_id, ind.source_field.as_str(), state);
             if enrichable {
                 pending += 1;
                 messages.push(
@@ -403,10 +366,7 @@ fn plan_work<'a>(
         }
     }
     Work {
-        link_alert,
-        link_ind,
-        link_field,
-        link_state,
+        links,
         messages,
         no_work,
     }
@@ -453,8 +413,8 @@ async fn write_rest(
 ) -> Result<Vec<(i64, NewMessage)>, DbError> {
     let all_ids: Vec<i64> = stored.iter().map(Stored::id).collect();
     let ((), (), (), (), outbox_ids, ()) = tokio::try_join!(
-        insert_links(tx, &work),
-        refresh_last_seen(tx, seen_ids),
+        async { indicators::link(tx, &work.links).await.map(drop) },
+        indicators::refresh_last_seen(tx, seen_ids),
         finish_without_work(tx, &work.no_work),
         activity::record(tx, *actor, &events),
         insert_outbox(tx, &work.messages),
@@ -464,44 +424,6 @@ async fn write_rest(
 }
 
 type PgResult<T> = Result<T, tokio_postgres::Error>;
-
-async fn insert_links(tx: &Transaction<'_>, w: &Work<'_>) -> PgResult<()> {
-    if !w.link_alert.is_empty() {
-        stmt::execute(
-            tx,
-            "INSERT INTO alert_indicators (alert_id, indicator_id, source_field, enrichment_state)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
-             ON CONFLICT DO NOTHING",
-            &[
-                (&w.link_alert, Type::INT8_ARRAY),
-                (&w.link_ind, Type::INT8_ARRAY),
-                (&w.link_field, Type::TEXT_ARRAY),
-                (&w.link_state, Type::TEXT_ARRAY),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Never waits: a row another request is refreshing is skipped (it gets the same `now()` give
-/// or take a commit), so no lock order to keep and no deadlock. NO KEY UPDATE, not UPDATE: the
-/// key-share locks the links' foreign-key checks hold on a hot indicator do not block it, so a
-/// steady stream of alerts still refreshes it.
-async fn refresh_last_seen(tx: &Transaction<'_>, seen_ids: &[i64]) -> PgResult<()> {
-    if !seen_ids.is_empty() {
-        stmt::execute(
-            tx,
-            "UPDATE indicators SET last_seen = now(), updated_at = now()
-             WHERE id IN (SELECT id FROM indicators
-                          WHERE id = ANY($1) AND last_seen < now() - interval '60 seconds'
-                          ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)",
-            &[(&seen_ids, Type::INT8_ARRAY)],
-        )
-        .await?;
-    }
-    Ok(())
-}
 
 /// Alerts with nothing to enrich are complete at once (their dispatch message is queued).
 async fn finish_without_work(tx: &Transaction<'_>, no_work: &[i64]) -> PgResult<()> {

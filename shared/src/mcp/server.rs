@@ -426,14 +426,13 @@ impl CalsetaMcp {
                     )
                     .await
                 );
-                let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
                 Ok(structured(&IndicatorMaliceUpdated {
-                    uuid: s("uuid"),
-                    kind: s("type"),
-                    value: s("value"),
-                    malice: s("malice"),
-                    malice_source: s("malice_source"),
-                    updated_at: s("updated_at"),
+                    uuid: v.uuid.to_string(),
+                    kind: v.indicator_type,
+                    value: v.value,
+                    malice: v.malice,
+                    malice_source: v.malice_source,
+                    updated_at: v.updated_at,
                 }))
             }
             "search_detection_rules" => {

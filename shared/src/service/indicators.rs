@@ -1,97 +1,272 @@
-//! Indicators (api spec §5.3): one global indicator, and the analyst's malice override.
+//! Indicators (api spec §5.2, §5.3): one global indicator, the analyst's malice override, and
+//! an alert's indicators added by hand or looked up again.
 
+use std::time::Duration;
+
+use serde::Serialize;
 use serde_json::{json, Value};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{Actor, ServiceError};
+use crate::db::activity::{self, EventType, Events};
+use crate::db::indicators::{self as repo, IndicatorRow, Links};
 use crate::db::stmt::{self, Cached};
+use crate::domain::indicator::IndicatorType;
+use crate::enrich::never_send::NeverSendPolicy;
 use crate::enrich::providers::iso;
+use crate::queue::messages::EnrichRequest;
+use crate::queue::outbox::{self, NewMessage, Outbox};
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("Indicator");
 
-const SQL: &str = "SELECT i.uuid, i.type, i.value, i.malice, i.malice_source, i.malice_overridden_at, i.first_seen,
-        i.last_seen, i.is_enriched, i.created_at, i.updated_at,
-        COALESCE((SELECT jsonb_object_agg(r.provider, jsonb_build_object(
-                      'status', r.status, 'extracted', r.block, 'malice', r.verdict, 'reasons', r.reasons,
-                      'raw', r.raw, 'error', r.error,
-                      'enriched_at', to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                      'expires_at', to_char(r.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))
-                  FROM enrichment_results r WHERE r.indicator_id = i.id), '{}'::jsonb)
-    FROM indicators i WHERE i.uuid = $1";
+/// One indicator with every provider result, raw responses included
+/// (`GET /v1/indicators/{uuid}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Indicator {
+    pub uuid: Uuid,
+    #[serde(rename = "type")]
+    pub indicator_type: String,
+    pub value: String,
+    pub malice: String,
+    pub malice_source: String,
+    pub malice_overridden_at: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub is_enriched: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub enrichment_results: Value,
+}
 
-fn indicator_json(r: &tokio_postgres::Row) -> Value {
-    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(iso);
-    json!({
-        "uuid": r.get::<_, Uuid>(0), "type": r.get::<_, String>(1), "value": r.get::<_, String>(2),
-        "malice": r.get::<_, String>(3), "malice_source": r.get::<_, String>(4),
-        "malice_overridden_at": ts(r.get(5)), "first_seen": iso(r.get(6)), "last_seen": iso(r.get(7)),
-        "is_enriched": r.get::<_, bool>(8), "created_at": iso(r.get(9)), "updated_at": iso(r.get(10)),
-        "enrichment_results": r.get::<_, Value>(11),
-    })
+impl From<IndicatorRow> for Indicator {
+    fn from(r: IndicatorRow) -> Self {
+        Indicator {
+            uuid: r.uuid,
+            indicator_type: r.indicator_type,
+            value: r.value,
+            malice: r.malice,
+            malice_source: r.malice_source,
+            malice_overridden_at: r.malice_overridden_at.map(iso),
+            first_seen: iso(r.first_seen),
+            last_seen: iso(r.last_seen),
+            is_enriched: r.is_enriched,
+            created_at: iso(r.created_at),
+            updated_at: iso(r.updated_at),
+            enrichment_results: r.enrichment_results,
+        }
+    }
 }
 
 /// One indicator with every provider result, raw responses included.
-pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Value, ServiceError> {
-    let row = stmt::query_opt(client, SQL, &[(&uuid, Type::UUID)])
-        .await?
-        .ok_or(NOT_FOUND)?;
-    Ok(indicator_json(&row))
+pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Indicator, ServiceError> {
+    Ok(repo::get(client, uuid).await?.ok_or(NOT_FOUND)?.into())
 }
 
 /// Sets an analyst verdict (`Some`, canonical) that later enrichment keeps, or (`None`)
 /// recomputes the verdict from stored results. Linked enriched alerts take the worst of their
-/// indicators again, each with an activity event; all in one transaction. Returns the
-/// indicator as [`get`] shows it.
+/// indicators again, each linked alert with an activity event; all in one transaction. Returns
+/// the indicator as [`get`] shows it.
 pub async fn set_malice(
     client: &mut deadpool_postgres::Object,
     actor: &Actor,
     uuid: Uuid,
     malice: Option<&str>,
-) -> Result<Value, ServiceError> {
+) -> Result<Indicator, ServiceError> {
     let tx = client.transaction().await?;
-    let row = stmt::query_opt(
-        &tx,
-        "WITH cur AS (SELECT id, malice FROM indicators WHERE uuid = $1 FOR UPDATE),
-         upd AS (
-             UPDATE indicators i SET
-                 malice = COALESCE($2, (SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
-                     MAX(CASE r.verdict WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
-                     FROM enrichment_results r WHERE r.indicator_id = i.id AND r.status IN ('found', 'not_found'))),
-                 malice_source = CASE WHEN $2::text IS NULL THEN 'enrichment' ELSE 'analyst' END,
-                 malice_overridden_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END,
-                 updated_at = now()
-             FROM cur WHERE i.id = cur.id RETURNING i.id, cur.malice AS old, i.malice AS new)
-         SELECT id, old, new FROM upd",
-        &[(&uuid, Type::UUID), (&malice, Type::TEXT)],
-    )
-    .await?
-    .ok_or(NOT_FOUND)?;
-    let (id, old, new): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
+    let change = repo::set_malice(&tx, uuid, malice).await?.ok_or(NOT_FOUND)?;
+    let linked = repo::remalice_linked_alerts(&tx, change.id).await?;
+    let mut events = Events::with_capacity(linked.len());
+    for alert_id in linked {
+        let refs = json!({"indicator_uuid": uuid, "from": change.old, "to": change.new});
+        events.push(alert_id, EventType::IndicatorMaliceUpdated, refs);
+    }
+    activity::record(&tx, actor.as_activity(), &events).await?;
+    tx.commit().await?;
+    tracing::info!(indicator_id = change.id, actor = actor.kind.as_str(), from = %change.old, to = %change.new, "indicator malice updated");
+    get(&**client, uuid).await
+}
+
+/// What an alert's enrichment needs from the process: where messages go, what is never sent,
+/// how long enrichment may take.
+pub struct EnrichmentWork<'a> {
+    pub outbox: &'a Outbox,
+    pub never_send: &'a NeverSendPolicy,
+    pub deadline: Duration,
+}
+
+/// An indicator newly linked to an alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedIndicator {
+    pub uuid: Uuid,
+    #[serde(rename = "type")]
+    pub indicator_type: String,
+    pub value: String,
+    /// `pending` (queued for enrichment) or `skipped`.
+    pub enrichment_state: String,
+}
+
+/// What [`add_to_alert`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Added {
+    pub added_count: usize,
+    pub indicators: Vec<AddedIndicator>,
+    pub enrich_requested: bool,
+}
+
+/// Links `wanted` (normalized, deduplicated) to the alert `uuid`; with `enrich` the new
+/// enrichable ones are queued (the alert's enrichment re-opens and completes again; agents
+/// already served are not sent it again). Indicators already linked are left as they are.
+pub async fn add_to_alert(
+    client: &mut deadpool_postgres::Object,
+    work: &EnrichmentWork<'_>,
+    actor: &Actor,
+    uuid: Uuid,
+    mut wanted: Vec<(IndicatorType, String)>,
+    enrich: bool,
+) -> Result<Added, ServiceError> {
+    // A fixed order: no deadlocks with concurrent ingest.
+    wanted.sort();
+    wanted.dedup();
+    let (id, alert_uuid) = super::alerts::alert_id(&**client, uuid).await?;
+    let types: Vec<&str> = wanted.iter().map(|(t, _)| t.as_str()).collect();
+    let values: Vec<&str> = wanted.iter().map(|(_, v)| v.as_str()).collect();
+    let enrichable: Vec<bool> = wanted
+        .iter()
+        .map(|(t, v)| crate::enrich::wants_enrichment(work.never_send, *t, v))
+        .collect();
+    let tx = client.transaction().await?;
+    let mut found = repo::upsert(&tx, &types, &values, &enrichable).await?;
+    found.sort_by(|a, b| (&a.indicator_type, &a.value).cmp(&(&b.indicator_type, &b.value)));
+    let mut links = Links::default();
+    for f in &found {
+        let state = if f.is_enrichable && enrich {
+            "pending"
+        } else {
+            "skipped"
+        };
+        links.push(id, f.id, "api", state);
+    }
+    let ids: Vec<i64> = found.iter().map(|f| f.id).collect();
+    let (linked, ()) = tokio::try_join!(repo::link(&tx, &links), repo::refresh_last_seen(&tx, &ids))?;
+    let added: Vec<(&repo::IndicatorId, &str)> = found
+        .iter()
+        .filter_map(|f| {
+            let l = linked.iter().find(|l| l.indicator_id == f.id)?;
+            Some((f, l.enrichment_state.as_str()))
+        })
+        .collect();
+    let mut messages: Vec<NewMessage> = Vec::new();
+    for (f, _) in added.iter().filter(|(_, state)| *state == "pending") {
+        let Ok(kind) = f.indicator_type.parse() else {
+            continue;
+        };
+        let request = EnrichRequest {
+            v: 1,
+            alert_id: id,
+            alert_uuid,
+            indicator_id: f.id,
+            indicator_type: kind,
+            value: f.value.clone(),
+        };
+        messages.push(request.to_message());
+    }
+    if !added.is_empty() {
+        if !messages.is_empty() {
+            reopen_enrichment(&tx, id, work.deadline).await?;
+        }
+        let listed: Vec<Value> = added
+            .iter()
+            .map(|(f, _)| json!({"type": f.indicator_type, "value": f.value}))
+            .collect();
+        let mut events = Events::default();
+        events.push(id, EventType::AlertIndicatorsAdded, json!({ "indicators": listed }));
+        activity::record(&tx, actor.as_activity(), &events).await?;
+    }
+    let outbox_ids = outbox::enqueue(&*tx, &messages).await?;
+    tx.commit().await?;
+    let sent: Vec<(i64, NewMessage)> = outbox_ids.into_iter().zip(messages).collect();
+    if let Err(e) = work.outbox.send_committed(&**client, &sent).await {
+        tracing::warn!(error = %e, "enrichment messages left for the sweeper");
+    }
+    let indicators: Vec<AddedIndicator> = added
+        .into_iter()
+        .map(|(f, state)| AddedIndicator {
+            uuid: f.uuid,
+            indicator_type: f.indicator_type.clone(),
+            value: f.value.clone(),
+            enrichment_state: state.to_owned(),
+        })
+        .collect();
+    tracing::info!(alert_id = id, alert_uuid = %alert_uuid, added = indicators.len(), "indicators added");
+    Ok(Added {
+        added_count: indicators.len(),
+        indicators,
+        enrich_requested: enrich && !sent.is_empty(),
+    })
+}
+
+/// Re-queues the alert's enrichable indicators (the cache answers first); an alert with none
+/// completes at once. Returns how many indicators were queued.
+pub async fn reenrich(
+    client: &mut deadpool_postgres::Object,
+    work: &EnrichmentWork<'_>,
+    uuid: Uuid,
+) -> Result<usize, ServiceError> {
+    let (id, alert_uuid) = super::alerts::alert_id(&**client, uuid).await?;
+    let tx = client.transaction().await?;
+    reopen_enrichment(&tx, id, work.deadline).await?;
+    let links = repo::reopen_links(&tx, id).await?;
+    let mut messages: Vec<NewMessage> = Vec::with_capacity(links.len());
+    for l in &links {
+        let Ok(kind) = l.indicator_type.parse() else {
+            continue;
+        };
+        let request = EnrichRequest {
+            v: 1,
+            alert_id: id,
+            alert_uuid,
+            indicator_id: l.id,
+            indicator_type: kind,
+            value: l.value.clone(),
+        };
+        messages.push(request.to_message());
+    }
+    let rows: Vec<(i64, NewMessage)> = if messages.is_empty() {
+        // Nothing to look up: complete now (its dispatch finds the deliveries already made).
+        crate::enrich::engine::complete_now(&tx, &[id], "enrichment")
+            .await?
+            .into_iter()
+            .map(|(_, _, m)| m)
+            .collect()
+    } else {
+        let ids = outbox::enqueue(&*tx, &messages).await?;
+        ids.into_iter().zip(messages).collect()
+    };
+    tx.commit().await?;
+    if let Err(e) = work.outbox.send_committed(&**client, &rows).await {
+        tracing::warn!(error = %e, "re-enrichment messages left for the sweeper");
+    }
+    tracing::info!(alert_id = id, alert_uuid = %alert_uuid, indicators = links.len(), "re-enrichment queued");
+    Ok(links.len())
+}
+
+/// New work re-opens the alert's enrichment until `deadline` from now.
+async fn reopen_enrichment(
+    tx: &deadpool_postgres::Transaction<'_>,
+    alert_id: i64,
+    deadline: Duration,
+) -> Result<(), ServiceError> {
+    let secs = deadline.as_secs_f64();
     stmt::execute(
-        &tx,
-        "WITH linked AS (SELECT alert_id FROM alert_indicators WHERE indicator_id = $1),
-         upd AS (
-             UPDATE alerts a SET malice = (SELECT COALESCE((ARRAY['Pending','Benign','Suspicious','Malicious'])[
-                     MAX(CASE i.malice WHEN 'Malicious' THEN 4 WHEN 'Suspicious' THEN 3 WHEN 'Benign' THEN 2 ELSE 1 END)], 'Pending')
-                     FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id WHERE l.alert_id = a.id),
-                 updated_at = now()
-             FROM linked WHERE a.id = linked.alert_id AND a.enrichment_status <> 'Pending' RETURNING a.id)
-         INSERT INTO activity_events (alert_id, event_type, actor_type, actor_key_prefix, \"references\")
-         SELECT l.alert_id, 'indicator_malice_updated', $6, $2,
-                jsonb_build_object('indicator_uuid', $3::uuid, 'from', $4::text, 'to', $5::text)
-         FROM linked l",
+        tx,
+        "UPDATE alerts SET enrichment_status = 'Pending',
+                enrichment_deadline_at = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id = $1",
         &[
-            (&id, Type::INT8),
-            (&actor.key_prefix, Type::TEXT),
-            (&uuid, Type::UUID),
-            (&old, Type::TEXT),
-            (&new, Type::TEXT),
-            (&actor.kind.as_str(), Type::TEXT),
+            (&alert_id, tokio_postgres::types::Type::INT8),
+            (&secs, tokio_postgres::types::Type::FLOAT8),
         ],
     )
     .await?;
-    tx.commit().await?;
-    tracing::info!(indicator_id = id, actor = actor.kind.as_str(), from = %old, to = %new, "indicator malice updated");
-    get(&**client, uuid).await
+    Ok(())
 }

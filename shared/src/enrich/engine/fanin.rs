@@ -71,7 +71,7 @@ impl Engine {
             ],
         )
         .await?;
-        let completed = completions(&rows);
+        let completed = completions(&rows)?;
         for (alert_id, uuid, _) in &completed {
             in_alert(*uuid, || {
                 tracing::info!(alert_id, "alert enrichment completed; dispatch queued")

@@ -814,12 +814,16 @@ fn parse_record(r: &SqsMessage) -> Result<(EnrichRequest, u32), HandlerError> {
     Ok((req, receives))
 }
 
+/// An alert completed now, with its dispatch message (outbox row id, message) to send after
+/// commit.
+pub(crate) type Completed = (i64, uuid::Uuid, (i64, NewMessage));
+
 /// Rows of `calseta_complete_alerts` / `calseta_finish_enrichment` (alert id, uuid, outbox row)
 /// as the alerts completed now with the dispatch message to send.
-pub(crate) fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid, (i64, NewMessage))> {
+pub(crate) fn completions(rows: &[tokio_postgres::Row]) -> Result<Vec<Completed>, tokio_postgres::Error> {
     rows.iter()
         .map(|r| {
-            let attrs: Value = r.get(4);
+            let attrs: Value = r.try_get("attributes")?;
             let attributes = attrs
                 .as_object()
                 .map(|o| {
@@ -830,13 +834,33 @@ pub(crate) fn completions(rows: &[tokio_postgres::Row]) -> Vec<(i64, uuid::Uuid,
                 .unwrap_or_default();
             let msg = NewMessage {
                 queue: crate::queue::QueueName::Dispatch,
-                body: r.get(3),
+                body: r.try_get("body")?,
                 attributes,
                 delay_seconds: 0,
             };
-            (r.get(0), r.get(1), (r.get(2), msg))
+            Ok((
+                r.try_get("alert_id")?,
+                r.try_get("alert_uuid")?,
+                (r.try_get("outbox_id")?, msg),
+            ))
         })
         .collect()
+}
+
+/// Completes `alert_ids` now (`reason`: `enrichment`, `deadline`), in the caller's transaction:
+/// each gets its final enrichment status and one dispatch message in the outbox.
+pub(crate) async fn complete_now(
+    tx: &deadpool_postgres::Transaction<'_>,
+    alert_ids: &[i64],
+    reason: &str,
+) -> Result<Vec<Completed>, tokio_postgres::Error> {
+    let rows = stmt::query(
+        tx,
+        "SELECT alert_id, alert_uuid, outbox_id, body, attributes FROM calseta_complete_alerts($1, $2)",
+        &[(&alert_ids, Type::INT8_ARRAY), (&reason, Type::TEXT)],
+    )
+    .await?;
+    completions(&rows)
 }
 
 /// The sweeper's duty: alerts past their enrichment deadline are completed with what they have
@@ -853,18 +877,12 @@ pub async fn complete_overdue(outbox: &Outbox, limit: i64) -> Result<usize, DbEr
     )
     .await?
     .iter()
-    .map(|r| r.get(0))
-    .collect();
+    .map(|r| r.try_get("id"))
+    .collect::<Result<_, _>>()?;
     if due.is_empty() {
         return Ok(0);
     }
-    let rows = stmt::query(
-        &tx,
-        "SELECT alert_id, alert_uuid, outbox_id, body, attributes FROM calseta_complete_alerts($1, 'deadline')",
-        &[(&due, Type::INT8_ARRAY)],
-    )
-    .await?;
-    let completed = completions(&rows);
+    let completed = complete_now(&tx, &due, "deadline").await?;
     tx.commit().await?;
     for (id, uuid, _) in &completed {
         tracing::warn!(alert_id = id, alert_uuid = %uuid, "enrichment deadline passed; dispatching with partial enrichment");
