@@ -100,8 +100,8 @@ async fn apply(client: &mut tokio_postgres::Client) -> Result<MigrationReport, M
         .await?;
     let applied: std::collections::HashMap<i32, String> = rows
         .iter()
-        .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
-        .collect();
+        .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     let known: std::collections::HashSet<i32> = all().map(|m| m.version).collect();
     if let Some(v) = applied.keys().find(|v| !known.contains(v)) {
         return Err(MigrateError::Unknown(*v));

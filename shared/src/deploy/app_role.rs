@@ -68,10 +68,10 @@ impl AppRole {
         let mut client = pool.get().await.map_err(|e| e.to_string())?;
         let tx = client.transaction().await.map_err(|e| e.to_string())?;
         let me: String = tx
-            .query_one("SELECT current_user::text", &[])
+            .query_one("SELECT current_user::text AS me", &[])
             .await
-            .map_err(|e| e.to_string())?
-            .get(0);
+            .and_then(|r| r.try_get("me"))
+            .map_err(|e| e.to_string())?;
         if me == self.username {
             return Err(format!(
                 "the app role {:?} is the migrating (master) user; give it its own name",
@@ -94,12 +94,12 @@ impl AppRole {
         let verifier = postgres_protocol::password::scram_sha_256(self.password.expose_secret().as_bytes());
         let stmt: String = tx
             .query_one(
-                "SELECT format($1::text, $2::text, $3::text)",
+                "SELECT format($1::text, $2::text, $3::text) AS stmt",
                 &[&verb, &self.username, &verifier],
             )
             .await
-            .map_err(|e| e.to_string())?
-            .get(0);
+            .and_then(|r| r.try_get("stmt"))
+            .map_err(|e| e.to_string())?;
         tx.batch_execute(&stmt).await.map_err(|e| e.to_string())?;
         let grants: String = tx
             .query_one(
@@ -112,12 +112,12 @@ impl AppRole {
                     ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO %2$I;
                     REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM %2$I;
                     REVOKE CREATE ON SCHEMA public FROM PUBLIC;',
-                   current_database(), $1::text)",
+                   current_database(), $1::text) AS grants",
                 &[&self.username],
             )
             .await
-            .map_err(|e| e.to_string())?
-            .get(0);
+            .and_then(|r| r.try_get("grants"))
+            .map_err(|e| e.to_string())?;
         tx.batch_execute(&grants).await.map_err(|e| e.to_string())?;
         tx.commit().await.map_err(|e| e.to_string())
     }
@@ -172,13 +172,15 @@ impl ConnectionBudget {
         let client = pool.get().await.map_err(|e| e.to_string())?;
         let row = client
             .query_one(
-                "SELECT current_setting('max_connections')::bigint,
-                        current_setting('superuser_reserved_connections')::bigint",
+                "SELECT current_setting('max_connections')::bigint AS max_connections,
+                        current_setting('superuser_reserved_connections')::bigint AS reserved",
                 &[],
             )
             .await
             .map_err(|e| e.to_string())?;
-        Ok(row.get::<_, i64>(0) - row.get::<_, i64>(1) - reserve)
+        let max: i64 = row.try_get("max_connections").map_err(|e| e.to_string())?;
+        let reserved: i64 = row.try_get("reserved").map_err(|e| e.to_string())?;
+        Ok(max - reserved - reserve)
     }
 
     /// `Ok(total, available)` when the budget fits, else an error naming every term.

@@ -67,18 +67,18 @@ pub async fn read_fresh(
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let id: i64 = r.get(0);
-        let provider: String = r.get(1);
-        let status: &str = r.get(2);
-        let block = match r.get::<_, Option<Value>>(3) {
+        let id: i64 = r.try_get("indicator_id")?;
+        let provider: String = r.try_get("provider")?;
+        let status: &str = r.try_get("status")?;
+        let block = match r.try_get::<_, Option<Value>>("block")? {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
         let malice = r
-            .get::<_, Option<&str>>(4)
+            .try_get::<_, Option<&str>>("verdict")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(Malice::Pending);
-        let reasons: Value = r.get(5);
+        let reasons: Value = r.try_get("reasons")?;
         let malice_reason = reasons
             .as_array()
             .and_then(|a| a.first())
@@ -93,8 +93,8 @@ pub async fn read_fresh(
                 block,
                 malice,
                 malice_reason,
-                fetched_at: r.get(6),
-                expires_at: r.get(7),
+                fetched_at: r.try_get("fetched_at")?,
+                expires_at: r.try_get("expires_at")?,
             },
         );
     }
@@ -133,7 +133,10 @@ pub async fn take_leases(
         ],
     )
     .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| Ok((r.try_get("provider")?, r.try_get("indicator_id")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 /// A successful lookup to store.
@@ -214,8 +217,11 @@ pub async fn store_and_release(
     .await?;
     let when: HashMap<(i64, String), (DateTime<Utc>, DateTime<Utc>)> = rows
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
-        .collect();
+        .map(|r| {
+            let key = (r.try_get("indicator_id")?, r.try_get("provider")?);
+            Ok((key, (r.try_get("fetched_at")?, r.try_get("expires_at")?)))
+        })
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(results
         .iter()
         .map(|r| {

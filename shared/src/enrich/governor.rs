@@ -218,7 +218,9 @@ impl Governor {
         let Some(r) = row else {
             return Ok(Admission::Granted);
         };
-        let (wait, misconfigured, circuit): (f64, bool, bool) = (r.get(0), r.get(1), r.get(2));
+        let wait: f64 = r.try_get("wait_seconds")?;
+        let misconfigured: bool = r.try_get("misconfigured")?;
+        let circuit: bool = r.try_get("circuit_open")?;
         Ok(if misconfigured {
             Admission::Misconfigured
         } else if circuit {
@@ -328,7 +330,10 @@ pub async fn misconfigured(client: &impl Cached) -> Result<Vec<String>, DbError>
         &[(&MISCONFIGURED_COOLDOWN.as_secs_f64(), Type::FLOAT8)],
     )
     .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("provider"))
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 #[cfg(test)]

@@ -190,10 +190,7 @@ impl Ingestor<'_> {
     }
 }
 
-#[allow(
-    clippy::too_many_lines,
-    reason = "long but linear; a split along its phases is issue #11's next step"
-)]
+/// Parse, per-alert limits, store (with retries), then one result per item.
 async fn process(
     ing: Ingestor<'_>,
     client: &mut deadpool_postgres::Client,
@@ -225,10 +222,76 @@ async fn process(
             max: max_alerts,
         });
     }
-    // Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
-    // batch is stored); the others keep at most the configured number of indicators.
+    let mut refused = apply_limits(&ing, source, &mut items)?;
+    let elements = if exact && items.len() > 1 {
+        element_texts(text)
+    } else {
+        None
+    };
+    let raws: Vec<(usize, Cow<str>)> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| match item {
+            ParsedItem::Alert(a) if refused[i].is_none() => {
+                Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact)))
+            }
+            _ => None,
+        })
+        .collect();
+    let to_store: Vec<AlertToStore> = raws
+        .iter()
+        .filter_map(|(i, raw)| match &items[*i] {
+            ParsedItem::Alert(a) => Some(AlertToStore {
+                alert: a,
+                raw_json: raw.as_ref(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let indices: Vec<usize> = raws.iter().map(|(i, _)| *i).collect();
+    let stored = Storing {
+        ing,
+        to_store: &to_store,
+        indices: &indices,
+        archive,
+        actor: Actor {
+            actor_type: "api",
+            key_prefix,
+        },
+        batch: items.len() > 1,
+    };
+    let result = stored.run(client, &mut refused).await?;
+    if !result.outbox.is_empty() {
+        if let Err(e) = ing.outbox.send_committed(&**client, &result.outbox).await {
+            // Committed; the sweeper sends these rows later.
+            tracing::warn!(error = %e, "outbox send after ingest failed; sweeper will retry");
+        }
+    }
+    let out_items = item_results(source, &items, &refused, result.stored)?;
+    count_metrics(source, &out_items);
+    let first = out_items
+        .iter()
+        .find(|i| i.status == "queued" || i.status == "deduplicated")
+        .cloned();
+    Ok(IngestResult {
+        alert_uuid: first.as_ref().and_then(|f| f.alert_uuid),
+        status: first.as_ref().map(|f| f.status).unwrap_or("skipped"),
+        is_duplicate: first.as_ref().is_some_and(|f| f.is_duplicate),
+        duplicate_count: first.and_then(|f| f.duplicate_count),
+        items: out_items,
+    })
+}
+
+/// Per-alert limits: an alert with a field too long to store is refused alone (the rest of a
+/// batch is stored; the errors per item index); the others keep at most the configured number
+/// of indicators. A request where nothing is left is refused whole.
+fn apply_limits(
+    ing: &Ingestor<'_>,
+    source: SourceName,
+    items: &mut [ParsedItem],
+) -> Result<Vec<Option<Vec<Value>>>, IngestError> {
     let batch = items.len() > 1;
-    let mut refused: Vec<Option<Vec<Value>>> = items
+    let refused: Vec<Option<Vec<Value>>> = items
         .iter()
         .enumerate()
         .map(|(i, item)| match item {
@@ -263,91 +326,92 @@ async fn process(
             }
         }
     }
+    Ok(refused)
+}
 
-    let elements = if exact && items.len() > 1 {
-        element_texts(text)
-    } else {
-        None
-    };
-    let raws: Vec<(usize, Cow<str>)> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| match item {
-            ParsedItem::Alert(a) if refused[i].is_none() => {
-                Some((i, raw_text(&a.raw_payload, text, &value, &elements, i, exact)))
-            }
-            _ => None,
-        })
-        .collect();
-    let to_store: Vec<AlertToStore> = raws
-        .iter()
-        .filter_map(|(i, raw)| match &items[*i] {
-            ParsedItem::Alert(a) => Some(AlertToStore {
-                alert: a,
-                raw_json: raw.as_ref(),
-            }),
-            _ => None,
-        })
-        .collect();
-    let actor = Actor {
-        actor_type: "api",
-        key_prefix,
-    };
+/// The alerts to store (`indices`: their item index in the request) and where they came from.
+struct Storing<'s, 'a> {
+    ing: Ingestor<'s>,
+    to_store: &'s [AlertToStore<'a>],
+    indices: &'s [usize],
+    archive: &'s Archive<'s>,
+    actor: Actor<'s>,
+    batch: bool,
+}
 
-    let release = store::Release {
-        deadline_secs: ing.limits.enrichment_deadline.as_secs_f64(),
-        per_second: ing.limits.enrich_release_per_second,
-    };
-    let mut attempt = 0;
-    let result = loop {
-        attempt += 1;
-        let outcome = async {
-            let tx = client.transaction().await?;
-            let r = store::store(&tx, &to_store, archive, &actor, ing.never_send, release).await?;
-            tx.commit().await?;
-            Ok::<_, DbError>(r)
-        }
-        .await;
-        match outcome {
-            Ok(r) => break r,
-            // Deadlocks and serialization failures between concurrent batches: run it again.
-            Err(e) if e.is_transient() && attempt < 3 => {
-                tracing::warn!(error = %e, attempt, "ingest transaction retried");
-                continue;
+impl Storing<'_, '_> {
+    /// One transaction, retried on deadlocks; alert by alert when the database refuses the
+    /// batch (the alerts it refuses are marked in `refused`).
+    async fn run(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        refused: &mut [Option<Vec<Value>>],
+    ) -> Result<store::StoreResult, IngestError> {
+        let release = store::Release {
+            deadline_secs: self.ing.limits.enrichment_deadline.as_secs_f64(),
+            per_second: self.ing.limits.enrich_release_per_second,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = async {
+                let tx = client.transaction().await?;
+                let r = store::store(
+                    &tx,
+                    self.to_store,
+                    self.archive,
+                    &self.actor,
+                    self.ing.never_send,
+                    release,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok::<_, DbError>(r)
             }
-            // Something in one alert the checks above did not foresee: store the alerts one by
-            // one so the rest of the batch is kept and only that alert is refused.
-            Err(e) if e.is_bad_data() => {
-                tracing::warn!(error = %e, alerts = to_store.len(), "batch refused by the database; storing alerts one by one");
-                let (r, failed) = store_each(ing, client, &to_store, archive, &actor, release).await?;
-                for j in failed {
-                    let mut e = json!({
-                        "field": "$",
-                        "message": "the alert could not be stored (a value exceeds a storage limit)",
-                        "type": "storage_limit",
-                    });
-                    if batch {
-                        e["index"] = json!(raws[j].0);
+            .await;
+            match outcome {
+                Ok(r) => return Ok(r),
+                // Deadlocks and serialization failures between concurrent batches: run it again.
+                Err(e) if e.is_transient() && attempt < 3 => {
+                    tracing::warn!(error = %e, attempt, "ingest transaction retried");
+                }
+                // Something in one alert the checks above did not foresee: store the alerts one
+                // by one so the rest of the batch is kept and only that alert is refused.
+                Err(e) if e.is_bad_data() => {
+                    tracing::warn!(error = %e, alerts = self.to_store.len(), "batch refused by the database; storing alerts one by one");
+                    let (r, failed) =
+                        store_each(self.ing, client, self.to_store, self.archive, &self.actor, release).await?;
+                    for j in failed {
+                        let mut e = json!({
+                            "field": "$",
+                            "message": "the alert could not be stored (a value exceeds a storage limit)",
+                            "type": "storage_limit",
+                        });
+                        if self.batch {
+                            e["index"] = json!(self.indices[j]);
+                        }
+                        refused[self.indices[j]] = Some(vec![e]);
                     }
-                    refused[raws[j].0] = Some(vec![e]);
+                    if r.stored.is_empty() {
+                        let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
+                        return Err(IngestError::FieldsTooLong { errors });
+                    }
+                    return Ok(r);
                 }
-                if r.stored.is_empty() {
-                    let errors: Vec<Value> = refused.iter().flatten().flatten().cloned().collect();
-                    return Err(IngestError::FieldsTooLong { errors });
-                }
-                break r;
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    if !result.outbox.is_empty() {
-        if let Err(e) = ing.outbox.send_committed(&**client, &result.outbox).await {
-            // Committed; the sweeper sends these rows later.
-            tracing::warn!(error = %e, "outbox send after ingest failed; sweeper will retry");
         }
     }
+}
 
-    let mut stored = result.stored.into_iter();
+/// One result per item of the request, in order (`stored`: the stored alerts in order).
+fn item_results(
+    source: SourceName,
+    items: &[ParsedItem],
+    refused: &[Option<Vec<Value>>],
+    stored: Vec<Stored>,
+) -> Result<Vec<ItemResult>, IngestError> {
+    let mut stored = stored.into_iter();
     let mut out_items = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         out_items.push(match item {
@@ -396,7 +460,11 @@ async fn process(
             },
         });
     }
-    // CloudWatch EMF (inside Lambda): counts per source and rejection reason.
+    Ok(out_items)
+}
+
+/// CloudWatch EMF (inside Lambda): counts per source and rejection reason.
+fn count_metrics(source: SourceName, out_items: &[ItemResult]) {
     let tally = |status: &str| out_items.iter().filter(|i| i.status == status).count() as u64;
     crate::metrics::count("AlertsIngested", Some(("source", source.as_str())), tally("queued"));
     crate::metrics::count(
@@ -406,15 +474,4 @@ async fn process(
     );
     crate::metrics::count("AlertsRejected", Some(("reason", "invalid_alert")), tally("rejected"));
     crate::metrics::count("AlertsSkipped", Some(("source", source.as_str())), tally("skipped"));
-    let first = out_items
-        .iter()
-        .find(|i| i.status == "queued" || i.status == "deduplicated")
-        .cloned();
-    Ok(IngestResult {
-        alert_uuid: first.as_ref().and_then(|f| f.alert_uuid),
-        status: first.as_ref().map(|f| f.status).unwrap_or("skipped"),
-        is_duplicate: first.as_ref().is_some_and(|f| f.is_duplicate),
-        duplicate_count: first.and_then(|f| f.duplicate_count),
-        items: out_items,
-    })
 }

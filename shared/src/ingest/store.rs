@@ -216,7 +216,7 @@ async fn insert_alerts(
     for (i, rows) in inserted.iter().enumerate() {
         match rows.first() {
             Some(r) => {
-                let (id, uuid): (i64, Uuid) = (r.get(0), r.get(1));
+                let (id, uuid): (i64, Uuid) = (r.try_get("id")?, r.try_get("uuid")?);
                 created.push((i, id, uuid));
                 stored.push(Stored::Created { id, uuid });
             }
@@ -260,9 +260,9 @@ async fn count_duplicates(
         dups.insert(
             i,
             Stored::Duplicate {
-                id: r.get(0),
-                uuid: r.get(1),
-                duplicate_count: r.get(2),
+                id: r.try_get("id")?,
+                uuid: r.try_get("uuid")?,
+                duplicate_count: r.try_get("duplicate_count")?,
             },
         );
     }
@@ -464,7 +464,7 @@ async fn insert_outbox(tx: &Transaction<'_>, messages: &[NewMessage]) -> PgResul
         ],
     )
     .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(|r| r.try_get("id")).collect()
 }
 
 async fn archive_request(tx: &Transaction<'_>, archive: &Archive<'_>, alert_ids: &[i64]) -> PgResult<()> {
@@ -554,7 +554,7 @@ async fn upsert_rules<'a>(
             for ((source, rule_id, _, _), r) in params.iter().zip(rows) {
                 match r.first() {
                     Some(row) => {
-                        out.insert(*rule_id, row.get(0));
+                        out.insert(*rule_id, row.try_get("id")?);
                     }
                     None => {
                         // Created by a transaction that committed after this statement's snapshot.
@@ -565,7 +565,7 @@ async fn upsert_rules<'a>(
                         )
                         .await?
                         {
-                            out.insert(*rule_id, row.get(0));
+                            out.insert(*rule_id, row.try_get("id")?);
                         }
                     }
                 }

@@ -152,14 +152,16 @@ pub async fn list_parked(pool: &Pool, queue: QueueName, limit: i64) -> Result<Ve
         .await?;
     Ok(rows
         .iter()
-        .map(|r| ParkedMessage {
-            queue: r.get(0),
-            message_id: r.get(1),
-            body: r.get(2),
-            error: r.get(3),
-            parked_at: r.get(4),
+        .map(|r| {
+            Ok(ParkedMessage {
+                queue: r.try_get("queue")?,
+                message_id: r.try_get("message_id")?,
+                body: r.try_get("body")?,
+                error: r.try_get("error")?,
+                parked_at: r.try_get("parked_at")?,
+            })
         })
-        .collect())
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 /// Runs handlers over a batch. Built once per function in `main`.

@@ -92,7 +92,10 @@ pub async fn enqueue(tx: &impl GenericClient, messages: &[NewMessage]) -> Result
             ],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, tokio_postgres::Error>>()?)
 }
 
 /// What one send pass did.
@@ -204,14 +207,14 @@ impl Outbox {
         let client = self.pool.get().await?;
         let row = client
             .query_one(
-                "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8
+                "SELECT count(*) AS unsent, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age
                  FROM outbox WHERE sent_at IS NULL",
                 &[],
             )
             .await?;
         Ok(Backlog {
-            unsent: row.get(0),
-            oldest_unsent_age_seconds: row.get(1),
+            unsent: row.try_get("unsent")?,
+            oldest_unsent_age_seconds: row.try_get("oldest_age")?,
         })
     }
 
@@ -237,20 +240,20 @@ impl Outbox {
         let mut by_queue: BTreeMap<QueueName, Vec<OutgoingMessage>> = BTreeMap::new();
         let mut unknown = Vec::new();
         for row in &rows {
-            let id: i64 = row.get(0);
-            let queue: String = row.get(1);
+            let id: i64 = row.try_get("id")?;
+            let queue: String = row.try_get("queue")?;
             let Some(queue) = QueueName::parse(&queue) else {
                 unknown.push(id);
                 continue;
             };
-            let attrs: serde_json::Value = row.get(3);
+            let attrs: serde_json::Value = row.try_get("attributes")?;
             let mut attributes: BTreeMap<String, String> = serde_json::from_value(attrs).unwrap_or_default();
             attributes.insert(OUTBOX_ID_ATTRIBUTE.into(), id.to_string());
             by_queue.entry(queue).or_default().push(OutgoingMessage {
                 entry_id: format!("o{id}"),
-                body: row.get(2),
+                body: row.try_get("body")?,
                 attributes,
-                delay_seconds: row.get::<_, i32>(4).max(0) as u32,
+                delay_seconds: row.try_get::<_, i32>("delay_seconds")?.max(0) as u32,
             });
         }
         let (mut report, sent, mut failed) = self.send_grouped(by_queue).await;

@@ -133,19 +133,19 @@ impl PgQueue {
         let mut out = Vec::with_capacity(rows.len());
         let mut dead = 0usize;
         for r in &rows {
-            let message_id: uuid::Uuid = r.get(0);
-            let Some(receipt) = r.get::<_, Option<uuid::Uuid>>(1) else {
+            let message_id: uuid::Uuid = r.try_get("message_id")?;
+            let Some(receipt) = r.try_get::<_, Option<uuid::Uuid>>("receipt")? else {
                 dead += 1;
                 continue;
             };
-            let attrs: Option<serde_json::Value> = r.get(3);
-            let receive_count: i32 = r.get(4);
-            let sent_at: Option<SystemTime> = r.get(5);
-            let first: Option<SystemTime> = r.get(6);
+            let attrs: Option<serde_json::Value> = r.try_get("attributes")?;
+            let receive_count: i32 = r.try_get("receive_count")?;
+            let sent_at: Option<SystemTime> = r.try_get("sent_at")?;
+            let first: Option<SystemTime> = r.try_get("first_received_at")?;
             let mut msg = SqsMessage::default();
             msg.message_id = Some(message_id.to_string());
             msg.receipt_handle = Some(receipt.to_string());
-            msg.body = r.get(2);
+            msg.body = r.try_get("body")?;
             msg.event_source = Some("aws:sqs".into());
             msg.event_source_arn = Some(format!("arn:aws:sqs:local:000000000000:calseta-{queue}"));
             msg.attributes

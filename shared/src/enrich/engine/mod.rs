@@ -279,13 +279,14 @@ impl Engine {
         let links: HashMap<(i64, i64), (String, Map<String, Value>)> = link_rows
             .iter()
             .map(|r| {
-                let ps = match r.get::<_, Value>(3) {
+                let ps = match r.try_get::<_, Value>("provider_status")? {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 };
-                ((r.get(0), r.get(1)), (r.get::<_, String>(2), ps))
+                let key = (r.try_get("alert_id")?, r.try_get("indicator_id")?);
+                Ok((key, (r.try_get::<_, String>("enrichment_state")?, ps)))
             })
-            .collect();
+            .collect::<Result<_, tokio_postgres::Error>>()?;
 
         // 2. Which indicators need work, and what earlier deliveries already settled.
         let mut active: Vec<usize> = Vec::new();
@@ -759,7 +760,8 @@ impl Engine {
                 &[(&kind.as_str(), Type::TEXT), (&value, Type::TEXT)],
             )
             .await?
-            .map(|r| r.get(0));
+            .map(|r| r.try_get("id"))
+            .transpose()?;
             match id {
                 Some(id) => cache::read_fresh(&*client, &[id])
                     .await?
