@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio_postgres::types::Type;
 
 use crate::{
-    db::{stmt, DbError},
+    db::{deliveries, stmt, DbError},
     dispatch::deliver::{DeliverRequest, REDRIVE_AFTER_SECONDS},
     domain::indicator::IndicatorType,
     queue::{
@@ -136,12 +136,13 @@ pub async fn run_with(
     let client = outbox.pool().get().await?;
     let row = client
         .query_one(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0)
+            "SELECT count(*) AS backlog,
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest_age
              FROM outbox WHERE sent_at IS NULL",
             &[],
         )
         .await?;
-    let (backlog, oldest): (i64, f64) = (row.get(0), row.get(1));
+    let (backlog, oldest): (i64, f64) = (row.try_get("backlog")?, row.try_get("oldest_age")?);
     crate::metrics::emit(
         &[],
         &[
@@ -228,7 +229,7 @@ async fn redrive(outbox: &Outbox, case: Case, settings: RepairSettings) -> Resul
     Ok(n)
 }
 
-#[allow(clippy::too_many_lines, reason = "one SQL statement and its message per repair case")]
+/// The messages of one repair case's due items (marked as re-driven in `tx`).
 async fn due_messages(
     tx: &deadpool_postgres::Transaction<'_>,
     case: Case,
@@ -236,101 +237,119 @@ async fn due_messages(
 ) -> Result<Vec<NewMessage>, DbError> {
     let after = settings.after.as_secs_f64();
     let limit = settings.batch;
-    let params = [(&limit as _, Type::INT8), (&after as _, Type::FLOAT8)];
     Ok(match case {
-        Case::Deliveries => stmt::query(
-            tx,
-            "WITH due AS (
-                 SELECT id FROM deliveries
-                 WHERE redrive_at <= now() AND status IN ('pending', 'failed')
-                   AND (claimed_until IS NULL OR claimed_until < now())
-                 ORDER BY redrive_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-             UPDATE deliveries d SET redrive_at = now() + make_interval(secs => $2)
-             FROM due, alerts a WHERE d.id = due.id AND a.id = d.alert_id
-             RETURNING d.id, d.uuid, a.uuid, d.attempts, d.alert_id",
-            &params,
-        )
+        Case::Deliveries => due_deliveries(tx, limit, after).await?,
+        Case::Alerts => due_alerts(tx, limit, after).await?,
+        Case::Links => due_links(tx, limit, after).await?,
+    })
+}
+
+/// Deliveries due or without progress → their attempt's message.
+async fn due_deliveries(
+    tx: &deadpool_postgres::Transaction<'_>,
+    limit: i64,
+    after: f64,
+) -> Result<Vec<NewMessage>, DbError> {
+    Ok(deliveries::redrive_due(tx, limit, after)
         .await?
-        .iter()
-        .map(|r| {
-            tracing::warn!(alert_id = r.get::<_, i64>(4), alert_uuid = %r.get::<_, uuid::Uuid>(2),
-                delivery_uuid = %r.get::<_, uuid::Uuid>(1), attempt = r.get::<_, i32>(3) + 1,
+        .into_iter()
+        .map(|d| {
+            tracing::warn!(alert_id = d.alert_id, alert_uuid = %d.alert_uuid,
+                delivery_uuid = %d.uuid, attempt = d.attempts + 1,
                 "delivery due or made no progress; its attempt is queued again");
             DeliverRequest {
                 v: 1,
-                delivery_id: r.get(0),
-                delivery_uuid: r.get(1),
-                alert_uuid: r.get(2),
-                attempt: r.get(3),
+                delivery_id: d.id,
+                delivery_uuid: d.uuid,
+                alert_uuid: d.alert_uuid,
+                attempt: d.attempts,
             }
             .to_message(0)
         })
-        .collect(),
-        Case::Alerts => stmt::query(
-            tx,
-            "WITH due AS (
-                 SELECT id FROM alerts
-                 WHERE dispatched_at IS NULL AND enrichment_status <> 'Pending'
-                   AND COALESCE(enriched_at, ingested_at) < now() - make_interval(secs => $2)
-                   AND (dispatch_redriven_at IS NULL OR dispatch_redriven_at < now() - make_interval(secs => $2))
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             UPDATE alerts a SET dispatch_redriven_at = now() FROM due WHERE a.id = due.id
-             RETURNING a.id, a.uuid",
-            &params,
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            tracing::warn!(alert_id = r.get::<_, i64>(0), alert_uuid = %r.get::<_, uuid::Uuid>(1),
-                "completed alert was never dispatched; its dispatch is queued again");
+        .collect())
+}
+
+/// Completed alerts never dispatched → their dispatch message.
+async fn due_alerts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    limit: i64,
+    after: f64,
+) -> Result<Vec<NewMessage>, DbError> {
+    let rows = stmt::query(
+        tx,
+        "WITH due AS (
+             SELECT id FROM alerts
+             WHERE dispatched_at IS NULL AND enrichment_status <> 'Pending'
+               AND COALESCE(enriched_at, ingested_at) < now() - make_interval(secs => $2)
+               AND (dispatch_redriven_at IS NULL OR dispatch_redriven_at < now() - make_interval(secs => $2))
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE alerts a SET dispatch_redriven_at = now() FROM due WHERE a.id = due.id
+         RETURNING a.id, a.uuid",
+        &[(&limit, Type::INT8), (&after, Type::FLOAT8)],
+    )
+    .await?;
+    let mut msgs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let (alert_id, alert_uuid): (i64, uuid::Uuid) = (r.try_get("id")?, r.try_get("uuid")?);
+        tracing::warn!(alert_id, alert_uuid = %alert_uuid,
+            "completed alert was never dispatched; its dispatch is queued again");
+        msgs.push(
             DispatchRequest {
                 v: 1,
-                alert_id: r.get(0),
-                alert_uuid: r.get(1),
+                alert_id,
+                alert_uuid,
                 reason: "repair".into(),
             }
-            .to_message()
-        })
-        .collect(),
-        Case::Links => {
-            let msgs: Vec<NewMessage> = stmt::query(
-                tx,
-                "WITH due AS (
-                     SELECT alert_id, indicator_id FROM alert_indicators
-                     WHERE enrichment_state = 'pending' AND created_at < now() - make_interval(secs => $2)
-                       AND (redriven_at IS NULL OR redriven_at < now() - make_interval(secs => $2))
-                     LIMIT $1 FOR UPDATE SKIP LOCKED)
-                 UPDATE alert_indicators l SET redriven_at = now()
-                 FROM due, alerts a, indicators i
-                 WHERE l.alert_id = due.alert_id AND l.indicator_id = due.indicator_id
-                   AND a.id = l.alert_id AND i.id = l.indicator_id
-                 RETURNING l.alert_id, a.uuid, l.indicator_id, i.type, i.value",
-                &params,
-            )
-            .await?
-            .iter()
-            .filter_map(|r| {
-                let indicator_type: IndicatorType = r.get::<_, &str>(3).parse().ok()?;
-                Some(
-                    EnrichRequest {
-                        v: 1,
-                        alert_id: r.get(0),
-                        alert_uuid: r.get(1),
-                        indicator_id: r.get(2),
-                        indicator_type,
-                        value: r.get(4),
-                    }
-                    .to_message(),
-                )
-            })
-            .collect();
-            if !msgs.is_empty() {
-                tracing::warn!(
-                    links = msgs.len(),
-                    "indicator links still pending; their enrich messages are queued again"
-                );
+            .to_message(),
+        );
+    }
+    Ok(msgs)
+}
+
+/// Indicator links still pending long after the alert was stored → their enrich message.
+async fn due_links(
+    tx: &deadpool_postgres::Transaction<'_>,
+    limit: i64,
+    after: f64,
+) -> Result<Vec<NewMessage>, DbError> {
+    let rows = stmt::query(
+        tx,
+        "WITH due AS (
+             SELECT alert_id, indicator_id FROM alert_indicators
+             WHERE enrichment_state = 'pending' AND created_at < now() - make_interval(secs => $2)
+               AND (redriven_at IS NULL OR redriven_at < now() - make_interval(secs => $2))
+             LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE alert_indicators l SET redriven_at = now()
+         FROM due, alerts a, indicators i
+         WHERE l.alert_id = due.alert_id AND l.indicator_id = due.indicator_id
+           AND a.id = l.alert_id AND i.id = l.indicator_id
+         RETURNING l.alert_id, a.uuid AS alert_uuid, l.indicator_id, i.type AS indicator_type, i.value",
+        &[(&limit, Type::INT8), (&after, Type::FLOAT8)],
+    )
+    .await?;
+    let mut msgs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        // An unknown stored type cannot be enriched; it is skipped.
+        let Ok(indicator_type) = r.try_get::<_, &str>("indicator_type")?.parse::<IndicatorType>() else {
+            continue;
+        };
+        msgs.push(
+            EnrichRequest {
+                v: 1,
+                alert_id: r.try_get("alert_id")?,
+                alert_uuid: r.try_get("alert_uuid")?,
+                indicator_id: r.try_get("indicator_id")?,
+                indicator_type,
+                value: r.try_get("value")?,
             }
-            msgs
-        }
-    })
+            .to_message(),
+        );
+    }
+    if !msgs.is_empty() {
+        tracing::warn!(
+            links = msgs.len(),
+            "indicator links still pending; their enrich messages are queued again"
+        );
+    }
+    Ok(msgs)
 }

@@ -13,15 +13,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::stmt;
+use crate::db::agents::{self, AgentPatch, AgentRow, NewAgent};
+use crate::db::deliveries::{self, DeliveryRow};
 use crate::dispatch::{deliver, signing};
 use crate::domain::severity::Severity;
 use crate::enrich::providers::iso;
@@ -38,10 +39,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/deliveries/{uuid}/replay", post(replay_delivery))
 }
 
-const COLUMNS: &str = "uuid, name, description, endpoint_url, auth_header_name, trigger_on_sources,
-    trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes, is_active,
-    documentation, created_at, updated_at, retry_schedule";
-
 /// Headers the delivery itself sets; an agent's auth header may not replace them.
 const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
@@ -54,25 +51,52 @@ const RESERVED_HEADERS: &[&str] = &[
     "connection",
 ];
 
-fn agent_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "name": r.get::<_, String>(1),
-        "description": r.get::<_, Option<String>>(2),
-        "endpoint_url": masked_url(r.get::<_, &str>(3)),
-        "auth_header_name": r.get::<_, Option<String>>(4),
-        "trigger_on_sources": r.get::<_, Vec<String>>(5),
-        "trigger_on_severities": r.get::<_, Vec<String>>(6),
-        "trigger_filter": r.get::<_, Option<Value>>(7),
-        "timeout_seconds": r.get::<_, i32>(8),
-        "retry_count": r.get::<_, i32>(9),
-        "retry_schedule": r.get::<_, Option<Vec<i32>>>(15),
-        "max_payload_bytes": r.get::<_, Option<i32>>(10),
-        "is_active": r.get::<_, bool>(11),
-        "documentation": r.get::<_, Option<String>>(12),
-        "created_at": iso(r.get(13)),
-        "updated_at": iso(r.get(14)),
-    })
+/// An agent as responses show it: no secret, the endpoint URL masked; `signing_secret` only
+/// when one was just generated (create, rotation).
+#[derive(Debug, Serialize)]
+struct AgentBody {
+    uuid: Uuid,
+    name: String,
+    description: Option<String>,
+    endpoint_url: String,
+    auth_header_name: Option<String>,
+    trigger_on_sources: Vec<String>,
+    trigger_on_severities: Vec<String>,
+    trigger_filter: Option<Value>,
+    timeout_seconds: i32,
+    retry_count: i32,
+    retry_schedule: Option<Vec<i32>>,
+    max_payload_bytes: Option<i32>,
+    is_active: bool,
+    documentation: Option<String>,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_secret: Option<String>,
+}
+
+impl From<AgentRow> for AgentBody {
+    fn from(r: AgentRow) -> Self {
+        Self {
+            uuid: r.uuid,
+            name: r.name,
+            description: r.description,
+            endpoint_url: masked_url(&r.endpoint_url),
+            auth_header_name: r.auth_header_name,
+            trigger_on_sources: r.trigger_on_sources,
+            trigger_on_severities: r.trigger_on_severities,
+            trigger_filter: r.trigger_filter,
+            timeout_seconds: r.timeout_seconds,
+            retry_count: r.retry_count,
+            retry_schedule: r.retry_schedule,
+            max_payload_bytes: r.max_payload_bytes,
+            is_active: r.is_active,
+            documentation: r.documentation,
+            created_at: iso(r.created_at),
+            updated_at: iso(r.updated_at),
+            signing_secret: None,
+        }
+    }
 }
 
 /// Query parameters whose values are credentials (matched case-insensitively; names containing
@@ -262,27 +286,17 @@ async fn list_agents(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
-    let sql =
-        format!("SELECT {COLUMNS}, count(*) OVER () FROM agents ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2");
-    let rows = stmt::query(
-        &*client,
-        &sql,
-        &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
-    )
-    .await?;
-    let total = page::total(&*client, &rows, 16, "SELECT count(*) FROM agents", &[]).await?;
-    Ok(Json(page.envelope(rows.iter().map(agent_json).collect(), total)))
+    let (rows, total) = agents::list(&*client, page.page_size, page.offset()).await?;
+    let data = rows.into_iter().map(|r| json!(AgentBody::from(r))).collect();
+    Ok(Json(page.envelope(data, total)))
 }
 
 async fn get_agent(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::Agent>,
 ) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM agents WHERE uuid = $1");
-    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
-        .await?
-        .ok_or_else(missing::<res::Agent>)?;
-    Ok(Json(page::single(agent_json(&row))))
+    let row = agents::get(&*client, uuid).await?.ok_or_else(missing::<res::Agent>)?;
+    Ok(Json(page::single(json!(AgentBody::from(row)))))
 }
 
 async fn create_agent(
@@ -300,40 +314,37 @@ async fn create_agent(
         None => (None, None),
     };
     let filter = input.trigger_filter.flatten();
-    let sql = format!(
-        "INSERT INTO agents (name, description, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,
-             trigger_on_sources, trigger_on_severities, trigger_filter, timeout_seconds, retry_count, max_payload_bytes,
-             is_active, documentation, retry_schedule)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, 30), COALESCE($11, 7), $12, COALESCE($13, true), $14, $15)
-         RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
+    let description = input.description.flatten();
+    let documentation = input.documentation.flatten();
+    let schedule = input.retry_schedule.flatten();
+    let row = agents::create(
         &*client,
-        &sql,
-        &[
-            (&input.name, Type::TEXT),
-            (&input.description.flatten(), Type::TEXT),
-            (&url, Type::TEXT),
-            (&auth_name, Type::TEXT),
-            (&auth_value, Type::BYTEA),
-            (&sealed_secret, Type::BYTEA),
-            (&input.trigger_on_sources.unwrap_or_default(), Type::TEXT_ARRAY),
-            (&input.trigger_on_severities.unwrap_or_default(), Type::TEXT_ARRAY),
-            (&filter, Type::JSONB),
-            (&input.timeout_seconds, Type::INT4),
-            (&input.retry_count, Type::INT4),
-            (&input.max_payload_bytes.flatten(), Type::INT4),
-            (&input.is_active, Type::BOOL),
-            (&input.documentation.flatten(), Type::TEXT),
-            (&input.retry_schedule.clone().flatten(), Type::INT4_ARRAY),
-        ],
+        &NewAgent {
+            name: input.name.as_deref(),
+            description: description.as_deref(),
+            endpoint_url: &url,
+            auth_header_name: auth_name.as_deref(),
+            auth_header_value_enc: auth_value.as_deref(),
+            signing_secret_enc: &sealed_secret,
+            trigger_on_sources: input.trigger_on_sources.as_deref().unwrap_or_default(),
+            trigger_on_severities: input.trigger_on_severities.as_deref().unwrap_or_default(),
+            trigger_filter: filter.as_ref(),
+            timeout_seconds: input.timeout_seconds,
+            retry_count: input.retry_count,
+            max_payload_bytes: input.max_payload_bytes.flatten(),
+            is_active: input.is_active,
+            documentation: documentation.as_deref(),
+            retry_schedule: schedule.as_deref(),
+        },
     )
     .await?
     .ok_or_else(ApiError::internal)?;
-    let mut data = agent_json(&row);
-    data["signing_secret"] = Value::String(secret.expose_secret().to_owned());
-    tracing::info!(agent_uuid = %row.get::<_, Uuid>(0), "agent registered");
-    Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
+    tracing::info!(agent_uuid = %row.uuid, "agent registered");
+    let data = AgentBody {
+        signing_secret: Some(secret.expose_secret().to_owned()),
+        ..AgentBody::from(row)
+    };
+    Ok((StatusCode::CREATED, Json(page::single(json!(data)))).into_response())
 }
 
 async fn patch_agent(
@@ -346,13 +357,8 @@ async fn patch_agent(
     // The masked URL a client read back (e.g. a whole-object PATCH) means "unchanged": storing
     // it would replace the credentials with `***`.
     if let Some(url) = input.endpoint_url.as_deref().filter(|u| u.contains("***")) {
-        let current = stmt::query_opt(
-            &*client,
-            "SELECT endpoint_url FROM agents WHERE uuid = $1",
-            &[(&uuid, Type::UUID)],
-        )
-        .await?;
-        if current.is_some_and(|r| masked_url(r.get::<_, &str>(0)) == url) {
+        let current = agents::endpoint_url(&*client, uuid).await?;
+        if current.is_some_and(|c| masked_url(&c) == url) {
             input.endpoint_url = None;
         }
     }
@@ -364,78 +370,55 @@ async fn patch_agent(
     let (set_auth, auth_name, auth_value) = match &input.auth {
         None => (false, None, None),
         Some(None) => (true, None, None),
-        Some(Some((n, v))) => (true, Some(n.clone()), Some(state.sealer.seal(v))),
+        Some(Some((n, v))) => (true, Some(n.as_str()), Some(state.sealer.seal(v))),
     };
-    let (set_desc, desc) = fields::split(input.description);
-    let (set_filter, filter) = fields::split(input.trigger_filter);
-    let (set_max, max) = fields::split(input.max_payload_bytes);
-    let (set_doc, doc) = fields::split(input.documentation);
-    let (set_schedule, schedule) = fields::split(input.retry_schedule);
-    // The old secret stays valid for 24 h after a rotation (signatures carry both).
-    let sql = format!(
-        "UPDATE agents SET
-             name = COALESCE($2, name),
-             description = CASE WHEN $3 THEN $4 ELSE description END,
-             endpoint_url = COALESCE($5, endpoint_url),
-             auth_header_name = CASE WHEN $6 THEN $7 ELSE auth_header_name END,
-             auth_header_value_enc = CASE WHEN $6 THEN $8 ELSE auth_header_value_enc END,
-             trigger_on_sources = COALESCE($9, trigger_on_sources),
-             trigger_on_severities = COALESCE($10, trigger_on_severities),
-             trigger_filter = CASE WHEN $11 THEN $12 ELSE trigger_filter END,
-             timeout_seconds = COALESCE($13, timeout_seconds),
-             retry_count = COALESCE($14, retry_count),
-             max_payload_bytes = CASE WHEN $15 THEN $16 ELSE max_payload_bytes END,
-             is_active = COALESCE($17, is_active),
-             documentation = CASE WHEN $18 THEN $19 ELSE documentation END,
-             previous_signing_secret_enc = CASE WHEN $20::bytea IS NULL THEN previous_signing_secret_enc ELSE signing_secret_enc END,
-             previous_secret_expires_at = CASE WHEN $20::bytea IS NULL THEN previous_secret_expires_at ELSE now() + interval '24 hours' END,
-             signing_secret_enc = COALESCE($20, signing_secret_enc),
-             retry_schedule = CASE WHEN $21 THEN $22 ELSE retry_schedule END,
-             updated_at = now()
-         WHERE uuid = $1 RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&input.name, Type::TEXT),
-            (&set_desc, Type::BOOL),
-            (&desc, Type::TEXT),
-            (&input.endpoint_url, Type::TEXT),
-            (&set_auth, Type::BOOL),
-            (&auth_name, Type::TEXT),
-            (&auth_value, Type::BYTEA),
-            (&input.trigger_on_sources, Type::TEXT_ARRAY),
-            (&input.trigger_on_severities, Type::TEXT_ARRAY),
-            (&set_filter, Type::BOOL),
-            (&filter, Type::JSONB),
-            (&input.timeout_seconds, Type::INT4),
-            (&input.retry_count, Type::INT4),
-            (&set_max, Type::BOOL),
-            (&max, Type::INT4),
-            (&input.is_active, Type::BOOL),
-            (&set_doc, Type::BOOL),
-            (&doc, Type::TEXT),
-            (&sealed_secret, Type::BYTEA),
-            (&set_schedule, Type::BOOL),
-            (&schedule, Type::INT4_ARRAY),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::Agent>)?;
-    let mut data = agent_json(&row);
-    if let Some(s) = secret {
-        data["signing_secret"] = Value::String(s.expose_secret().to_owned());
-    }
-    Ok(Json(page::single(data)))
+    let (set_description, description) = fields::split(input.description);
+    let (set_trigger_filter, filter) = fields::split(input.trigger_filter);
+    let (set_max_payload_bytes, max_payload_bytes) = fields::split(input.max_payload_bytes);
+    let (set_documentation, documentation) = fields::split(input.documentation);
+    let (set_retry_schedule, schedule) = fields::split(input.retry_schedule);
+    let patch = AgentPatch {
+        name: input.name.as_deref(),
+        set_description,
+        description: description.as_deref(),
+        endpoint_url: input.endpoint_url.as_deref(),
+        set_auth,
+        auth_header_name: auth_name,
+        auth_header_value_enc: auth_value.as_deref(),
+        trigger_on_sources: input.trigger_on_sources.as_deref(),
+        trigger_on_severities: input.trigger_on_severities.as_deref(),
+        set_trigger_filter,
+        trigger_filter: filter.as_ref(),
+        timeout_seconds: input.timeout_seconds,
+        retry_count: input.retry_count,
+        set_max_payload_bytes,
+        max_payload_bytes,
+        is_active: input.is_active,
+        set_documentation,
+        documentation: documentation.as_deref(),
+        signing_secret_enc: sealed_secret.as_deref(),
+        set_retry_schedule,
+        retry_schedule: schedule.as_deref(),
+    };
+    let row = agents::update(&*client, uuid, &patch)
+        .await?
+        .ok_or_else(missing::<res::Agent>)?;
+    let data = AgentBody {
+        signing_secret: secret.map(|s| s.expose_secret().to_owned()),
+        ..AgentBody::from(row)
+    };
+    Ok(Json(page::single(json!(data))))
 }
 
 async fn delete_agent(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::Agent>,
 ) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "agents", uuid, missing::<res::Agent>).await
+    if agents::delete(&*client, uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(missing::<res::Agent>())
+    }
 }
 
 async fn test_agent(
@@ -458,16 +441,46 @@ async fn test_agent(
 
 const DELIVERY_STATUSES: [&str; 4] = ["pending", "delivered", "failed", "dead"];
 
-async fn list_deliveries(
-    Authorized { client, principal }: Authorized,
-    Id(uuid, _): Id<res::Agent>,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let admin = principal.has_any(&["admin"]);
-    let q = super::list_query::ListQuery::parse(raw.as_deref())?;
-    let page = q.page()?;
-    let statuses: Vec<String> = match q.one("status").map(str::trim).filter(|s| !s.is_empty()) {
-        None => DELIVERY_STATUSES.iter().map(|s| s.to_string()).collect(),
+/// One delivery as listed (`last_error` as this caller may see it).
+#[derive(Debug, Serialize)]
+struct DeliveryBody {
+    uuid: Uuid,
+    alert_uuid: Uuid,
+    status: String,
+    attempts: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    next_attempt_at: Option<String>,
+    delivered_at: Option<String>,
+    created_at: String,
+    payload_bytes: Option<i32>,
+    trigger: String,
+    replays: i32,
+}
+
+impl DeliveryBody {
+    fn new(r: DeliveryRow, admin: bool) -> Self {
+        Self {
+            uuid: r.uuid,
+            alert_uuid: r.alert_uuid,
+            status: r.status,
+            attempts: r.attempts,
+            last_status_code: r.last_status_code,
+            last_error: visible_error(r.last_error, admin),
+            next_attempt_at: r.next_attempt_at.map(iso),
+            delivered_at: r.delivered_at.map(iso),
+            created_at: iso(r.created_at),
+            payload_bytes: r.payload_bytes,
+            trigger: r.trigger,
+            replays: r.replays,
+        }
+    }
+}
+
+/// `?status=` as a list of delivery statuses (all when absent or blank).
+fn statuses(q: &super::list_query::ListQuery) -> Result<Vec<String>, ApiError> {
+    match q.one("status").map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DELIVERY_STATUSES.iter().map(|s| s.to_string()).collect()),
         Some(s) => {
             let list: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
             if let Some(bad) = list.iter().find(|x| !DELIVERY_STATUSES.contains(&x.as_str())) {
@@ -477,61 +490,32 @@ async fn list_deliveries(
                     "enum",
                 ));
             }
-            list
+            Ok(list)
         }
-    };
-    let agent = stmt::query_opt(
-        &*client,
-        "SELECT id FROM agents WHERE uuid = $1",
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::Agent>)?;
-    let agent_id: i64 = agent.get(0);
-    let rows = stmt::query(
-        &*client,
-        "SELECT d.uuid, a.uuid, d.status, d.attempts, d.last_status_code, d.last_error, d.next_attempt_at,
-                d.delivered_at, d.created_at, d.payload_bytes, d.trigger, d.replays, count(*) OVER ()
-         FROM deliveries d JOIN alerts a ON a.id = d.alert_id
-         WHERE d.agent_id = $1 AND d.status = ANY($2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $3 OFFSET $4",
-        &[
-            (&agent_id, Type::INT8),
-            (&statuses, Type::TEXT_ARRAY),
-            (&page.page_size, Type::INT8),
-            (&page.offset(), Type::INT8),
-        ],
-    )
-    .await?;
-    let total = page::total(
-        &*client,
-        &rows,
-        12,
-        "SELECT count(*) FROM deliveries WHERE agent_id = $1 AND status = ANY($2)",
-        &[(&agent_id, Type::INT8), (&statuses, Type::TEXT_ARRAY)],
-    )
-    .await?;
-    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(iso);
-    let data = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "uuid": r.get::<_, Uuid>(0),
-                "alert_uuid": r.get::<_, Uuid>(1),
-                "status": r.get::<_, String>(2),
-                "attempts": r.get::<_, i32>(3),
-                "last_status_code": r.get::<_, Option<i32>>(4),
-                "last_error": visible_error(r.get(5), admin),
-                "next_attempt_at": ts(r.get(6)),
-                "delivered_at": ts(r.get(7)),
-                "created_at": iso(r.get(8)),
-                "payload_bytes": r.get::<_, Option<i32>>(9),
-                "trigger": r.get::<_, String>(10),
-                "replays": r.get::<_, i32>(11),
-            })
-        })
-        .collect();
+    }
+}
+
+async fn list_deliveries(
+    Authorized { client, principal }: Authorized,
+    Id(uuid, _): Id<res::Agent>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let admin = principal.has_any(&["admin"]);
+    let q = super::list_query::ListQuery::parse(raw.as_deref())?;
+    let page = q.page()?;
+    let statuses = statuses(&q)?;
+    let agent_id = agents::id_of(&*client, uuid).await?.ok_or_else(missing::<res::Agent>)?;
+    let (rows, total) =
+        deliveries::list_for_agent(&*client, agent_id, &statuses, page.page_size, page.offset()).await?;
+    let data = rows.into_iter().map(|r| json!(DeliveryBody::new(r, admin))).collect();
     Ok(Json(page.envelope(data, total)))
+}
+
+/// What a replay answers.
+#[derive(Debug, Serialize)]
+struct ReplayBody {
+    uuid: Uuid,
+    status: &'static str,
 }
 
 async fn replay_delivery(
@@ -541,25 +525,18 @@ async fn replay_delivery(
 ) -> Result<Response, ApiError> {
     let tx = client.transaction().await?;
     // Same row, same uuid (the webhook-id), a fresh attempt budget.
-    let row = stmt::query_opt(
-        &tx,
-        "UPDATE deliveries d SET status = 'pending', attempts = 0, replays = replays + 1, next_attempt_at = now(),
-                redrive_at = now() + make_interval(secs => $2), updated_at = now()
-         FROM alerts a WHERE d.uuid = $1 AND a.id = d.alert_id
-         RETURNING d.id, d.uuid, a.uuid",
-        &[(&uuid, Type::UUID), (&deliver::REDRIVE_AFTER_SECONDS, Type::INT4)],
-    )
-    .await?
-    .ok_or_else(missing::<res::Delivery>)?;
-    let rows = deliver::enqueue_attempts(&*tx, &[(row.get(0), row.get(1), row.get(2))]).await?;
+    let d = deliveries::replay(&tx, uuid, deliver::REDRIVE_AFTER_SECONDS)
+        .await?
+        .ok_or_else(missing::<res::Delivery>)?;
+    let rows = deliver::enqueue_attempts(&*tx, &[(d.id, d.uuid, d.alert_uuid)]).await?;
     tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &rows).await {
         tracing::warn!(error = %e, "replay message left for the sweeper");
     }
     tracing::info!(delivery_uuid = %uuid, "delivery replay queued");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(page::single(json!({"uuid": uuid, "status": "pending"}))),
-    )
-        .into_response())
+    let data = ReplayBody {
+        uuid,
+        status: "pending",
+    };
+    Ok((StatusCode::ACCEPTED, Json(page::single(json!(data)))).into_response())
 }

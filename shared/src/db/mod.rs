@@ -2,7 +2,9 @@
 //! table group.
 
 pub mod activity;
+pub mod agents;
 pub mod api_keys;
+pub mod deliveries;
 #[cfg(feature = "local")]
 pub mod embedded;
 pub mod indicators;

@@ -30,19 +30,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Client, Pool};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{matching::Triggers, signing};
 use crate::context::payload::{self, PayloadOptions};
 use crate::context::targeting;
 use crate::crypto::Sealer;
-use crate::db::stmt;
-use crate::db::DbError;
+use crate::db::activity::{self, Actor, EventType, Events};
+use crate::db::{agents, deliveries, DbError};
 use crate::net::ssrf::{self, OutboundPolicy, Timeouts};
 use crate::queue::batch::{BatchRunner, HandlerError};
 use crate::queue::messages::DispatchRequest;
@@ -189,6 +188,15 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
+    /// The columns an outcome update writes.
+    fn stored(&self) -> deliveries::Outcome<'_> {
+        deliveries::Outcome {
+            status_code: self.status_code,
+            error: self.error.as_deref(),
+            payload_bytes: self.payload_bytes,
+        }
+    }
+
     fn refused(error: impl Into<String>) -> Self {
         Self {
             verdict: Verdict::Reject,
@@ -209,26 +217,7 @@ fn clip(s: &str) -> String {
 }
 
 /// The agent a claimed delivery goes to (secrets still sealed).
-#[derive(Clone)]
-struct Target {
-    delivery_uuid: Uuid,
-    alert_id: i64,
-    alert_uuid: Uuid,
-    agent_uuid: Uuid,
-    agent_name: String,
-    endpoint_url: String,
-    auth_header_name: Option<String>,
-    auth_header_value: Option<Vec<u8>>,
-    signing_secret: Vec<u8>,
-    previous_secret: Option<Vec<u8>>,
-    timeout_seconds: i32,
-    retry_count: i32,
-    retry_schedule: Option<Vec<i32>>,
-    max_payload_bytes: Option<i32>,
-    is_active: bool,
-    /// When the alert was ingested: delivery latency is measured from here.
-    ingested_at: chrono::DateTime<chrono::Utc>,
-}
+type Target = deliveries::Claimed;
 
 /// What a test delivery reports (api spec §5.8).
 #[derive(Debug, Clone, Serialize)]
@@ -321,57 +310,30 @@ impl Dispatcher {
             let client = self.pool.get().await?;
             let (facts, agents) = tokio::join!(
                 targeting::facts_of(&*client, req.alert_id),
-                stmt::query(
-                    &*client,
-                    "SELECT id, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents WHERE is_active",
-                    &[],
-                )
+                agents::active_triggers(&*client)
             );
             let Some(facts) = facts? else {
                 tracing::info!(alert_id = req.alert_id, "alert no longer exists; nothing to dispatch");
                 return Ok(());
             };
             let matched: Vec<i64> = agents?
-                .iter()
-                .filter(|r| {
-                    Triggers::from_stored(r.get(1), r.get(2), r.get::<_, Option<Value>>(3).as_ref()).matches(&facts)
+                .into_iter()
+                .filter_map(|a| {
+                    Triggers::from_stored(a.trigger_on_sources, a.trigger_on_severities, a.trigger_filter.as_ref())
+                        .matches(&facts)
+                        .then_some(a.id)
                 })
-                .map(|r| r.get(0))
                 .collect();
             if matched.is_empty() {
                 // Dispatch is done for this alert (the sweeper's repair looks for alerts without
                 // this mark).
-                stmt::execute(
-                    &*client,
-                    "UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL",
-                    &[(&req.alert_id, Type::INT8)],
-                )
-                .await?;
+                deliveries::mark_dispatched(&*client, req.alert_id).await?;
                 tracing::info!(alert_id = req.alert_id, alert_uuid = %req.alert_uuid, "no agent matches this alert");
                 return Ok(());
             }
-            // New rows (each with the time the sweeper re-drives it if it makes no progress) and
-            // the alert's dispatch mark, plus first attempts a crashed earlier run left behind.
-            let rows = stmt::query(
-                &*client,
-                "WITH ins AS (
-                     INSERT INTO deliveries (alert_id, agent_id, trigger, redrive_at)
-                     SELECT $1, unnest($2::bigint[]), $3, now() + make_interval(secs => $4)
-                     ON CONFLICT (alert_id, agent_id) DO NOTHING RETURNING id),
-                 mark AS (
-                     UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL)
-                 SELECT id FROM ins
-                 UNION SELECT id FROM deliveries
-                 WHERE alert_id = $1 AND agent_id = ANY($2) AND status = 'pending' AND attempts = 0",
-                &[
-                    (&req.alert_id, Type::INT8),
-                    (&matched, Type::INT8_ARRAY),
-                    (&req.reason, Type::TEXT),
-                    (&REDRIVE_AFTER_SECONDS, Type::INT4),
-                ],
-            )
-            .await?;
-            rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+            // New rows and the alert's dispatch mark, plus first attempts a crashed earlier run
+            // left behind.
+            deliveries::create_for_alert(&*client, req.alert_id, &matched, &req.reason, REDRIVE_AFTER_SECONDS).await?
         };
         if ids.is_empty() {
             tracing::info!(alert_id = req.alert_id, "already dispatched; not delivered again");
@@ -398,41 +360,12 @@ impl Dispatcher {
             return self.record_or_keep(id, n, t, outcome).await;
         }
         let client = self.pool.get().await?;
-        let claimed = stmt::query_opt(
-            &*client,
-            "UPDATE deliveries d SET claimed_until = now() + make_interval(secs => a.timeout_seconds + $3),
-                    redrive_at = now() + make_interval(secs => a.timeout_seconds + $3 + $4),
-                    updated_at = now()
-             FROM agents a, alerts al
-             WHERE d.id = $1 AND d.attempts = $2 AND d.status IN ('pending', 'failed')
-               AND (d.claimed_until IS NULL OR d.claimed_until < now())
-               AND a.id = d.agent_id AND al.id = d.alert_id
-             RETURNING d.uuid, d.alert_id, al.uuid, a.uuid, a.name, a.endpoint_url, a.auth_header_name,
-                       a.auth_header_value_enc, a.signing_secret_enc,
-                       CASE WHEN a.previous_secret_expires_at > now() THEN a.previous_signing_secret_enc END,
-                       a.timeout_seconds, a.retry_count, a.max_payload_bytes, a.is_active, a.retry_schedule,
-                       al.ingested_at",
-            &[
-                (&id, Type::INT8),
-                (&n, Type::INT4),
-                (&CLAIM_MARGIN_SECONDS, Type::INT4),
-                (&REDRIVE_AFTER_SECONDS, Type::INT4),
-            ],
-        )
-        .await?;
-        let Some(r) = claimed else {
+        let claimed = deliveries::claim(&*client, id, n, CLAIM_MARGIN_SECONDS, REDRIVE_AFTER_SECONDS).await?;
+        let Some(t) = claimed else {
             // Done, superseded, deleted — or someone else holds it right now.
-            let row = stmt::query_opt(
-                &*client,
-                "SELECT attempts, status, EXTRACT(EPOCH FROM claimed_until - now())::float8 FROM deliveries WHERE id = $1",
-                &[(&id, Type::INT8)],
-            )
-            .await
-            ?;
-            if let Some(row) = row {
-                let (attempts, status, left): (i32, &str, Option<f64>) = (row.get(0), row.get(1), row.get(2));
-                if attempts == n && matches!(status, "pending" | "failed") {
-                    if let Some(left) = left.filter(|l| *l > 0.0) {
+            if let Some(state) = deliveries::claim_state(&*client, id).await? {
+                if state.attempts == n && matches!(state.status.as_str(), "pending" | "failed") {
+                    if let Some(left) = state.claim_left_seconds.filter(|l| *l > 0.0) {
                         return Err(HandlerError::retry_after(
                             "delivery is being attempted by another consumer",
                             Duration::from_secs_f64(left + 1.0),
@@ -441,24 +374,6 @@ impl Dispatcher {
                 }
             }
             return Ok(());
-        };
-        let t = Target {
-            delivery_uuid: r.get(0),
-            alert_id: r.get(1),
-            alert_uuid: r.get(2),
-            agent_uuid: r.get(3),
-            agent_name: r.get(4),
-            endpoint_url: r.get(5),
-            auth_header_name: r.get(6),
-            auth_header_value: r.get(7),
-            signing_secret: r.get(8),
-            previous_secret: r.get(9),
-            timeout_seconds: r.get(10),
-            retry_count: r.get(11),
-            max_payload_bytes: r.get(12),
-            is_active: r.get(13),
-            retry_schedule: r.get(14),
-            ingested_at: r.get(15),
         };
         let payload = payload_cell
             .get_or_try_init(|| async { payload::build(&*client, t.alert_id, &PayloadOptions::default()).await })
@@ -633,10 +548,6 @@ impl Dispatcher {
 
     /// Records attempt `n` and, when it is to be retried, its due time and (for a wait SQS can
     /// hold) the next attempt's message — together.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "long but linear; a split along its phases is issue #11's next step"
-    )]
     async fn record(&self, id: i64, n: i32, t: &Target, a: Attempt) -> Result<(), DbError> {
         let mut client = self.pool.get().await?;
         let made = n + 1;
@@ -655,7 +566,6 @@ impl Dispatcher {
             ),
             _ => None,
         };
-        let span_fields = (t.alert_id, t.alert_uuid, t.delivery_uuid, &t.agent_name);
         let outcome = match (&a.verdict, retry_delay) {
             (Verdict::Delivered, _) => "delivered",
             (_, Some(_)) => "retrying",
@@ -675,121 +585,63 @@ impl Dispatcher {
             );
         }
         match (&a.verdict, retry_delay) {
-            (Verdict::Delivered, _) => {
-                let refs = json!({
-                    "agent_uuid": t.agent_uuid,
-                    "agent_name": t.agent_name,
-                    "delivery_uuid": t.delivery_uuid,
-                    "status_code": a.status_code,
-                    "attempt": made,
-                    "duration_ms": a.duration.as_millis() as u64,
-                });
-                stmt::execute(
-                    &*client,
-                    "WITH d AS (
-                         UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, last_status_code = $3,
-                                last_error = NULL, payload_bytes = $4, delivered_at = now(), next_attempt_at = NULL,
-                                claimed_until = NULL, redrive_at = NULL, updated_at = now()
-                         WHERE id = $1 AND attempts = $2 RETURNING alert_id)
-                     INSERT INTO activity_events (alert_id, event_type, actor_type, \"references\")
-                     SELECT alert_id, 'agent_webhook_dispatched', 'system', $5 FROM d",
-                    &[
-                        (&id, Type::INT8),
-                        (&n, Type::INT4),
-                        (&a.status_code, Type::INT4),
-                        (&a.payload_bytes, Type::INT4),
-                        (&refs, Type::JSONB),
-                    ],
-                )
-                .await?;
-                tracing::info!(
-                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = a.status_code, attempt = made,
-                    duration_ms = a.duration.as_millis() as u64, "agent webhook delivered"
-                );
-            }
-            (_, Some(delay)) => {
-                // SQS holds a message at most 15 minutes: a longer wait is only a due time, and
-                // the sweeper queues the attempt once it is due (redrive_at = the due time).
-                let queued = delay <= MAX_DELAY_SECONDS;
-                let redrive_in = if queued {
-                    delay as i32 + REDRIVE_AFTER_SECONDS
-                } else {
-                    delay as i32
-                };
-                let tx = client.transaction().await?;
-                let updated = stmt::query_opt(
-                    &tx,
-                    "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_status_code = $3,
-                            last_error = $4, payload_bytes = COALESCE($5, payload_bytes),
-                            next_attempt_at = now() + make_interval(secs => $6), claimed_until = NULL,
-                            redrive_at = now() + make_interval(secs => $7), updated_at = now()
-                     WHERE id = $1 AND attempts = $2 RETURNING id",
-                    &[
-                        (&id, Type::INT8),
-                        (&n, Type::INT4),
-                        (&a.status_code, Type::INT4),
-                        (&a.error, Type::TEXT),
-                        (&a.payload_bytes, Type::INT4),
-                        (&(delay as i32), Type::INT4),
-                        (&redrive_in, Type::INT4),
-                    ],
-                )
-                .await?;
-                if updated.is_none() {
-                    return Ok(()); // replayed meanwhile: the replay's message takes over
-                }
-                if !queued {
-                    tx.commit().await?;
-                    tracing::warn!(
-                        alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                        agent = %span_fields.3, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
-                        attempt = made, retry_in_seconds = delay, "agent webhook failed; the sweeper retries it when due"
-                    );
-                    return Ok(());
-                }
-                let msg = DeliverRequest {
-                    v: 1,
-                    delivery_id: id,
-                    delivery_uuid: t.delivery_uuid,
-                    alert_uuid: t.alert_uuid,
-                    attempt: made,
-                }
-                .to_message(delay);
-                let ids = outbox::enqueue(&*tx, std::slice::from_ref(&msg)).await?;
-                tx.commit().await?;
-                tracing::warn!(
-                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
-                    attempt = made, retry_in_seconds = delay, "agent webhook failed; will retry"
-                );
-                let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip([msg]).collect();
-                if let Err(e) = self.outbox.send_committed(&*client, &rows).await {
-                    tracing::warn!(error = %e, "retry message left for the sweeper");
-                }
-            }
-            (_, None) => {
-                stmt::execute(
-                    &*client,
-                    "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_status_code = $3,
-                            last_error = $4, payload_bytes = COALESCE($5, payload_bytes), next_attempt_at = NULL,
-                            claimed_until = NULL, redrive_at = NULL, updated_at = now()
-                     WHERE id = $1 AND attempts = $2",
-                    &[
-                        (&id, Type::INT8),
-                        (&n, Type::INT4),
-                        (&a.status_code, Type::INT4),
-                        (&a.error, Type::TEXT),
-                        (&a.payload_bytes, Type::INT4),
-                    ],
-                )
-                .await?;
-                tracing::error!(
-                    alert_id = span_fields.0, alert_uuid = %span_fields.1, delivery_uuid = %span_fields.2,
-                    agent = %span_fields.3, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
-                    attempts = made, "agent webhook dead-lettered; replay with POST /v1/deliveries/{{uuid}}/replay"
-                );
-            }
+            (Verdict::Delivered, _) => record_delivered(&mut client, id, n, t, &a).await,
+            (_, Some(delay)) => self.record_retry(&mut client, id, n, t, &a, delay).await,
+            (_, None) => record_dead(&client, id, n, t, &a).await,
+        }
+    }
+
+    /// A failed attempt with retries left: its due time and, for a wait SQS can hold, the next
+    /// attempt's message in the same transaction.
+    async fn record_retry(
+        &self,
+        client: &mut Client,
+        id: i64,
+        n: i32,
+        t: &Target,
+        a: &Attempt,
+        delay: u32,
+    ) -> Result<(), DbError> {
+        let made = n + 1;
+        // SQS holds a message at most 15 minutes: a longer wait is only a due time, and the
+        // sweeper queues the attempt once it is due (redrive_at = the due time).
+        let queued = delay <= MAX_DELAY_SECONDS;
+        let redrive_in = if queued {
+            delay as i32 + REDRIVE_AFTER_SECONDS
+        } else {
+            delay as i32
+        };
+        let tx = client.transaction().await?;
+        if !deliveries::record_retry(&tx, id, n, &a.stored(), delay as i32, redrive_in).await? {
+            return Ok(()); // replayed meanwhile: the replay's message takes over
+        }
+        if !queued {
+            tx.commit().await?;
+            tracing::warn!(
+                alert_id = t.alert_id, alert_uuid = %t.alert_uuid, delivery_uuid = %t.delivery_uuid,
+                agent = %t.agent_name, status = ?a.status_code, error = a.error.as_deref().unwrap_or(""),
+                attempt = made, retry_in_seconds = delay, "agent webhook failed; the sweeper retries it when due"
+            );
+            return Ok(());
+        }
+        let msg = DeliverRequest {
+            v: 1,
+            delivery_id: id,
+            delivery_uuid: t.delivery_uuid,
+            alert_uuid: t.alert_uuid,
+            attempt: made,
+        }
+        .to_message(delay);
+        let ids = outbox::enqueue(&*tx, std::slice::from_ref(&msg)).await?;
+        tx.commit().await?;
+        tracing::warn!(
+            alert_id = t.alert_id, alert_uuid = %t.alert_uuid, delivery_uuid = %t.delivery_uuid,
+            agent = %t.agent_name, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
+            attempt = made, retry_in_seconds = delay, "agent webhook failed; will retry"
+        );
+        let rows: Vec<(i64, NewMessage)> = ids.into_iter().zip([msg]).collect();
+        if let Err(e) = self.outbox.send_committed(&**client, &rows).await {
+            tracing::warn!(error = %e, "retry message left for the sweeper");
         }
         Ok(())
     }
@@ -798,17 +650,10 @@ impl Dispatcher {
     /// stored. `None` when the agent does not exist.
     pub async fn test_delivery(&self, agent_uuid: Uuid) -> Result<Option<TestResult>, DbError> {
         let client = self.pool.get().await?;
-        let row = stmt::query_opt(
-            &*client,
-            "SELECT uuid, name, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,
-                    CASE WHEN previous_secret_expires_at > now() THEN previous_signing_secret_enc END, timeout_seconds
-             FROM agents WHERE uuid = $1",
-            &[(&agent_uuid, Type::UUID)],
-        )
-        .await?;
+        let target = agents::test_target(&*client, agent_uuid).await?;
         drop(client);
-        let Some(r) = row else { return Ok(None) };
-        let name: String = r.get(1);
+        let Some(r) = target else { return Ok(None) };
+        let name = &r.name;
         let body = json!({
             "event": "alert.enriched",
             "test": true,
@@ -823,17 +668,15 @@ impl Dispatcher {
             "agent": {"uuid": agent_uuid, "name": name},
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let sealed_auth: Option<Vec<u8>> = r.get(4);
-        let previous: Option<Vec<u8>> = r.get(6);
         let a = self
             .post(
-                &r.get::<_, String>(2),
+                &r.endpoint_url,
                 &format!("test_{}", Uuid::new_v4()),
-                &r.get::<_, Vec<u8>>(5),
-                previous.as_deref(),
-                r.get::<_, Option<&str>>(3),
-                sealed_auth.as_deref(),
-                r.get(7),
+                &r.signing_secret_enc,
+                r.previous_signing_secret_enc.as_deref(),
+                r.auth_header_name.as_deref(),
+                r.auth_header_value_enc.as_deref(),
+                r.timeout_seconds,
                 body,
             )
             .await;
@@ -860,6 +703,48 @@ async fn read_snippet(mut resp: reqwest::Response) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A delivered attempt and its `agent_webhook_dispatched` event, in one transaction (no event
+/// when the row had moved past attempt `n`).
+async fn record_delivered(client: &mut Client, id: i64, n: i32, t: &Target, a: &Attempt) -> Result<(), DbError> {
+    let made = n + 1;
+    let duration_ms = a.duration.as_millis() as u64;
+    let tx = client.transaction().await?;
+    if let Some(alert_id) = deliveries::record_delivered(&tx, id, n, &a.stored()).await? {
+        let mut events = Events::with_capacity(1);
+        events.push(
+            alert_id,
+            EventType::AgentWebhookDispatched,
+            json!({
+                "agent_uuid": t.agent_uuid,
+                "agent_name": t.agent_name,
+                "delivery_uuid": t.delivery_uuid,
+                "status_code": a.status_code,
+                "attempt": made,
+                "duration_ms": duration_ms,
+            }),
+        );
+        activity::record(&tx, Actor::SYSTEM, &events).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(
+        alert_id = t.alert_id, alert_uuid = %t.alert_uuid, delivery_uuid = %t.delivery_uuid,
+        agent = %t.agent_name, status = a.status_code, attempt = made,
+        duration_ms, "agent webhook delivered"
+    );
+    Ok(())
+}
+
+/// A failed attempt with no retry left (or one that would be refused again): dead.
+async fn record_dead(client: &Client, id: i64, n: i32, t: &Target, a: &Attempt) -> Result<(), DbError> {
+    deliveries::record_dead(&**client, id, n, &a.stored()).await?;
+    tracing::error!(
+        alert_id = t.alert_id, alert_uuid = %t.alert_uuid, delivery_uuid = %t.delivery_uuid,
+        agent = %t.agent_name, status = a.status_code, error = a.error.as_deref().unwrap_or(""),
+        attempts = n + 1, "agent webhook dead-lettered; replay with POST /v1/deliveries/{{uuid}}/replay"
+    );
+    Ok(())
 }
 
 /// Queues attempt 0 of the given deliveries (replay, trigger-agents) in the caller's
