@@ -257,6 +257,48 @@ impl Engine {
     )]
     pub async fn process(&self, items: &[(EnrichRequest, u32)]) -> Result<Vec<Result<(), HandlerError>>, DbError> {
         // 1. Link states and the cache, in one pipelined round trip.
+        let (links, cached) = self.read_state(items).await?;
+        // 2. Which indicators need work, and what earlier deliveries already settled.
+        let mut t = triage(items, &links);
+        if t.active.is_empty() {
+            return Ok(t.plans.into_iter().map(|_| Ok(())).collect());
+        }
+        // 3. Never-send values; cache hits; one fetch per distinct (indicator, provider) miss.
+        let (blocked, outcomes) = self.look_up(items, &t, &cached).await?;
+        // 4. Per message: finish, or come back later.
+        let mut malice_by_indicator: BTreeMap<i64, Malice> = BTreeMap::new();
+        for &i in &t.active {
+            let (req, receives) = &items[i];
+            let (plan, malice) = self.plan(req, *receives, blocked.get(&req.indicator_id).copied(), &outcomes);
+            if let Some(m) = malice {
+                malice_by_indicator
+                    .entry(req.indicator_id)
+                    .and_modify(|x| *x = (*x).max(m))
+                    .or_insert(m);
+            }
+            t.plans[i] = Some(plan);
+        }
+        // 5. One transaction: links, indicators, completed alerts and their dispatch messages.
+        self.commit(items, &t.plans, &malice_by_indicator).await?;
+        Ok(t.plans
+            .into_iter()
+            .zip(items)
+            .map(|(p, (req, _))| match p {
+                Some(Plan::Defer { wait, .. }) => Err(HandlerError::retry_after(
+                    format!(
+                        "alert {} indicator {}: provider budget spent; retry later",
+                        req.alert_uuid, req.indicator_id
+                    ),
+                    wait,
+                )),
+                _ => Ok(()),
+            })
+            .collect())
+    }
+
+    /// The links of the messages (state and provider statuses) and the fresh cache of their
+    /// indicators, in one pipelined round trip.
+    async fn read_state(&self, items: &[(EnrichRequest, u32)]) -> Result<(LinkStates, CacheHits), DbError> {
         let alert_ids: Vec<i64> = items.iter().map(|(r, _)| r.alert_id).collect();
         let ind_ids: Vec<i64> = items.iter().map(|(r, _)| r.indicator_id).collect();
         let mut distinct_ids = ind_ids.clone();
@@ -276,7 +318,7 @@ impl Engine {
             let (links, cache) = tokio::join!(links, cache);
             (links?, cache?)
         };
-        let links: HashMap<(i64, i64), (String, Map<String, Value>)> = link_rows
+        let links: LinkStates = link_rows
             .iter()
             .map(|r| {
                 let ps = match r.try_get::<_, Value>("provider_status")? {
@@ -288,54 +330,26 @@ impl Engine {
             })
             .collect::<Result<_, tokio_postgres::Error>>()?;
 
-        // 2. Which indicators need work, and what earlier deliveries already settled.
-        let mut active: Vec<usize> = Vec::new();
-        let mut plans: Vec<Option<Plan>> = Vec::with_capacity(items.len());
-        let mut indicators: BTreeMap<i64, (IndicatorType, String)> = BTreeMap::new();
-        let mut settled: HashMap<(i64, String), ProviderResult> = HashMap::new();
-        for (i, (req, _)) in items.iter().enumerate() {
-            match links.get(&(req.alert_id, req.indicator_id)) {
-                None => {
-                    in_alert(req.alert_uuid, || {
-                        tracing::info!(
-                            alert_id = req.alert_id,
-                            indicator_id = req.indicator_id,
-                            "link no longer exists (alert deleted); nothing to enrich"
-                        )
-                    });
-                    plans.push(Some(Plan::Ack));
-                }
-                Some((state, _)) if state != "pending" => {
-                    in_alert(req.alert_uuid, || {
-                        tracing::debug!(alert_id = req.alert_id, "link already {state}; duplicate message")
-                    });
-                    plans.push(Some(Plan::Ack));
-                }
-                Some((_, ps)) => {
-                    active.push(i);
-                    plans.push(None);
-                    indicators.insert(req.indicator_id, (req.indicator_type, req.value.clone()));
-                    for (provider, v) in ps {
-                        if let Some(r) = ProviderResult::from_link_entry(provider, v) {
-                            settled.insert((req.indicator_id, provider.clone()), r);
-                        }
-                    }
-                }
-            }
-        }
-        if active.is_empty() {
-            return Ok(plans.into_iter().map(|_| Ok(())).collect());
-        }
+        Ok((links, cached))
+    }
 
-        // 3. Never-send values; cache hits; one fetch per distinct (indicator, provider) miss.
-        let blocked: HashMap<i64, &'static str> = indicators
+    /// Never-send verdicts of the active indicators, and every (indicator, provider) outcome:
+    /// cache hits, results earlier deliveries settled, and fetches for the rest.
+    async fn look_up(
+        &self,
+        items: &[(EnrichRequest, u32)],
+        t: &Triage,
+        cached: &CacheHits,
+    ) -> Result<(HashMap<i64, &'static str>, HashMap<(i64, &'static str), Fetch>), DbError> {
+        let blocked: HashMap<i64, &'static str> = t
+            .indicators
             .iter()
             .filter_map(|(id, (kind, value))| self.policy.check(*kind, value).map(|r| (*id, r)))
             .collect();
         let mut outcomes: HashMap<(i64, &'static str), Fetch> = HashMap::new();
         let mut misses: Vec<Miss> = Vec::new();
         let mut alerts_of: HashMap<i64, Vec<String>> = HashMap::new();
-        for &i in &active {
+        for &i in &t.active {
             let req = &items[i].0;
             let list = alerts_of.entry(req.indicator_id).or_default();
             let uuid = req.alert_uuid.to_string();
@@ -343,7 +357,7 @@ impl Engine {
                 list.push(uuid);
             }
         }
-        for (id, (kind, value)) in &indicators {
+        for (id, (kind, value)) in &t.indicators {
             let alerts: Arc<str> = alerts_of.get(id).map(|l| l.join(",")).unwrap_or_default().into();
             if blocked.contains_key(id) {
                 continue;
@@ -356,7 +370,7 @@ impl Engine {
                         &[("EnrichmentLookups", 1.0, crate::metrics::Unit::Count)],
                     );
                     outcomes.insert((*id, p.name()), Fetch::Done(ProviderResult::from_cached(c, true)));
-                } else if let Some(r) = settled.get(&key) {
+                } else if let Some(r) = t.settled.get(&key) {
                     outcomes.insert((*id, p.name()), Fetch::Done(r.clone()));
                 } else {
                     misses.push(Miss {
@@ -371,101 +385,85 @@ impl Engine {
         }
         outcomes.extend(self.resolve(misses).await?);
 
-        // 4. Per message: finish, or come back later.
-        let mut malice_by_indicator: BTreeMap<i64, Malice> = BTreeMap::new();
-        for &i in &active {
-            let (req, receives) = &items[i];
-            if let Some(reason) = blocked.get(&req.indicator_id) {
-                let mut ps = Map::new();
-                ps.insert(
-                    "_validation".into(),
-                    ProviderResult::problem(
-                        "_validation",
-                        ResultStatus::Skipped,
-                        reason,
-                        format!("Enrichment skipped: {reason}"),
-                        None,
-                    )
-                    .link_entry(),
-                );
-                plans[i] = Some(Plan::Finish {
-                    state: "skipped",
-                    provider_status: ps,
-                });
-                continue;
-            }
+        Ok((blocked, outcomes))
+    }
+
+    /// One message's plan from its providers' outcomes, and the verdict when a provider
+    /// answered.
+    fn plan(
+        &self,
+        req: &EnrichRequest,
+        receives: u32,
+        blocked: Option<&'static str>,
+        outcomes: &HashMap<(i64, &'static str), Fetch>,
+    ) -> (Plan, Option<Malice>) {
+        if let Some(reason) = blocked {
             let mut ps = Map::new();
-            let mut wait: Option<Duration> = None;
-            let mut verdicts = Vec::new();
-            let mut any_success = false;
-            let mut any_final_failure = false;
-            let can_defer = *receives < self.settings.max_deferrals;
-            for p in self
-                .providers
-                .providers
-                .iter()
-                .filter(|p| p.supports(req.indicator_type))
-            {
-                match outcomes.get(&(req.indicator_id, p.name())) {
-                    Some(Fetch::Done(r)) => {
-                        if r.status == ResultStatus::Success {
-                            any_success = true;
-                            verdicts.extend(r.malice);
-                        } else if r.status == ResultStatus::Failed {
-                            any_final_failure = true;
-                        }
-                        ps.insert(p.name().to_string(), r.link_entry());
-                    }
-                    Some(Fetch::Defer(w, _)) if can_defer => {
-                        wait = Some(wait.map_or(*w, |x| x.min(*w)));
-                    }
-                    Some(Fetch::Defer(_, r)) => {
-                        any_final_failure = true;
-                        ps.insert(p.name().to_string(), r.link_entry());
-                    }
-                    None => {}
-                }
-            }
-            if any_success {
-                let m = Malice::worst(verdicts);
-                malice_by_indicator
-                    .entry(req.indicator_id)
-                    .and_modify(|x| *x = (*x).max(m))
-                    .or_insert(m);
-            }
-            plans[i] = Some(match wait {
-                Some(w) => Plan::Defer {
-                    wait: w,
-                    provider_status: ps,
-                },
-                None => Plan::Finish {
-                    state: if any_success || !any_final_failure {
-                        "done"
-                    } else {
-                        "failed"
-                    },
-                    provider_status: ps,
-                },
-            });
+            ps.insert(
+                "_validation".into(),
+                ProviderResult::problem(
+                    "_validation",
+                    ResultStatus::Skipped,
+                    reason,
+                    format!("Enrichment skipped: {reason}"),
+                    None,
+                )
+                .link_entry(),
+            );
+            let plan = Plan::Finish {
+                state: "skipped",
+                provider_status: ps,
+            };
+            return (plan, None);
         }
-
-        // 5. One transaction: links, indicators, completed alerts and their dispatch messages.
-        self.commit(items, &plans, &malice_by_indicator).await?;
-
-        Ok(plans
-            .into_iter()
-            .zip(items)
-            .map(|(p, (req, _))| match p {
-                Some(Plan::Defer { wait, .. }) => Err(HandlerError::retry_after(
-                    format!(
-                        "alert {} indicator {}: provider budget spent; retry later",
-                        req.alert_uuid, req.indicator_id
-                    ),
-                    wait,
-                )),
-                _ => Ok(()),
-            })
-            .collect())
+        let mut ps = Map::new();
+        let mut wait: Option<Duration> = None;
+        let mut verdicts = Vec::new();
+        let mut any_success = false;
+        let mut any_final_failure = false;
+        let can_defer = receives < self.settings.max_deferrals;
+        for p in self
+            .providers
+            .providers
+            .iter()
+            .filter(|p| p.supports(req.indicator_type))
+        {
+            match outcomes.get(&(req.indicator_id, p.name())) {
+                Some(Fetch::Done(r)) => {
+                    if r.status == ResultStatus::Success {
+                        any_success = true;
+                        verdicts.extend(r.malice);
+                    } else if r.status == ResultStatus::Failed {
+                        any_final_failure = true;
+                    }
+                    ps.insert(p.name().to_string(), r.link_entry());
+                }
+                Some(Fetch::Defer(w, _)) if can_defer => {
+                    wait = Some(wait.map_or(*w, |x| x.min(*w)));
+                }
+                Some(Fetch::Defer(_, r)) => {
+                    any_final_failure = true;
+                    ps.insert(p.name().to_string(), r.link_entry());
+                }
+                None => {}
+            }
+        }
+        let malice = any_success.then(|| Malice::worst(verdicts));
+        let plan = match wait {
+            Some(w) => Plan::Defer {
+                wait: w,
+                provider_status: ps,
+            },
+            None => Plan::Finish {
+                state: if any_success || !any_final_failure {
+                    "done"
+                } else {
+                    "failed"
+                },
+                provider_status: ps,
+            },
+        };
+        (plan, malice)
     }
 
     /// Resolves cache misses: takes the fetch leases it can (single flight across instances),
@@ -897,4 +895,61 @@ pub async fn complete_overdue(outbox: &Outbox, limit: i64) -> Result<usize, DbEr
         }
     }
     Ok(n)
+}
+
+/// Link state and provider statuses, keyed by (alert id, indicator id).
+type LinkStates = HashMap<(i64, i64), (String, Map<String, Value>)>;
+/// Fresh cached results, keyed by (indicator id, provider).
+type CacheHits = HashMap<(i64, String), cache::CachedResult>;
+
+/// The messages sorted out: `plans[i]` is `Some(Ack)` for a message with nothing to do, `None`
+/// for the `active` ones; their indicators and the provider results already settled.
+struct Triage {
+    active: Vec<usize>,
+    plans: Vec<Option<Plan>>,
+    indicators: BTreeMap<i64, (IndicatorType, String)>,
+    settled: HashMap<(i64, String), ProviderResult>,
+}
+
+fn triage(items: &[(EnrichRequest, u32)], links: &LinkStates) -> Triage {
+    let mut active: Vec<usize> = Vec::new();
+    let mut plans: Vec<Option<Plan>> = Vec::with_capacity(items.len());
+    let mut indicators: BTreeMap<i64, (IndicatorType, String)> = BTreeMap::new();
+    let mut settled: HashMap<(i64, String), ProviderResult> = HashMap::new();
+    for (i, (req, _)) in items.iter().enumerate() {
+        match links.get(&(req.alert_id, req.indicator_id)) {
+            None => {
+                in_alert(req.alert_uuid, || {
+                    tracing::info!(
+                        alert_id = req.alert_id,
+                        indicator_id = req.indicator_id,
+                        "link no longer exists (alert deleted); nothing to enrich"
+                    )
+                });
+                plans.push(Some(Plan::Ack));
+            }
+            Some((state, _)) if state != "pending" => {
+                in_alert(req.alert_uuid, || {
+                    tracing::debug!(alert_id = req.alert_id, "link already {state}; duplicate message")
+                });
+                plans.push(Some(Plan::Ack));
+            }
+            Some((_, ps)) => {
+                active.push(i);
+                plans.push(None);
+                indicators.insert(req.indicator_id, (req.indicator_type, req.value.clone()));
+                for (provider, v) in ps {
+                    if let Some(r) = ProviderResult::from_link_entry(provider, v) {
+                        settled.insert((req.indicator_id, provider.clone()), r);
+                    }
+                }
+            }
+        }
+    }
+    Triage {
+        active,
+        plans,
+        indicators,
+        settled,
+    }
 }
