@@ -2,9 +2,11 @@
 //! table group.
 
 pub mod activity;
+pub mod alerts;
 pub mod api_keys;
 #[cfg(feature = "local")]
 pub mod embedded;
+pub mod findings;
 pub mod migrate;
 mod pool;
 pub mod sources;
