@@ -3,10 +3,12 @@
 
 pub mod activity;
 pub mod agents;
+pub mod alerts;
 pub mod api_keys;
 pub mod deliveries;
 #[cfg(feature = "local")]
 pub mod embedded;
+pub mod findings;
 pub mod indicators;
 pub mod migrate;
 mod pool;

@@ -176,8 +176,8 @@ pub(super) async fn read(
             .map(|a| json!({"alerts": a, "count": a.len()})),
         ["alerts", uuid] => match alert(c, uuid).await {
             Ok((id, _)) => alerts::detail(c, id).await.map(|(data, meta)| {
-                let mut d = data;
-                d["_metadata"] = meta;
+                let mut d = json!(data);
+                d["_metadata"] = json!(meta);
                 d
             }),
             Err(e) => Err(e),

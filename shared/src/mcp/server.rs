@@ -327,7 +327,7 @@ impl CalsetaMcp {
                 let listed = svc!(alerts::search(&*client, &filter, &order, size, (page - 1) * size).await);
                 Ok(structured(&AlertPage {
                     next_page: next_page(page, size, listed.total),
-                    alerts: objects(listed.items),
+                    alerts: objects(listed.items.iter().map(|a| json!(a)).collect()),
                     total: listed.total,
                     page,
                     page_size: size,
@@ -348,7 +348,7 @@ impl CalsetaMcp {
             }
             "post_alert_finding" => {
                 let a = parse!(PostFinding);
-                let client = self.client().await?;
+                let mut client = self.client().await?;
                 let f = alerts::NewFinding {
                     agent_name: a.agent_name.unwrap_or_else(|| "mcp-agent".into()),
                     summary: a.summary,
@@ -357,7 +357,13 @@ impl CalsetaMcp {
                     evidence: None,
                 };
                 let posted = svc!(
-                    alerts::add_finding(&*client, &actor, svc!(service::parse_uuid(&a.alert_uuid, "Alert")), &f).await
+                    alerts::add_finding(
+                        &mut client,
+                        &actor,
+                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                        &f
+                    )
+                    .await
                 );
                 Ok(structured(&FindingPosted {
                     finding_id: posted.id.to_string(),

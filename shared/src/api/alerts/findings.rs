@@ -48,7 +48,7 @@ fn text(
 
 /// `POST /v1/alerts/{uuid}/findings`.
 pub async fn create(
-    Authorized { client, principal }: Authorized,
+    Authorized { mut client, principal }: Authorized,
     Id(uuid, _): Id<res::Alert>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -87,7 +87,7 @@ pub async fn create(
         kind: ActorKind::Api,
         key_prefix: principal.key_prefix,
     };
-    let f = alerts::add_finding(&*client, &actor, uuid, &finding).await?;
+    let f = alerts::add_finding(&mut client, &actor, uuid, &finding).await?;
     Ok((StatusCode::CREATED, Json(page::single(json!(f)))).into_response())
 }
 

@@ -50,7 +50,8 @@ pub async fn list(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) 
         tags,
     };
     let listed = alerts::search(&*client, &filter, &order, page.page_size, page.offset()).await?;
-    Ok(Json(page.envelope(listed.items, listed.total)))
+    let items = listed.items.iter().map(|a| json!(a)).collect();
+    Ok(Json(page.envelope(items, listed.total)))
 }
 
 /// The full alert and its metadata (shared by GET and PATCH).

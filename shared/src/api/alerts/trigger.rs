@@ -13,7 +13,7 @@ use crate::api::extract::{missing, res, Authorized, Id};
 use crate::api::page;
 use crate::api::{ApiError, AppState};
 use crate::context::targeting;
-use crate::db::stmt;
+use crate::db::{self, stmt};
 use crate::dispatch::{deliver, matching::Triggers};
 
 /// Re-sends this alert to the agents that match it (a fresh webhook id per delivery).
@@ -22,14 +22,9 @@ pub(super) async fn trigger_agents(
     Authorized { mut client, .. }: Authorized,
     Id(uuid, _): Id<res::Alert>,
 ) -> Result<Response, ApiError> {
-    let alert = stmt::query_opt(
-        &*client,
-        "SELECT id FROM alerts WHERE uuid = $1",
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::Alert>)?;
-    let alert_id: i64 = alert.get(0);
+    let alert_id = db::alerts::id_by_uuid(&*client, uuid)
+        .await?
+        .ok_or_else(missing::<res::Alert>)?;
     let facts = targeting::facts_of(&*client, alert_id)
         .await?
         .ok_or_else(missing::<res::Alert>)?;
@@ -40,11 +35,18 @@ pub(super) async fn trigger_agents(
         &[],
     )
     .await?;
-    let matched: Vec<(i64, String)> = agents
-        .iter()
-        .filter(|r| Triggers::from_stored(r.get(2), r.get(3), r.get::<_, Option<Value>>(4).as_ref()).matches(&facts))
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let mut matched: Vec<(i64, String)> = Vec::new();
+    for r in &agents {
+        let filter: Option<Value> = r.try_get("trigger_filter")?;
+        let triggers = Triggers::from_stored(
+            r.try_get("trigger_on_sources")?,
+            r.try_get("trigger_on_severities")?,
+            filter.as_ref(),
+        );
+        if triggers.matches(&facts) {
+            matched.push((r.try_get("id")?, r.try_get("name")?));
+        }
+    }
     let ids: Vec<i64> = matched.iter().map(|m| m.0).collect();
     let tx = client.transaction().await?;
     // A new delivery for every match: a fresh uuid (webhook-id), since this is a new send the
@@ -64,7 +66,10 @@ pub(super) async fn trigger_agents(
         ],
     )
     .await?;
-    let items: Vec<(i64, Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1), uuid)).collect();
+    let items = rows
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("uuid")?, uuid)))
+        .collect::<Result<Vec<(i64, Uuid, Uuid)>, tokio_postgres::Error>>()?;
     let outbox_rows = deliver::enqueue_attempts(&*tx, &items).await?;
     tx.commit().await?;
     if let Err(e) = state.outbox.send_committed(&*client, &outbox_rows).await {
