@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod api_keys;
+pub mod catalog;
 #[cfg(feature = "local")]
 pub mod embedded;
 pub mod migrate;
