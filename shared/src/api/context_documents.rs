@@ -7,16 +7,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::Value;
-use tokio_postgres::types::Type;
+use serde_json::{json, Value};
 
 use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::stmt;
-use crate::service::catalog::{self, doc_json, DOC_COLUMNS as COLUMNS};
+use crate::db::catalog::{self as repo, ContextDocumentPatch, NewContextDocument};
+use crate::service::catalog::{self, ContextDocument};
 
 pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
 /// Largest document body (1 MiB).
@@ -92,35 +91,25 @@ async fn create(
             })?;
         page::strict_body(&body, "DocumentWrite")?
     };
-    let title = fields::required_text(&obj, "title", 500, true)?;
-    let kind = fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
-        .flatten()
-        .ok_or_else(|| err("document_type", "field required", "missing"))?;
-    let content = content(&obj, true)?;
-    let is_global = fields::boolean(&obj, "is_global")?.unwrap_or(false);
-    let description = fields::text(&obj, "description", 10_000)?.flatten();
-    let tags = fields::strings(&obj, "tags")?.unwrap_or_default();
-    let rules = fields::targeting(&obj, "targeting_rules")?.flatten();
-    let sql = format!(
-        "INSERT INTO context_documents (title, document_type, is_global, description, content, tags, targeting_rules)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&title, Type::TEXT),
-            (&kind, Type::TEXT),
-            (&is_global, Type::BOOL),
-            (&description, Type::TEXT),
-            (&content, Type::TEXT),
-            (&tags, Type::TEXT_ARRAY),
-            (&rules, Type::JSONB),
-        ],
+    let doc = NewContextDocument {
+        title: fields::required_text(&obj, "title", 500, true)?,
+        document_type: fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?
+            .flatten()
+            .ok_or_else(|| err("document_type", "field required", "missing"))?,
+        content: content(&obj, true)?,
+        is_global: fields::boolean(&obj, "is_global")?.unwrap_or(false),
+        description: fields::text(&obj, "description", 10_000)?.flatten(),
+        tags: fields::strings(&obj, "tags")?.unwrap_or_default(),
+        targeting_rules: fields::targeting(&obj, "targeting_rules")?.flatten(),
+    };
+    let row = repo::insert_document(&*client, &doc)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(page::single(json!(ContextDocument::new(row, true)))),
     )
-    .await?
-    .ok_or_else(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(page::single(doc_json(&row, true)))).into_response())
+        .into_response())
 }
 
 /// A `multipart/form-data` upload as the JSON body it stands for: `title`, `document_type`,
@@ -188,7 +177,7 @@ async fn detail(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::ContextDocument>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_document(&*client, uuid).await?)))
+    Ok(Json(page::single(json!(catalog::get_document(&*client, uuid).await?))))
 }
 
 async fn patch(
@@ -197,51 +186,33 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let obj = page::strict_body(&body, "DocumentWrite")?;
-    let title = fields::required_text(&obj, "title", 500, false)?;
-    let kind = fields::non_null(
-        fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?,
-        "document_type",
-        "enum",
-    )?;
-    let content = content(&obj, false)?;
-    let is_global = fields::boolean(&obj, "is_global")?;
-    // Explicit null clears description and targeting_rules (api spec §5.6 deviation).
-    let (set_desc, description) = fields::split(fields::text(&obj, "description", 10_000)?);
-    let tags = fields::strings(&obj, "tags")?;
-    let (set_rules, rules) = fields::split(fields::targeting(&obj, "targeting_rules")?);
-    let sql = format!(
-        "UPDATE context_documents SET
-             title = COALESCE($2, title), document_type = COALESCE($3, document_type),
-             version = CASE WHEN $4::text IS NOT NULL AND $4 <> content THEN version + 1 ELSE version END,
-             content = COALESCE($4, content), is_global = COALESCE($5, is_global),
-             description = CASE WHEN $6 THEN $7 ELSE description END, tags = COALESCE($8, tags),
-             targeting_rules = CASE WHEN $9 THEN $10 ELSE targeting_rules END, updated_at = now()
-         WHERE uuid = $1 RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&title, Type::TEXT),
-            (&kind, Type::TEXT),
-            (&content, Type::TEXT),
-            (&is_global, Type::BOOL),
-            (&set_desc, Type::BOOL),
-            (&description, Type::TEXT),
-            (&tags, Type::TEXT_ARRAY),
-            (&set_rules, Type::BOOL),
-            (&rules, Type::JSONB),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::ContextDocument>)?;
-    Ok(Json(page::single(doc_json(&row, true))))
+    let change = ContextDocumentPatch {
+        title: fields::required_text(&obj, "title", 500, false)?,
+        document_type: fields::non_null(
+            fields::one_of(&obj, "document_type", &DOCUMENT_TYPES)?,
+            "document_type",
+            "enum",
+        )?,
+        content: content(&obj, false)?,
+        is_global: fields::boolean(&obj, "is_global")?,
+        // Explicit null clears description and targeting_rules (api spec §5.6 deviation).
+        description: fields::split(fields::text(&obj, "description", 10_000)?),
+        tags: fields::strings(&obj, "tags")?,
+        targeting_rules: fields::split(fields::targeting(&obj, "targeting_rules")?),
+    };
+    let row = repo::update_document(&*client, uuid, &change)
+        .await?
+        .ok_or_else(missing::<res::ContextDocument>)?;
+    Ok(Json(page::single(json!(ContextDocument::new(row, true)))))
 }
 
 async fn delete(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::ContextDocument>,
 ) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "context_documents", uuid, missing::<res::ContextDocument>).await
+    if repo::delete_document(&*client, uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(missing::<res::ContextDocument>())
+    }
 }

@@ -8,8 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::Value;
-use tokio_postgres::types::Type;
+use serde_json::{json, Value};
 
 use super::alerts::manage::SOURCES;
 use super::extract::{missing, res, Authorized, Id};
@@ -17,10 +16,10 @@ use super::fields::{self, err};
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::stmt;
+use crate::db::catalog::{self as repo, DetectionRulePatch, NewDetectionRule};
 use crate::domain::mitre::{classify_id, with_parent_techniques, MitreKind};
 use crate::domain::severity::Severity;
-use crate::service::catalog::{self, rule_json, RULE_COLUMNS as COLUMNS};
+use crate::service::catalog::{self, DetectionRule};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -99,8 +98,10 @@ struct Input {
     name: Option<String>,
     severity: Option<Option<String>>,
     is_active: Option<bool>,
-    lists: Vec<Option<Vec<String>>>,
-    texts: Vec<Option<Option<String>>>,
+    /// In the order of [`LISTS`].
+    lists: [Option<Vec<String>>; 6],
+    /// In the order of [`TEXTS`].
+    texts: [Option<Option<String>>; 4],
 }
 
 const TEXTS: [(&str, usize); 4] = [
@@ -112,18 +113,24 @@ const TEXTS: [(&str, usize); 4] = [
 
 impl Input {
     fn parse(obj: &fields::Body, creating: bool) -> Result<Self, ApiError> {
+        // Fields are checked in this order; the first invalid one is reported.
+        let name = fields::required_text(obj, "name", 500, creating)?;
+        let severity = fields::one_of(obj, "severity", &severities())?;
+        let is_active = fields::boolean(obj, "is_active")?;
+        let mut lists: [Option<Vec<String>>; 6] = Default::default();
+        for (slot, f) in lists.iter_mut().zip(LISTS) {
+            *slot = fields::strings(obj, f)?;
+        }
+        let mut texts: [Option<Option<String>>; 4] = Default::default();
+        for (slot, (f, max)) in texts.iter_mut().zip(TEXTS) {
+            *slot = fields::text(obj, f, max)?;
+        }
         Ok(Self {
-            name: fields::required_text(obj, "name", 500, creating)?,
-            severity: fields::one_of(obj, "severity", &severities())?,
-            is_active: fields::boolean(obj, "is_active")?,
-            lists: LISTS
-                .iter()
-                .map(|f| fields::strings(obj, f))
-                .collect::<Result<_, _>>()?,
-            texts: TEXTS
-                .iter()
-                .map(|(f, max)| fields::text(obj, f, *max))
-                .collect::<Result<_, _>>()?,
+            name,
+            severity,
+            is_active,
+            lists,
+            texts,
         })
     }
 }
@@ -140,51 +147,39 @@ async fn create(Authorized { client, principal }: Authorized, body: Bytes) -> Re
     let text = |k: usize| i.texts[k].clone().flatten();
     // A sub-technique brings its parent technique, as at ingest.
     let techniques = with_parent_techniques(&list(1), &list(2));
-    let sql = format!(
-        "INSERT INTO detection_rules (name, source_name, source_rule_id, severity, is_active, mitre_tactics, mitre_techniques,
-             mitre_subtechniques, data_sources, false_positive_tags, blind_spots, run_frequency, documentation, goal,
-             priority, created_by)
-         VALUES ($1, $2, $3, $4, COALESCE($5, true), $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-         ON CONFLICT (source_name, source_rule_id) DO NOTHING RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&i.name, Type::TEXT),
-            (&source, Type::TEXT),
-            (&source_rule_id, Type::TEXT),
-            (&i.severity.clone().flatten(), Type::TEXT),
-            (&i.is_active, Type::BOOL),
-            (&list(0), Type::TEXT_ARRAY),
-            (&techniques, Type::TEXT_ARRAY),
-            (&list(2), Type::TEXT_ARRAY),
-            (&list(3), Type::TEXT_ARRAY),
-            (&list(4), Type::TEXT_ARRAY),
-            (&list(5), Type::TEXT_ARRAY),
-            (&text(0), Type::TEXT),
-            (&text(1), Type::TEXT),
-            (&text(2), Type::TEXT),
-            (&text(3), Type::TEXT),
-            (&created_by, Type::TEXT),
-        ],
-    )
-    .await?
-    .ok_or_else(|| {
+    let rule = NewDetectionRule {
+        name: i.name,
+        source_name: source,
+        source_rule_id,
+        severity: i.severity.flatten(),
+        is_active: i.is_active,
+        mitre_tactics: list(0),
+        mitre_techniques: techniques,
+        mitre_subtechniques: list(2),
+        data_sources: list(3),
+        false_positive_tags: list(4),
+        blind_spots: list(5),
+        run_frequency: text(0),
+        documentation: text(1),
+        goal: text(2),
+        priority: text(3),
+        created_by,
+    };
+    let row = repo::insert_rule(&*client, &rule).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "CONFLICT",
             "A detection rule with this source_name and source_rule_id exists",
         )
     })?;
-    Ok((StatusCode::CREATED, Json(page::single(rule_json(&row)))).into_response())
+    Ok((StatusCode::CREATED, Json(page::single(json!(DetectionRule::from(row))))).into_response())
 }
 
 async fn detail(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::DetectionRule>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_rule(&*client, uuid).await?)))
+    Ok(Json(page::single(json!(catalog::get_rule(&*client, uuid).await?))))
 }
 
 async fn patch(
@@ -199,65 +194,36 @@ async fn patch(
         }
     }
     let i = Input::parse(&obj, false)?;
-    let (set_sev, sev) = fields::split(i.severity);
-    let t: Vec<(bool, Option<String>)> = i.texts.into_iter().map(fields::split).collect();
-    let sql = format!(
-        "UPDATE detection_rules SET name = COALESCE($2, name),
-             severity = CASE WHEN $3 THEN $4 ELSE severity END, is_active = COALESCE($5, is_active),
-             mitre_tactics = COALESCE($6, mitre_tactics),
-             mitre_techniques = COALESCE($7, mitre_techniques) || {PARENTS_OF_SUBTECHNIQUES},
-             mitre_subtechniques = COALESCE($8, mitre_subtechniques), data_sources = COALESCE($9, data_sources),
-             false_positive_tags = COALESCE($10, false_positive_tags), blind_spots = COALESCE($11, blind_spots),
-             run_frequency = CASE WHEN $12 THEN $13 ELSE run_frequency END,
-             documentation = CASE WHEN $14 THEN $15 ELSE documentation END,
-             goal = CASE WHEN $16 THEN $17 ELSE goal END,
-             priority = CASE WHEN $18 THEN $19 ELSE priority END,
-             updated_at = now()
-         WHERE uuid = $1 RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&i.name, Type::TEXT),
-            (&set_sev, Type::BOOL),
-            (&sev, Type::TEXT),
-            (&i.is_active, Type::BOOL),
-            (&i.lists[0], Type::TEXT_ARRAY),
-            (&i.lists[1], Type::TEXT_ARRAY),
-            (&i.lists[2], Type::TEXT_ARRAY),
-            (&i.lists[3], Type::TEXT_ARRAY),
-            (&i.lists[4], Type::TEXT_ARRAY),
-            (&i.lists[5], Type::TEXT_ARRAY),
-            (&t[0].0, Type::BOOL),
-            (&t[0].1, Type::TEXT),
-            (&t[1].0, Type::BOOL),
-            (&t[1].1, Type::TEXT),
-            (&t[2].0, Type::BOOL),
-            (&t[2].1, Type::TEXT),
-            (&t[3].0, Type::BOOL),
-            (&t[3].1, Type::TEXT),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::DetectionRule>)?;
-    Ok(Json(page::single(rule_json(&row))))
+    let [tactics, techniques, subtechniques, data_sources, fp_tags, blind_spots] = i.lists;
+    let [run_frequency, documentation, goal, priority] = i.texts.map(fields::split);
+    let change = DetectionRulePatch {
+        name: i.name,
+        severity: fields::split(i.severity),
+        is_active: i.is_active,
+        mitre_tactics: tactics,
+        mitre_techniques: techniques,
+        mitre_subtechniques: subtechniques,
+        data_sources,
+        false_positive_tags: fp_tags,
+        blind_spots,
+        run_frequency,
+        documentation,
+        goal,
+        priority,
+    };
+    let row = repo::update_rule(&*client, uuid, &change)
+        .await?
+        .ok_or_else(missing::<res::DetectionRule>)?;
+    Ok(Json(page::single(json!(DetectionRule::from(row)))))
 }
-
-/// SQL for the parents of the sub-techniques a PATCH leaves on a rule (given or stored) that its
-/// technique list (given or stored) lacks; the UPDATE's SET sees the stored values.
-const PARENTS_OF_SUBTECHNIQUES: &str = "ARRAY(
-    SELECT DISTINCT p FROM (
-        SELECT upper(substring(s from '^\\s*([Tt][0-9]{4})\\.[0-9]{3}')) AS p
-        FROM unnest(COALESCE($8, mitre_subtechniques) || COALESCE($7, mitre_techniques)) s) subs
-    WHERE p IS NOT NULL AND p NOT IN (
-        SELECT coalesce(upper(substring(t from '^\\s*([Tt][0-9]{4})($|[^.0-9])')), '')
-        FROM unnest(COALESCE($7, mitre_techniques)) t))";
 
 async fn delete(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::DetectionRule>,
 ) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "detection_rules", uuid, missing::<res::DetectionRule>).await
+    if repo::delete_rule(&*client, uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(missing::<res::DetectionRule>())
+    }
 }

@@ -8,17 +8,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::Value;
-use tokio_postgres::types::Type;
+use serde_json::{json, Value};
 
 use super::extract::{missing, res, Authorized, Id};
 use super::fields;
 use super::list_query::ListQuery;
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::stmt;
+use crate::db::catalog::{self as repo, NewWorkflow, WorkflowDeletion, WorkflowPatch};
 use crate::domain::indicator::IndicatorType;
-use crate::service::catalog::{self, wf_json, WORKFLOW_COLUMNS as COLUMNS};
+use crate::service::catalog::{self, Workflow};
 
 pub const STATES: [&str; 3] = ["draft", "active", "inactive"];
 pub const RISK_LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
@@ -109,40 +108,31 @@ async fn create(Authorized { client, .. }: Authorized, body: Bytes) -> Result<Re
     let wf_state = i.state.clone().unwrap_or_else(|| "draft".into());
     // `is_active` follows the state unless given.
     let is_active = i.is_active.unwrap_or(wf_state == "active");
-    let sql = format!(
-        "INSERT INTO workflows (name, description, workflow_type, indicator_types, state, is_active, tags, risk_level,
-             approval_mode, time_saved_minutes, documentation, targeting_rules)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, 'low'), COALESCE($9, 'always'), $10, $11, $12)
-         RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&i.name, Type::TEXT),
-            (&i.description.flatten(), Type::TEXT),
-            (&i.workflow_type.flatten(), Type::TEXT),
-            (&i.indicator_types.unwrap_or_default(), Type::TEXT_ARRAY),
-            (&wf_state, Type::TEXT),
-            (&is_active, Type::BOOL),
-            (&i.tags.unwrap_or_default(), Type::TEXT_ARRAY),
-            (&i.risk_level, Type::TEXT),
-            (&i.approval_mode, Type::TEXT),
-            (&i.time_saved_minutes.flatten(), Type::INT4),
-            (&i.documentation.flatten(), Type::TEXT),
-            (&i.targeting_rules.flatten(), Type::JSONB),
-        ],
-    )
-    .await?
-    .ok_or_else(ApiError::internal)?;
-    Ok((StatusCode::CREATED, Json(page::single(wf_json(&row)))).into_response())
+    let wf = NewWorkflow {
+        name: i.name,
+        description: i.description.flatten(),
+        workflow_type: i.workflow_type.flatten(),
+        indicator_types: i.indicator_types.unwrap_or_default(),
+        state: wf_state,
+        is_active,
+        tags: i.tags.unwrap_or_default(),
+        risk_level: i.risk_level,
+        approval_mode: i.approval_mode,
+        time_saved_minutes: i.time_saved_minutes.flatten(),
+        documentation: i.documentation.flatten(),
+        targeting_rules: i.targeting_rules.flatten(),
+    };
+    let row = repo::insert_workflow(&*client, &wf)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(page::single(json!(Workflow::from(row))))).into_response())
 }
 
 async fn detail(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::Workflow>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(page::single(catalog::get_workflow(&*client, uuid).await?)))
+    Ok(Json(page::single(json!(catalog::get_workflow(&*client, uuid).await?))))
 }
 
 async fn patch(
@@ -151,67 +141,35 @@ async fn patch(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let i = Input::parse(&page::strict_body(&body, "WorkflowWrite")?, false)?;
-    let (set_desc, desc) = fields::split(i.description);
-    let (set_type, wtype) = fields::split(i.workflow_type);
-    let (set_saved, saved) = fields::split(i.time_saved_minutes);
-    let (set_doc, doc) = fields::split(i.documentation);
-    let (set_rules, rules) = fields::split(i.targeting_rules);
-    let sql = format!(
-        "UPDATE workflows SET name = COALESCE($2, name),
-             description = CASE WHEN $3 THEN $4 ELSE description END,
-             workflow_type = CASE WHEN $5 THEN $6 ELSE workflow_type END,
-             indicator_types = COALESCE($7, indicator_types),
-             state = COALESCE($8, state),
-             is_active = COALESCE($9, CASE WHEN $8::text IS NULL THEN is_active ELSE $8 = 'active' END),
-             tags = COALESCE($10, tags), risk_level = COALESCE($11, risk_level),
-             approval_mode = COALESCE($12, approval_mode),
-             time_saved_minutes = CASE WHEN $13 THEN $14 ELSE time_saved_minutes END,
-             documentation = CASE WHEN $15 THEN $16 ELSE documentation END,
-             targeting_rules = CASE WHEN $17 THEN $18 ELSE targeting_rules END,
-             updated_at = now()
-         WHERE uuid = $1 RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&i.name, Type::TEXT),
-            (&set_desc, Type::BOOL),
-            (&desc, Type::TEXT),
-            (&set_type, Type::BOOL),
-            (&wtype, Type::TEXT),
-            (&i.indicator_types, Type::TEXT_ARRAY),
-            (&i.state, Type::TEXT),
-            (&i.is_active, Type::BOOL),
-            (&i.tags, Type::TEXT_ARRAY),
-            (&i.risk_level, Type::TEXT),
-            (&i.approval_mode, Type::TEXT),
-            (&set_saved, Type::BOOL),
-            (&saved, Type::INT4),
-            (&set_doc, Type::BOOL),
-            (&doc, Type::TEXT),
-            (&set_rules, Type::BOOL),
-            (&rules, Type::JSONB),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::Workflow>)?;
-    Ok(Json(page::single(wf_json(&row))))
+    let change = WorkflowPatch {
+        name: i.name,
+        description: fields::split(i.description),
+        workflow_type: fields::split(i.workflow_type),
+        indicator_types: i.indicator_types,
+        state: i.state,
+        is_active: i.is_active,
+        tags: i.tags,
+        risk_level: i.risk_level,
+        approval_mode: i.approval_mode,
+        time_saved_minutes: fields::split(i.time_saved_minutes),
+        documentation: fields::split(i.documentation),
+        targeting_rules: fields::split(i.targeting_rules),
+    };
+    let row = repo::update_workflow(&*client, uuid, &change)
+        .await?
+        .ok_or_else(missing::<res::Workflow>)?;
+    Ok(Json(page::single(json!(Workflow::from(row)))))
 }
 
 async fn delete(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Workflow>) -> Result<StatusCode, ApiError> {
-    let row = stmt::query_opt(
-        &*client,
-        "WITH d AS (DELETE FROM workflows WHERE uuid = $1 AND NOT is_system RETURNING id)
-         SELECT (SELECT count(*) FROM d), (SELECT is_system FROM workflows WHERE uuid = $1)",
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::Workflow>)?;
-    match (row.get::<_, i64>(0), row.get::<_, Option<bool>>(1)) {
-        (1, _) => Ok(StatusCode::NO_CONTENT),
-        (_, Some(true)) => Err(ApiError::new(
+    let deletion = repo::delete_workflow(&*client, uuid)
+        .await?
+        .ok_or_else(missing::<res::Workflow>)?;
+    match deletion {
+        WorkflowDeletion { deleted: 1, .. } => Ok(StatusCode::NO_CONTENT),
+        WorkflowDeletion {
+            is_system: Some(true), ..
+        } => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "FORBIDDEN",
             "System workflows cannot be deleted",

@@ -71,28 +71,27 @@ pub struct ApplicableDocument {
 /// The documents of [`DOCS_SQL`] rows that apply to `facts`, in payload order (api spec §5.6):
 /// global first, then targeted; inside each group by type, then title. A non-global document
 /// without rules matches nothing.
-fn applicable(docs: &[tokio_postgres::Row], facts: &AlertFacts) -> Vec<ApplicableDocument> {
-    let mut out: Vec<(bool, ApplicableDocument)> = docs
-        .iter()
-        .filter_map(|d| {
-            let is_global: bool = d.get(4);
-            let rules = TargetingRules::from_stored(d.get::<_, Option<Value>>(5).as_ref());
-            let matched = super::targeting::evaluate(rules.as_ref(), facts) == Verdict::Matched;
-            (is_global || matched).then(|| {
-                (
-                    !is_global,
-                    ApplicableDocument {
-                        id: d.get(0),
-                        uuid: d.get(1),
-                        title: d.get(2),
-                        document_type: d.get(3),
-                    },
-                )
-            })
-        })
-        .collect();
+fn applicable(
+    docs: &[tokio_postgres::Row],
+    facts: &AlertFacts,
+) -> Result<Vec<ApplicableDocument>, tokio_postgres::Error> {
+    let mut out: Vec<(bool, ApplicableDocument)> = Vec::new();
+    for d in docs {
+        let is_global: bool = d.try_get("is_global")?;
+        let rules = TargetingRules::from_stored(d.try_get::<_, Option<Value>>("targeting_rules")?.as_ref());
+        let matched = super::targeting::evaluate(rules.as_ref(), facts) == Verdict::Matched;
+        if is_global || matched {
+            let doc = ApplicableDocument {
+                id: d.try_get("id")?,
+                uuid: d.try_get("uuid")?,
+                title: d.try_get("title")?,
+                document_type: d.try_get("document_type")?,
+            };
+            out.push((!is_global, doc));
+        }
+    }
     out.sort_by(|x, y| (x.0, &x.1.document_type, &x.1.title).cmp(&(y.0, &y.1.document_type, &y.1.title)));
-    out.into_iter().map(|(_, d)| d).collect()
+    Ok(out.into_iter().map(|(_, d)| d).collect())
 }
 
 /// The context documents that apply to alert `alert_id` without building its payload; `None`
@@ -106,7 +105,7 @@ pub async fn applicable_documents(
         stmt::query(client, DOCS_SQL, &[]),
     );
     let Some(facts) = facts? else { return Ok(None) };
-    Ok(Some(applicable(&docs?, &facts)))
+    Ok(Some(applicable(&docs?, &facts)?))
 }
 
 /// What the database holds for one payload, read by column name; [`assemble`] shapes it.
@@ -399,7 +398,7 @@ pub async fn fetch(client: &impl Cached, alert_id: i64) -> Result<Option<Payload
         mitre_techniques: [ids_of("techniques"), ids_of("subtechniques")].concat(),
         indicator_types: types_present.clone(),
     };
-    let applicable = applicable(&docs, &facts);
+    let applicable = applicable(&docs, &facts)?;
     let doc_ids: Vec<i64> = applicable.iter().map(|d| d.id).collect();
     let mut bodies: HashMap<i64, String> = if doc_ids.is_empty() {
         HashMap::new()

@@ -186,27 +186,29 @@ pub async fn facts_of(
 ) -> Result<Option<AlertFacts>, tokio_postgres::Error> {
     let row = crate::db::stmt::query_opt(
         client,
-        "SELECT a.source_name, a.severity, a.tags, a.title, r.source_rule_id, r.name, a.mitre,
+        "SELECT a.source_name, a.severity, a.tags, a.title, r.source_rule_id AS detection_rule_id,
+                r.name AS detection_rule_name, a.mitre,
                 ARRAY(SELECT DISTINCT i.type FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id
-                      WHERE l.alert_id = a.id ORDER BY 1)
+                      WHERE l.alert_id = a.id ORDER BY 1) AS indicator_types
          FROM alerts a LEFT JOIN detection_rules r ON r.id = a.detection_rule_id WHERE a.id = $1",
         &[(&alert_id, tokio_postgres::types::Type::INT8)],
     )
     .await?;
-    Ok(row.map(|r| {
-        let mitre: Value = r.get(6);
-        AlertFacts {
-            source_name: r.get(0),
-            severity: severity::from_label(Some(r.get::<_, &str>(1))),
-            tags: r.get(2),
-            title: r.get(3),
-            detection_rule_id: r.get(4),
-            detection_rule_name: r.get(5),
+    row.map(|r| {
+        let mitre: Value = r.try_get("mitre")?;
+        Ok(AlertFacts {
+            source_name: r.try_get("source_name")?,
+            severity: severity::from_label(Some(r.try_get::<_, &str>("severity")?)),
+            tags: r.try_get("tags")?,
+            title: r.try_get("title")?,
+            detection_rule_id: r.try_get("detection_rule_id")?,
+            detection_rule_name: r.try_get("detection_rule_name")?,
             mitre_tactics: mitre_ids(&mitre, "tactics"),
             mitre_techniques: [mitre_ids(&mitre, "techniques"), mitre_ids(&mitre, "subtechniques")].concat(),
-            indicator_types: r.get(7),
-        }
-    }))
+            indicator_types: r.try_get("indicator_types")?,
+        })
+    })
+    .transpose()
 }
 
 /// Matches optional rules (`None` = no rules).

@@ -5,6 +5,7 @@ pub mod activity;
 pub mod agents;
 pub mod alerts;
 pub mod api_keys;
+pub mod catalog;
 pub mod deliveries;
 #[cfg(feature = "local")]
 pub mod embedded;

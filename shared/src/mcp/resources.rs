@@ -195,7 +195,7 @@ pub(super) async fn read(
                 ];
                 let docs: Vec<Value> = docs
                     .into_iter()
-                    .map(|d| match d {
+                    .map(|d| match json!(d) {
                         Value::Object(m) => {
                             Value::Object(m.into_iter().filter(|(k, _)| keep.contains(&k.as_str())).collect())
                         }
@@ -218,17 +218,21 @@ pub(super) async fn read(
                 let rules: Vec<Value> = l.items.into_iter().map(summarize_rule).collect();
                 json!({"detection_rules": rules, "count": rules.len(), "total": l.total})
             }),
-        ["detection-rules", uuid] => async { catalog::get_rule(c, parse_uuid(uuid, "Detection rule")?).await }.await,
+        ["detection-rules", uuid] => async { catalog::get_rule(c, parse_uuid(uuid, "Detection rule")?).await }
+            .await
+            .map(|r| json!(r)),
         ["context-documents"] => catalog::list_documents(c, None, None, "title ASC, id ASC", CATALOG_LIMIT, 0)
             .await
             .map(|l| json!({"context_documents": l.items, "count": l.items.len(), "total": l.total})),
-        ["context-documents", uuid] => {
-            async { catalog::get_document(c, parse_uuid(uuid, "Context document")?).await }.await
-        }
+        ["context-documents", uuid] => async { catalog::get_document(c, parse_uuid(uuid, "Context document")?).await }
+            .await
+            .map(|r| json!(r)),
         ["workflows"] => catalog::list_workflows(c, &Default::default(), "name ASC, id ASC", CATALOG_LIMIT, 0)
             .await
             .map(|l| json!({"workflows": l.items, "count": l.items.len(), "total": l.total})),
-        ["workflows", uuid] => async { catalog::get_workflow(c, parse_uuid(uuid, "Workflow")?).await }.await,
+        ["workflows", uuid] => async { catalog::get_workflow(c, parse_uuid(uuid, "Workflow")?).await }
+            .await
+            .map(|r| json!(r)),
         ["metrics", "summary"] => metrics::summary(c, state.enrichment.as_deref()).await,
         ["enrichments", kind, value] => match state.enrichment.as_deref() {
             // The per-key bucket of `POST /v1/enrichments` and `enrich_indicator`.
