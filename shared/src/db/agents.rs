@@ -269,6 +269,7 @@ pub async fn delete(client: &impl Cached, uuid: Uuid) -> Result<bool, tokio_post
 #[derive(Debug, Clone)]
 pub struct TriggerRow {
     pub id: i64,
+    pub name: String,
     pub trigger_on_sources: Vec<String>,
     pub trigger_on_severities: Vec<String>,
     pub trigger_filter: Option<Value>,
@@ -278,7 +279,8 @@ pub struct TriggerRow {
 pub async fn active_triggers(client: &impl Cached) -> Result<Vec<TriggerRow>, tokio_postgres::Error> {
     stmt::query(
         client,
-        "SELECT id, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents WHERE is_active",
+        "SELECT id, name, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents
+         WHERE is_active ORDER BY name, id",
         &[],
     )
     .await?
@@ -286,6 +288,7 @@ pub async fn active_triggers(client: &impl Cached) -> Result<Vec<TriggerRow>, to
     .map(|r| {
         Ok(TriggerRow {
             id: r.try_get("id")?,
+            name: r.try_get("name")?,
             trigger_on_sources: r.try_get("trigger_on_sources")?,
             trigger_on_severities: r.try_get("trigger_on_severities")?,
             trigger_filter: r.try_get("trigger_filter")?,

@@ -43,6 +43,35 @@ pub async fn create_for_alert(
     .collect()
 }
 
+/// A new send of the alert to `agent_ids` (`POST /v1/alerts/{uuid}/trigger-agents`): each
+/// delivery is created or reset to a fresh first attempt with a new uuid (the webhook id), since
+/// this is a send the agent must not de-duplicate away. Returns (id, uuid) per delivery.
+pub async fn renew_for_trigger(
+    client: &impl Cached,
+    alert_id: i64,
+    agent_ids: &[i64],
+    redrive_after_seconds: i32,
+) -> Result<Vec<(i64, Uuid)>, tokio_postgres::Error> {
+    stmt::query(
+        client,
+        "INSERT INTO deliveries (alert_id, agent_id, trigger, redrive_at)
+         SELECT $1, unnest($2::bigint[]), 'trigger', now() + make_interval(secs => $3)
+         ON CONFLICT (alert_id, agent_id) DO UPDATE SET uuid = gen_random_uuid(), status = 'pending', attempts = 0,
+             last_status_code = NULL, last_error = NULL, next_attempt_at = now(), delivered_at = NULL,
+             trigger = 'trigger', redrive_at = EXCLUDED.redrive_at, updated_at = now()
+         RETURNING id, uuid",
+        &[
+            (&alert_id, Type::INT8),
+            (&agent_ids, Type::INT8_ARRAY),
+            (&redrive_after_seconds, Type::INT4),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("id")?, r.try_get("uuid")?)))
+    .collect()
+}
+
 /// Sets the alert's dispatch mark when no agent matched it (the sweeper's repair looks for
 /// alerts without it).
 pub async fn mark_dispatched(client: &impl Cached, alert_id: i64) -> Result<(), tokio_postgres::Error> {
