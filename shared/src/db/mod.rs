@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod embedded;
 pub mod migrate;
 mod pool;
+pub mod rate_limits;
 pub mod sources;
 pub mod stmt;
 mod tls;
