@@ -5,10 +5,10 @@ pub mod activity;
 pub mod api_keys;
 #[cfg(feature = "local")]
 pub mod embedded;
+pub mod health;
 pub mod metrics;
 pub mod migrate;
 mod pool;
-pub mod rate_limits;
 pub mod rate_limits;
 pub mod sources;
 pub mod stmt;
