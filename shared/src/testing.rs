@@ -439,13 +439,14 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// One SQL value from the test database (counts and checks).
+    /// One SQL value from the test database (counts and checks). `sql` runs as a scalar
+    /// subquery, which gives its one column a name to read it by.
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         let c = self.db.pool.get().await.expect("client");
-        c.query_one(sql, &[])
+        c.query_one(&format!("SELECT ({sql}) AS value"), &[])
             .await
+            .and_then(|r| r.try_get("value"))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
     }
 }
 

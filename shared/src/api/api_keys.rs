@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde_json::{json, Value};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts::manage::SOURCES;
@@ -19,7 +19,9 @@ use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::{api_keys, stmt, DbError};
+use crate::db::api_keys::{self, ApiKeyRow};
+use crate::db::DbError;
+use crate::enrich::providers::iso;
 use crate::keys;
 
 /// Scopes that grant something.
@@ -42,24 +44,47 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/api-keys/{uuid}", get(detail).patch(patch).delete(delete))
 }
 
-const COLUMNS: &str = "uuid, name, key_prefix, scopes, key_type, allowed_sources, expires_at, is_active,
-    last_used_at, is_system, created_at";
+/// A key as the API shows it (`key_hash` never leaves the database layer).
+#[derive(Debug, Serialize)]
+struct ApiKeyBody {
+    uuid: Uuid,
+    name: String,
+    key_prefix: String,
+    scopes: Vec<String>,
+    key_type: String,
+    allowed_sources: Option<Vec<String>>,
+    expires_at: Option<String>,
+    is_active: bool,
+    last_used_at: Option<String>,
+    is_system: bool,
+    created_at: String,
+}
 
-fn key_json(r: &tokio_postgres::Row) -> Value {
-    let ts = |v: Option<chrono::DateTime<chrono::Utc>>| v.map(crate::enrich::providers::iso);
-    json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "name": r.get::<_, String>(1),
-        "key_prefix": r.get::<_, String>(2),
-        "scopes": r.get::<_, Vec<String>>(3),
-        "key_type": r.get::<_, String>(4),
-        "allowed_sources": r.get::<_, Option<Vec<String>>>(5),
-        "expires_at": ts(r.get(6)),
-        "is_active": r.get::<_, bool>(7),
-        "last_used_at": ts(r.get(8)),
-        "is_system": r.get::<_, bool>(9),
-        "created_at": ts(r.get(10)),
-    })
+impl From<ApiKeyRow> for ApiKeyBody {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            uuid: r.uuid,
+            name: r.name,
+            key_prefix: r.key_prefix,
+            scopes: r.scopes,
+            key_type: r.key_type,
+            allowed_sources: r.allowed_sources,
+            expires_at: r.expires_at.map(iso),
+            is_active: r.is_active,
+            last_used_at: r.last_used_at.map(iso),
+            is_system: r.is_system,
+            created_at: iso(r.created_at),
+        }
+    }
+}
+
+/// The answer to a creation: the key itself, this once.
+#[derive(Debug, Serialize)]
+struct CreatedKey {
+    #[serde(flatten)]
+    row: ApiKeyBody,
+    key: String,
+    show_once: bool,
 }
 
 fn scopes(obj: &fields::Body, creating: bool) -> Result<Option<Vec<String>>, ApiError> {
@@ -77,24 +102,9 @@ async fn list(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
-    let sql = format!(
-        "SELECT {COLUMNS}, count(*) OVER () FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
-    );
-    let rows = stmt::query(
-        &*client,
-        &sql,
-        &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
-    )
-    .await?;
-    let total = page::total(
-        &*client,
-        &rows,
-        11,
-        "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
-        &[],
-    )
-    .await?;
-    Ok(Json(page.envelope(rows.iter().map(key_json).collect(), total)))
+    let (rows, total) = api_keys::list(&*client, page.page_size, page.offset()).await?;
+    let data = rows.into_iter().map(|r| json!(ApiKeyBody::from(r))).collect();
+    Ok(Json(page.envelope(data, total)))
 }
 
 async fn create(
@@ -146,23 +156,23 @@ async fn create(
         }
     };
     // Created suspended on request (prepared for later hand-over).
-    let sql = format!("UPDATE api_keys SET is_active = $2 WHERE uuid = $1 RETURNING {COLUMNS}");
-    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID), (&is_active, Type::BOOL)])
+    let row = api_keys::set_active(&*client, uuid, is_active)
         .await?
         .ok_or_else(ApiError::internal)?;
-    let mut data = key_json(&row);
-    data["key"] = Value::String(key.expose_secret().to_owned());
-    data["show_once"] = Value::Bool(true);
-    tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, "API key created");
-    Ok((StatusCode::CREATED, Json(page::single(data))).into_response())
+    tracing::info!(key_prefix = %row.key_prefix, by = %principal.key_prefix, "API key created");
+    let data = CreatedKey {
+        row: row.into(),
+        key: key.expose_secret().to_owned(),
+        show_once: true,
+    };
+    Ok((StatusCode::CREATED, Json(page::single(json!(data)))).into_response())
 }
 
 async fn detail(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::ApiKey>) -> Result<Json<Value>, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE uuid = $1");
-    let row = stmt::query_opt(&*client, &sql, &[(&uuid, Type::UUID)])
+    let row = api_keys::get(&*client, uuid)
         .await?
         .ok_or_else(missing::<res::ApiKey>)?;
-    Ok(Json(page::single(key_json(&row))))
+    Ok(Json(page::single(json!(ApiKeyBody::from(row)))))
 }
 
 async fn patch(
@@ -190,52 +200,33 @@ async fn patch(
     if disarms {
         keep_an_admin(&tx, uuid).await?;
     }
-    let sql = format!(
-        "UPDATE api_keys SET name = COALESCE($2, name), scopes = COALESCE($3, scopes),
-             allowed_sources = CASE WHEN $4 THEN $5 ELSE allowed_sources END,
-             expires_at = CASE WHEN $6 THEN $7 ELSE expires_at END,
-             is_active = COALESCE($8, is_active), updated_at = now()
-         WHERE uuid = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &tx,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&name, Type::TEXT),
-            (&scopes, Type::TEXT_ARRAY),
-            (&set_allowed, Type::BOOL),
-            (&allowed, Type::TEXT_ARRAY),
-            (&set_expiry, Type::BOOL),
-            (&expires_at, Type::TIMESTAMPTZ),
-            (&is_active, Type::BOOL),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::ApiKey>)?;
+    let update = api_keys::KeyUpdate {
+        name,
+        scopes,
+        set_allowed_sources: set_allowed,
+        allowed_sources: allowed,
+        set_expires_at: set_expiry,
+        expires_at,
+        is_active,
+    };
+    let row = api_keys::update(&tx, uuid, &update)
+        .await?
+        .ok_or_else(missing::<res::ApiKey>)?;
     tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).
     state.auth_cache.clear();
     if let Some(active) = is_active {
-        tracing::info!(key_prefix = %row.get::<_, String>(2), by = %principal.key_prefix, active, "API key switched");
+        tracing::info!(key_prefix = %row.key_prefix, by = %principal.key_prefix, active, "API key switched");
     }
-    Ok(Json(page::single(key_json(&row))))
+    Ok(Json(page::single(json!(ApiKeyBody::from(row)))))
 }
 
 /// 409 when the key `uuid` is the last usable admin key (active, not revoked, not expired):
 /// demoting, suspending or revoking it would lock every administrator out. The usable admin
 /// keys are locked first, so two concurrent requests cannot each remove "the other" admin.
 async fn keep_an_admin(tx: &deadpool_postgres::Transaction<'_>, uuid: Uuid) -> Result<(), ApiError> {
-    let rows = stmt::query(
-        tx,
-        "SELECT uuid FROM api_keys
-         WHERE 'admin' = ANY(scopes) AND is_active AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-         ORDER BY id FOR UPDATE",
-        &[],
-    )
-    .await?;
-    let admins: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let admins = api_keys::lock_usable_admins(tx).await?;
     if admins.contains(&uuid) && admins.len() == 1 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -253,18 +244,11 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let tx = client.transaction().await?;
     keep_an_admin(&tx, uuid).await?;
-    let row = stmt::query_opt(
-        &tx,
-        "UPDATE api_keys SET is_active = false, revoked_at = now(), updated_at = now()
-         WHERE uuid = $1 AND revoked_at IS NULL RETURNING key_prefix",
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::ApiKey>)?;
+    let key_prefix = api_keys::revoke(&tx, uuid).await?.ok_or_else(missing::<res::ApiKey>)?;
     tx.commit().await?;
     // Revocation, suspension and re-scoping take effect here at once (other instances within
     // the auth cache's TTL).
     state.auth_cache.clear();
-    tracing::info!(key_prefix = %row.get::<_, String>(0), by = %principal.key_prefix, "API key revoked");
+    tracing::info!(key_prefix = %key_prefix, by = %principal.key_prefix, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

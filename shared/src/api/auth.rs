@@ -7,6 +7,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::db::api_keys;
 use crate::keys;
 
 /// Who is calling.
@@ -122,20 +123,9 @@ pub async fn verify_key(
         }
     }
     let ip_bucket = ip.map(|i| format!("authfail:ip:{i}"));
-    use tokio_postgres::types::Type;
-    let row = crate::db::stmt::query_opt(
-        client,
-        "SELECT k.id, k.key_hash, k.scopes, k.allowed_sources, k.expires_at,
-                k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute',
-                (SELECT r.count FROM rate_limits r
-                 WHERE r.bucket = $2 AND r.window_start = date_trunc('minute', now()))
-             FROM (SELECT 1) AS one
-             LEFT JOIN api_keys k ON k.key_prefix = $1 AND k.is_active AND k.revoked_at IS NULL",
-        &[(&prefix, Type::TEXT), (&ip_bucket, Type::TEXT)],
-    )
-    .await?;
-    let Some(row) = row else { return Err(unauthorized()) };
-    let blocked = row.get::<_, Option<i32>>(6).unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64;
+    let found = api_keys::lookup(client, prefix, ip_bucket.as_deref()).await?;
+    let Some(found) = found else { return Err(unauthorized()) };
+    let blocked = found.failed_this_minute.unwrap_or(0) as i64 >= FAILED_AUTH_PER_MINUTE as i64;
     if let Some(i) = ip {
         state.auth_cache.addresses.put(i, blocked);
     }
@@ -144,24 +134,23 @@ pub async fn verify_key(
     }
     // An unknown prefix is counted per address only: per-prefix rows exist only for real keys,
     // so guessed prefixes cannot grow the rate-limit table.
-    let Some(key_id) = row.get::<_, Option<i64>>(0) else {
+    let Some(row) = found.key else {
         return Err(failed(state, client, ip, None, unauthorized()).await);
     };
+    let key_id = row.id;
     let key = super::cache::CachedKey {
         id: key_id,
-        key_hash: row.get(1),
-        scopes: row.get(2),
-        allowed_sources: row.get(3),
-        expires_at: row.get(4),
+        key_hash: row.key_hash,
+        scopes: row.scopes,
+        allowed_sources: row.allowed_sources,
+        expires_at: row.expires_at,
     };
-    if row.get::<_, bool>(5) {
+    if row.last_used_stale {
         // Best effort, off the request path: a lost update only delays the timestamp.
         let pool = state.pool.clone();
         tokio::spawn(async move {
             if let Ok(c) = pool.get().await {
-                let _ = c
-                    .execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", &[&key_id])
-                    .await;
+                let _ = api_keys::touch(&**c, key_id).await;
             }
         });
     }

@@ -38,7 +38,7 @@ pub struct QueueState {
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = async {
         let client = state.pool.get().await.ok()?;
-        client.query_one("SELECT 1", &[]).await.ok().map(|_| ())
+        crate::db::health::ping(&**client).await.ok()
     };
     let database_ok = matches!(tokio::time::timeout(CHECK_LIMIT, db).await, Ok(Some(())));
     // One pass over the queues; a queue that cannot be read leaves the totals unknown.

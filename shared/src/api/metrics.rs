@@ -6,15 +6,16 @@ use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
 use serde_json::{json, Value};
-use tokio_postgres::types::Type;
+use uuid::Uuid;
 
 use super::extract::{missing, res, Authorized, Id};
 use super::list_query::ListQuery;
 use super::{ApiError, AppState};
-use crate::db::stmt;
+use crate::db;
 use crate::enrich::providers::iso;
-use crate::service::metrics::{self, Stats};
+use crate::service::metrics;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,18 +44,73 @@ fn window(q: &ListQuery, from_key: &str, to_key: &str) -> Result<(DateTime<Utc>,
     Ok((from, to))
 }
 
+/// `GET /v1/metrics/alerts`.
+#[derive(Debug, Serialize)]
+struct AlertMetrics {
+    period_from: String,
+    period_to: String,
+    total_alerts: i64,
+    alerts_by_status: Value,
+    alerts_by_severity: Value,
+    alerts_by_source: Value,
+    alerts_over_time: Value,
+    false_positive_rate: f64,
+    mean_time_to_enrich: Option<f64>,
+    mean_time_to_detect: Option<f64>,
+    mean_time_to_acknowledge: Option<f64>,
+    mean_time_to_triage: Option<f64>,
+    mean_time_to_conclusion: Option<f64>,
+    active_alerts_by_severity: Value,
+    top_detection_rules: Value,
+    enrichment_coverage: f64,
+}
+
+/// `GET /v1/detection-rules/{uuid}/metrics`.
+#[derive(Debug, Serialize)]
+struct RuleMetrics {
+    detection_rule_uuid: Uuid,
+    detection_rule_name: String,
+    period_from: String,
+    period_to: String,
+    total_alerts: i64,
+    active_alerts: i64,
+    alerts_by_status: Value,
+    alerts_by_severity: Value,
+    false_positive_rate: f64,
+    true_positive_rate: f64,
+    close_classifications: Value,
+    alerts_over_time: Value,
+    fp_over_time: Value,
+    mtta_seconds: Option<f64>,
+    mttc_seconds: Option<f64>,
+    severity_distribution: Value,
+    top_indicators: Value,
+    alert_sources: Value,
+}
+
 async fn alerts(Authorized { client, .. }: Authorized, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let (from, to) = window(&q, "from_time", "to_time")?;
-    let s = Stats::load(&*client, from, to, None).await?;
-    Ok(Json(json!({"data": {
-        "period_from": iso(from), "period_to": iso(to), "total_alerts": s.i(0),
-        "alerts_by_status": s.v(2), "alerts_by_severity": s.v(3), "alerts_by_source": s.v(4),
-        "alerts_over_time": s.v(6), "false_positive_rate": s.f(7).unwrap_or(0.0),
-        "mean_time_to_enrich": s.f(9), "mean_time_to_detect": s.f(10), "mean_time_to_acknowledge": s.f(11),
-        "mean_time_to_triage": s.f(12), "mean_time_to_conclusion": s.f(13),
-        "active_alerts_by_severity": s.v(5), "top_detection_rules": s.v(15), "enrichment_coverage": s.f(14).unwrap_or(0.0),
-    }, "meta": {}})))
+    let s = metrics::stats(&*client, from, to, None).await?;
+    let data = AlertMetrics {
+        period_from: iso(from),
+        period_to: iso(to),
+        total_alerts: s.total,
+        alerts_by_status: s.by_status,
+        alerts_by_severity: s.by_severity,
+        alerts_by_source: s.by_source,
+        alerts_over_time: s.over_time,
+        false_positive_rate: s.false_positive_rate.unwrap_or(0.0),
+        mean_time_to_enrich: s.mean_time_to_enrich,
+        mean_time_to_detect: s.mean_time_to_detect,
+        mean_time_to_acknowledge: s.mean_time_to_acknowledge,
+        mean_time_to_triage: s.mean_time_to_triage,
+        mean_time_to_conclusion: s.mean_time_to_conclusion,
+        active_alerts_by_severity: s.active_by_severity,
+        top_detection_rules: s.top_detection_rules,
+        enrichment_coverage: s.enrichment_coverage.unwrap_or(0.0),
+    };
+    Ok(Json(json!({"data": data, "meta": {}})))
 }
 
 async fn summary(
@@ -81,21 +137,29 @@ async fn rule(
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(q.as_deref())?;
     let (from, to) = window(&q, "from", "to")?;
-    let r = stmt::query_opt(
-        &*client,
-        "SELECT id, name FROM detection_rules WHERE uuid = $1",
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::DetectionRule>)?;
-    let s = Stats::load(&*client, from, to, Some(r.get(0))).await?;
-    Ok(Json(json!({"data": {
-        "detection_rule_uuid": uuid, "detection_rule_name": r.get::<_, String>(1),
-        "period_from": iso(from), "period_to": iso(to), "total_alerts": s.i(0), "active_alerts": s.i(1),
-        "alerts_by_status": s.v(2), "alerts_by_severity": s.v(3),
-        "false_positive_rate": s.f(7).unwrap_or(0.0), "true_positive_rate": s.f(8).unwrap_or(0.0),
-        "close_classifications": s.v(16), "alerts_over_time": s.v(6), "fp_over_time": s.v(17),
-        "mtta_seconds": s.f(11), "mttc_seconds": s.f(13), "severity_distribution": s.v(5),
-        "top_indicators": s.v(18), "alert_sources": s.v(4),
-    }, "meta": {}})))
+    let r = db::metrics::rule(&*client, uuid)
+        .await?
+        .ok_or_else(missing::<res::DetectionRule>)?;
+    let s = metrics::stats(&*client, from, to, Some(r.id)).await?;
+    let data = RuleMetrics {
+        detection_rule_uuid: uuid,
+        detection_rule_name: r.name,
+        period_from: iso(from),
+        period_to: iso(to),
+        total_alerts: s.total,
+        active_alerts: s.active,
+        alerts_by_status: s.by_status,
+        alerts_by_severity: s.by_severity,
+        false_positive_rate: s.false_positive_rate.unwrap_or(0.0),
+        true_positive_rate: s.true_positive_rate.unwrap_or(0.0),
+        close_classifications: s.close_classifications,
+        alerts_over_time: s.over_time,
+        fp_over_time: s.fp_over_time,
+        mtta_seconds: s.mean_time_to_acknowledge,
+        mttc_seconds: s.mean_time_to_conclusion,
+        severity_distribution: s.active_by_severity,
+        top_indicators: s.top_indicators,
+        alert_sources: s.by_source,
+    };
+    Ok(Json(json!({"data": data, "meta": {}})))
 }

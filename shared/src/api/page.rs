@@ -66,7 +66,8 @@ impl Page {
 }
 
 /// The total of a paginated list: the `count(*) OVER ()` in column `col` of the first row, or —
-/// past the last page, where there is no row — `count_sql` run alone.
+/// past the last page, where there is no row — `count_sql` run alone. `count_sql` selects one
+/// unaliased `count(*)`, a column Postgres names `count`.
 pub async fn total(
     client: &impl crate::db::stmt::Cached,
     rows: &[tokio_postgres::Row],
@@ -75,10 +76,10 @@ pub async fn total(
     params: &[crate::db::stmt::Param<'_>],
 ) -> Result<i64, ApiError> {
     if let Some(r) = rows.first() {
-        return Ok(r.get(col));
+        return Ok(r.try_get(col)?);
     }
     let r = crate::db::stmt::query(client, count_sql, params).await?;
-    Ok(r.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0))
+    Ok(r.first().map(|r| r.try_get("count")).transpose()?.unwrap_or(0))
 }
 
 /// `DELETE FROM <table> WHERE uuid = …`: 204, or `not_found` for an unknown uuid.

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::ApiError;
-use crate::db::DbError;
+use crate::db::rate_limits;
 
 /// Counts one request against `bucket`; over `limit` per minute → 429 `RATE_LIMITED`.
 /// A limit of 0 disables the check.
@@ -24,22 +24,9 @@ pub async fn check(client: &impl crate::db::stmt::Cached, bucket: &str, limit: u
     if limit == 0 {
         return Ok(());
     }
-    let row = crate::db::stmt::query_opt(
-        client,
-        "INSERT INTO rate_limits AS r (bucket, window_start, count)
-             VALUES ($1, date_trunc('minute', now()), 1)
-             ON CONFLICT (bucket) DO UPDATE SET
-                count = CASE WHEN r.window_start = date_trunc('minute', now()) THEN r.count + 1 ELSE 1 END,
-                window_start = date_trunc('minute', now())
-             RETURNING count,
-                ceil(extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now()))::int",
-        &[(&bucket, tokio_postgres::types::Type::TEXT)],
-    )
-    .await?;
-    let row = row.ok_or_else(|| DbError::Config("rate limit upsert returned no row".into()))?;
-    let count: i32 = row.get(0);
-    if count as i64 > limit as i64 {
-        return Err(limited(row.get::<_, i32>(1).max(1) as u64));
+    let hit = rate_limits::hit(client, bucket).await?;
+    if hit.count as i64 > limit as i64 {
+        return Err(limited(hit.retry_after.max(1) as u64));
     }
     Ok(())
 }
@@ -147,19 +134,5 @@ impl Limiter {
 
 /// Adds `n` requests to `bucket`'s shared row for the current minute; returns the new total.
 async fn add(client: &impl crate::db::stmt::Cached, bucket: &str, n: u32) -> Result<i64, ApiError> {
-    use tokio_postgres::types::Type;
-    let n = n as i32;
-    let row = crate::db::stmt::query_opt(
-        client,
-        "INSERT INTO rate_limits AS r (bucket, window_start, count)
-             VALUES ($1, date_trunc('minute', now()), $2)
-             ON CONFLICT (bucket) DO UPDATE SET
-                count = CASE WHEN r.window_start = date_trunc('minute', now()) THEN r.count + $2 ELSE $2 END,
-                window_start = date_trunc('minute', now())
-             RETURNING count",
-        &[(&bucket, Type::TEXT), (&n, Type::INT4)],
-    )
-    .await?;
-    let row = row.ok_or_else(|| DbError::Config("rate limit upsert returned no row".into()))?;
-    Ok(row.get::<_, i32>(0) as i64)
+    Ok(rate_limits::add(client, bucket, n as i32).await? as i64)
 }

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::alerts::manage::SOURCES;
@@ -18,7 +18,7 @@ use super::extract::{missing, res, Authorized, Id};
 use super::fields::{self, err};
 use super::page;
 use super::{ApiError, AppState};
-use crate::db::stmt;
+use crate::db::sources::{self, NewSource, SecretWrite, SourceRow, SourceUpdate};
 use crate::domain::indicator::IndicatorType;
 use crate::enrich::providers::iso;
 
@@ -32,27 +32,48 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sources/{uuid}", get(detail).patch(patch).delete(delete))
 }
 
-const COLUMNS: &str = "uuid, source_name, display_name, is_active, auth_type, url_token_allowed,
-    shared_secret_enc IS NOT NULL, hmac_secret_enc IS NOT NULL, extra_indicator_fields, documentation, created_at,
-    updated_at, previous_shared_secret_enc IS NOT NULL, hmac_body_only";
+/// A source's settings as the API shows them: secrets only as whether they are set.
+#[derive(Debug, Serialize)]
+struct SourceBody {
+    uuid: Uuid,
+    source_name: String,
+    display_name: Option<String>,
+    is_active: bool,
+    auth_type: String,
+    url_token_allowed: bool,
+    hmac_body_only: bool,
+    has_shared_secret: bool,
+    has_previous_shared_secret: bool,
+    has_hmac_secret: bool,
+    extra_indicator_fields: Value,
+    documentation: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
 
-fn source_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "uuid": r.get::<_, Uuid>(0),
-        "source_name": r.get::<_, String>(1),
-        "display_name": r.get::<_, Option<String>>(2),
-        "is_active": r.get::<_, bool>(3),
-        "auth_type": r.get::<_, String>(4),
-        "url_token_allowed": r.get::<_, bool>(5),
-        "hmac_body_only": r.get::<_, bool>(13),
-        "has_shared_secret": r.get::<_, bool>(6),
-        "has_previous_shared_secret": r.get::<_, bool>(12),
-        "has_hmac_secret": r.get::<_, bool>(7),
-        "extra_indicator_fields": r.get::<_, Value>(8),
-        "documentation": r.get::<_, Option<String>>(9),
-        "created_at": iso(r.get(10)),
-        "updated_at": iso(r.get(11)),
-    })
+impl From<SourceRow> for SourceBody {
+    fn from(r: SourceRow) -> Self {
+        Self {
+            uuid: r.uuid,
+            source_name: r.source_name,
+            display_name: r.display_name,
+            is_active: r.is_active,
+            auth_type: r.auth_type,
+            url_token_allowed: r.url_token_allowed,
+            hmac_body_only: r.hmac_body_only,
+            has_shared_secret: r.has_shared_secret,
+            has_previous_shared_secret: r.has_previous_shared_secret,
+            has_hmac_secret: r.has_hmac_secret,
+            extra_indicator_fields: r.extra_indicator_fields,
+            documentation: r.documentation,
+            created_at: iso(r.created_at),
+            updated_at: iso(r.updated_at),
+        }
+    }
+}
+
+fn source_body(r: SourceRow) -> Value {
+    json!(SourceBody::from(r))
 }
 
 /// `extra_indicator_fields`: `{field path: indicator type}`.
@@ -92,9 +113,6 @@ fn extra_fields(obj: &fields::Body) -> Result<Option<Value>, ApiError> {
     }
 }
 
-/// One sealed secret to write: (given, value); `(true, None)` clears it.
-type SecretWrite = (bool, Option<Vec<u8>>);
-
 /// The write-only secrets: for each of the three, absent = unchanged, `null` = cleared.
 fn auth_config(obj: &fields::Body, state: &AppState) -> Result<[SecretWrite; 3], ApiError> {
     let cfg = match obj.get("auth_config") {
@@ -129,29 +147,15 @@ async fn list(
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let page = super::list_query::ListQuery::parse(q.as_deref())?.page()?;
-    let rows = stmt::query(
-        &*client,
-        &format!("SELECT {COLUMNS} FROM sources ORDER BY source_name LIMIT $1 OFFSET $2"),
-        &[(&page.page_size, Type::INT8), (&page.offset(), Type::INT8)],
-    )
-    .await?;
-    let total = stmt::query(&*client, "SELECT count(*) FROM sources", &[])
-        .await?
-        .first()
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0);
-    Ok(Json(page.envelope(rows.iter().map(source_json).collect(), total)))
+    let (rows, total) = sources::list(&*client, page.page_size, page.offset()).await?;
+    Ok(Json(page.envelope(rows.into_iter().map(source_body).collect(), total)))
 }
 
 async fn detail(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Source>) -> Result<Json<Value>, ApiError> {
-    let row = stmt::query_opt(
-        &*client,
-        &format!("SELECT {COLUMNS} FROM sources WHERE uuid = $1"),
-        &[(&uuid, Type::UUID)],
-    )
-    .await?
-    .ok_or_else(missing::<res::Source>)?;
-    Ok(Json(page::single(source_json(&row))))
+    let row = sources::by_uuid(&*client, uuid)
+        .await?
+        .ok_or_else(missing::<res::Source>)?;
+    Ok(Json(page::single(source_body(row))))
 }
 
 async fn create(
@@ -180,41 +184,31 @@ async fn create(
         .unwrap_or_else(|| "api_key".into());
     let url_token = fields::boolean(&obj, "url_token_allowed")?.unwrap_or(source == "splunk");
     let [s, p, h] = auth_config(&obj, &state)?;
-    let sql = format!(
-        "INSERT INTO sources (source_name, display_name, is_active, auth_type, url_token_allowed, shared_secret_enc,
-             previous_shared_secret_enc, hmac_secret_enc, extra_indicator_fields, documentation, hmac_body_only)
-         VALUES ($1, $2, COALESCE($3, true), $4, $5, $6, $7, $8, COALESCE($9, '{{}}'::jsonb), $10, COALESCE($11, false))
-         ON CONFLICT (source_name) DO NOTHING RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&source, Type::TEXT),
-            (&fields::text(&obj, "display_name", 255)?.flatten(), Type::TEXT),
-            (&fields::boolean(&obj, "is_active")?, Type::BOOL),
-            (&auth_type, Type::TEXT),
-            (&url_token, Type::BOOL),
-            (&s.1, Type::BYTEA),
-            (&p.1, Type::BYTEA),
-            (&h.1, Type::BYTEA),
-            (&extra_fields(&obj)?, Type::JSONB),
-            (&fields::text(&obj, "documentation", 100_000)?.flatten(), Type::TEXT),
-            (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
-        ],
-    )
-    .await?
-    .ok_or_else(|| {
+    // Read in the order the fields were always validated (the first error is the one reported).
+    let new = NewSource {
+        display_name: fields::text(&obj, "display_name", 255)?.flatten(),
+        is_active: fields::boolean(&obj, "is_active")?,
+        url_token_allowed: url_token,
+        shared_secret_enc: s.1,
+        previous_shared_secret_enc: p.1,
+        hmac_secret_enc: h.1,
+        extra_indicator_fields: extra_fields(&obj)?,
+        documentation: fields::text(&obj, "documentation", 100_000)?.flatten(),
+        hmac_body_only: fields::boolean(&obj, "hmac_body_only")?,
+        source_name: source,
+        auth_type,
+    };
+    let row = sources::create(&*client, &new).await?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "CONFLICT",
-            format!("Settings for {source} exist; PATCH them"),
+            format!("Settings for {} exist; PATCH them", new.source_name),
         )
     })?;
     // Ingest on this instance sees the change at once (others within the cache's TTL).
     state.auth_cache.clear();
-    tracing::info!(source = %source, auth_type = %auth_type, by = %principal.key_prefix, "source settings created");
-    Ok((StatusCode::CREATED, Json(page::single(source_json(&row)))).into_response())
+    tracing::info!(source = %new.source_name, auth_type = %new.auth_type, by = %principal.key_prefix, "source settings created");
+    Ok((StatusCode::CREATED, Json(page::single(source_body(row)))).into_response())
 }
 
 async fn patch(
@@ -231,47 +225,27 @@ async fn patch(
     let [s, p, h] = auth_config(&obj, &state)?;
     let (set_display, display) = fields::split(fields::text(&obj, "display_name", 255)?);
     let (set_doc, doc) = fields::split(fields::text(&obj, "documentation", 100_000)?);
-    let sql = format!(
-        "UPDATE sources SET
-             display_name = CASE WHEN $2 THEN $3 ELSE display_name END,
-             is_active = COALESCE($4, is_active), auth_type = COALESCE($5, auth_type),
-             url_token_allowed = COALESCE($6, url_token_allowed),
-             shared_secret_enc = CASE WHEN $7 THEN $8 ELSE shared_secret_enc END,
-             previous_shared_secret_enc = CASE WHEN $9 THEN $10 ELSE previous_shared_secret_enc END,
-             hmac_secret_enc = CASE WHEN $11 THEN $12 ELSE hmac_secret_enc END,
-             extra_indicator_fields = COALESCE($13, extra_indicator_fields),
-             documentation = CASE WHEN $14 THEN $15 ELSE documentation END,
-             hmac_body_only = COALESCE($16, hmac_body_only),
-             updated_at = now()
-         WHERE uuid = $1 RETURNING {COLUMNS}"
-    );
-    let row = stmt::query_opt(
-        &*client,
-        &sql,
-        &[
-            (&uuid, Type::UUID),
-            (&set_display, Type::BOOL),
-            (&display, Type::TEXT),
-            (&fields::boolean(&obj, "is_active")?, Type::BOOL),
-            (&auth_type, Type::TEXT),
-            (&fields::boolean(&obj, "url_token_allowed")?, Type::BOOL),
-            (&s.0, Type::BOOL),
-            (&s.1, Type::BYTEA),
-            (&p.0, Type::BOOL),
-            (&p.1, Type::BYTEA),
-            (&h.0, Type::BOOL),
-            (&h.1, Type::BYTEA),
-            (&extra_fields(&obj)?, Type::JSONB),
-            (&set_doc, Type::BOOL),
-            (&doc, Type::TEXT),
-            (&fields::boolean(&obj, "hmac_body_only")?, Type::BOOL),
-        ],
-    )
-    .await?
-    .ok_or_else(missing::<res::Source>)?;
+    // Read in the order the fields were always validated (the first error is the one reported).
+    let update = SourceUpdate {
+        set_display_name: set_display,
+        display_name: display,
+        set_documentation: set_doc,
+        documentation: doc,
+        is_active: fields::boolean(&obj, "is_active")?,
+        auth_type,
+        url_token_allowed: fields::boolean(&obj, "url_token_allowed")?,
+        shared_secret_enc: s,
+        previous_shared_secret_enc: p,
+        hmac_secret_enc: h,
+        extra_indicator_fields: extra_fields(&obj)?,
+        hmac_body_only: fields::boolean(&obj, "hmac_body_only")?,
+    };
+    let row = sources::update(&*client, uuid, &update)
+        .await?
+        .ok_or_else(missing::<res::Source>)?;
     state.auth_cache.clear();
-    tracing::info!(source = %row.get::<_, String>(1), by = %principal.key_prefix, "source settings updated");
-    Ok(Json(page::single(source_json(&row))))
+    tracing::info!(source = %row.source_name, by = %principal.key_prefix, "source settings updated");
+    Ok(Json(page::single(source_body(row))))
 }
 
 /// Deleting the row returns the source to the `api_key` default.
@@ -280,7 +254,10 @@ async fn delete(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::Source>,
 ) -> Result<StatusCode, ApiError> {
-    let r = page::delete_by_uuid(&*client, "sources", uuid, missing::<res::Source>).await;
+    let r = sources::delete(&*client, uuid).await;
     state.auth_cache.clear();
-    r
+    match r? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(missing::<res::Source>()),
+    }
 }

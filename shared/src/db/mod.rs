@@ -10,9 +10,12 @@ pub mod deliveries;
 #[cfg(feature = "local")]
 pub mod embedded;
 pub mod findings;
+pub mod health;
 pub mod indicators;
+pub mod metrics;
 pub mod migrate;
 mod pool;
+pub mod rate_limits;
 pub mod sources;
 pub mod stmt;
 mod tls;
