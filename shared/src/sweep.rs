@@ -17,10 +17,9 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio_postgres::types::Type;
 
 use crate::{
-    db::{deliveries, stmt, DbError},
+    db::{deliveries, DbError},
     dispatch::deliver::{DeliverRequest, REDRIVE_AFTER_SECONDS},
     domain::indicator::IndicatorType,
     queue::{
@@ -133,16 +132,8 @@ pub async fn run_with(
         );
     }
     // After the pass: what is still unsent (the alarm-worthy backlog), as CloudWatch EMF.
-    let client = outbox.pool().get().await?;
-    let row = client
-        .query_one(
-            "SELECT count(*) AS backlog,
-                    COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS oldest_age
-             FROM outbox WHERE sent_at IS NULL",
-            &[],
-        )
-        .await?;
-    let (backlog, oldest): (i64, f64) = (row.try_get("backlog")?, row.try_get("oldest_age")?);
+    let backlog = outbox.backlog().await?;
+    let (backlog, oldest) = (backlog.unsent, backlog.oldest_unsent_age_seconds.unwrap_or(0.0));
     crate::metrics::emit(
         &[],
         &[
@@ -158,17 +149,7 @@ pub async fn purge_rate_limits(pool: &crate::db::Pool, older_than: Duration) -> 
     let client = pool.get().await?;
     let mut total = 0;
     for _ in 0..RATE_LIMIT_PURGE_PASSES {
-        let n = client
-            .execute(
-                // The outer condition is re-checked on a row a request just refreshed.
-                "DELETE FROM rate_limits
-                 WHERE window_start < now() - make_interval(secs => $1)
-                   AND bucket IN (SELECT bucket FROM rate_limits
-                                  WHERE window_start < now() - make_interval(secs => $1)
-                                  LIMIT $2)",
-                &[&older_than.as_secs_f64(), &RATE_LIMIT_PURGE_BATCH],
-            )
-            .await?;
+        let n = crate::db::rate_limits::purge_batch(&*client, older_than.as_secs_f64(), RATE_LIMIT_PURGE_BATCH).await?;
         total += n;
         if (n as i64) < RATE_LIMIT_PURGE_BATCH {
             break;
@@ -275,22 +256,9 @@ async fn due_alerts(
     limit: i64,
     after: f64,
 ) -> Result<Vec<NewMessage>, DbError> {
-    let rows = stmt::query(
-        tx,
-        "WITH due AS (
-             SELECT id FROM alerts
-             WHERE dispatched_at IS NULL AND enrichment_status <> 'Pending'
-               AND COALESCE(enriched_at, ingested_at) < now() - make_interval(secs => $2)
-               AND (dispatch_redriven_at IS NULL OR dispatch_redriven_at < now() - make_interval(secs => $2))
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE alerts a SET dispatch_redriven_at = now() FROM due WHERE a.id = due.id
-         RETURNING a.id, a.uuid",
-        &[(&limit, Type::INT8), (&after, Type::FLOAT8)],
-    )
-    .await?;
+    let rows = crate::db::alerts::claim_undispatched(tx, limit, after).await?;
     let mut msgs = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let (alert_id, alert_uuid): (i64, uuid::Uuid) = (r.try_get("id")?, r.try_get("uuid")?);
+    for (alert_id, alert_uuid) in rows {
         tracing::warn!(alert_id, alert_uuid = %alert_uuid,
             "completed alert was never dispatched; its dispatch is queued again");
         msgs.push(
@@ -312,35 +280,21 @@ async fn due_links(
     limit: i64,
     after: f64,
 ) -> Result<Vec<NewMessage>, DbError> {
-    let rows = stmt::query(
-        tx,
-        "WITH due AS (
-             SELECT alert_id, indicator_id FROM alert_indicators
-             WHERE enrichment_state = 'pending' AND created_at < now() - make_interval(secs => $2)
-               AND (redriven_at IS NULL OR redriven_at < now() - make_interval(secs => $2))
-             LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE alert_indicators l SET redriven_at = now()
-         FROM due, alerts a, indicators i
-         WHERE l.alert_id = due.alert_id AND l.indicator_id = due.indicator_id
-           AND a.id = l.alert_id AND i.id = l.indicator_id
-         RETURNING l.alert_id, a.uuid AS alert_uuid, l.indicator_id, i.type AS indicator_type, i.value",
-        &[(&limit, Type::INT8), (&after, Type::FLOAT8)],
-    )
-    .await?;
+    let rows = crate::db::indicators::claim_stale_links(tx, limit, after).await?;
     let mut msgs = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         // An unknown stored type cannot be enriched; it is skipped.
-        let Ok(indicator_type) = r.try_get::<_, &str>("indicator_type")?.parse::<IndicatorType>() else {
+        let Ok(indicator_type) = r.indicator_type.parse::<IndicatorType>() else {
             continue;
         };
         msgs.push(
             EnrichRequest {
                 v: 1,
-                alert_id: r.try_get("alert_id")?,
-                alert_uuid: r.try_get("alert_uuid")?,
-                indicator_id: r.try_get("indicator_id")?,
+                alert_id: r.alert_id,
+                alert_uuid: r.alert_uuid,
+                indicator_id: r.indicator_id,
                 indicator_type,
-                value: r.try_get("value")?,
+                value: r.value,
             }
             .to_message(),
         );

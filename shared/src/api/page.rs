@@ -65,41 +65,6 @@ impl Page {
     }
 }
 
-/// The total of a paginated list: the `count(*) OVER ()` in column `col` of the first row, or —
-/// past the last page, where there is no row — `count_sql` run alone. `count_sql` selects one
-/// unaliased `count(*)`, a column Postgres names `count`.
-pub async fn total(
-    client: &impl crate::db::stmt::Cached,
-    rows: &[tokio_postgres::Row],
-    col: usize,
-    count_sql: &str,
-    params: &[crate::db::stmt::Param<'_>],
-) -> Result<i64, ApiError> {
-    if let Some(r) = rows.first() {
-        return Ok(r.try_get(col)?);
-    }
-    let r = crate::db::stmt::query(client, count_sql, params).await?;
-    Ok(r.first().map(|r| r.try_get("count")).transpose()?.unwrap_or(0))
-}
-
-/// `DELETE FROM <table> WHERE uuid = …`: 204, or `not_found` for an unknown uuid.
-/// `table` is a constant of the caller, never input.
-pub async fn delete_by_uuid(
-    client: &impl crate::db::stmt::Cached,
-    table: &'static str,
-    uuid: uuid::Uuid,
-    not_found: fn() -> ApiError,
-) -> Result<axum::http::StatusCode, ApiError> {
-    crate::db::stmt::query_opt(
-        client,
-        &format!("DELETE FROM {table} WHERE uuid = $1 RETURNING id"),
-        &[(&uuid, tokio_postgres::types::Type::UUID)],
-    )
-    .await?
-    .map(|_| axum::http::StatusCode::NO_CONTENT)
-    .ok_or_else(not_found)
-}
-
 /// `{"data": v, "meta": {}}`.
 pub fn single(v: Value) -> Value {
     json!({"data": v, "meta": {}})

@@ -376,3 +376,48 @@ pub async fn indicators(client: &impl Cached, alert_id: i64) -> Result<Vec<Alert
         })
         .collect()
 }
+
+/// Deletes the alert (its links, findings, activity and deliveries go with it; indicators
+/// stay); `false` when there is no such alert.
+pub async fn delete(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
+    Ok(stmt::query_opt(
+        client,
+        "DELETE FROM alerts WHERE uuid = $1 RETURNING id",
+        &[(&uuid, Type::UUID)],
+    )
+    .await?
+    .is_some())
+}
+
+/// New work re-opens the alert's enrichment until `deadline_secs` from now.
+pub async fn reopen_enrichment(tx: &impl Cached, alert_id: i64, deadline_secs: f64) -> Result<(), Error> {
+    stmt::execute(
+        tx,
+        "UPDATE alerts SET enrichment_status = 'Pending',
+                enrichment_deadline_at = now() + make_interval(secs => $2), updated_at = now()
+         WHERE id = $1",
+        &[(&alert_id, Type::INT8), (&deadline_secs, Type::FLOAT8)],
+    )
+    .await
+}
+
+/// The sweeper's repair: completed alerts never dispatched, idle for `after_secs` and not
+/// re-driven within it, at most `limit`, marked re-driven now; returns (id, uuid) of each.
+pub async fn claim_undispatched(tx: &impl Cached, limit: i64, after_secs: f64) -> Result<Vec<(i64, Uuid)>, Error> {
+    stmt::query(
+        tx,
+        "WITH due AS (
+             SELECT id FROM alerts
+             WHERE dispatched_at IS NULL AND enrichment_status <> 'Pending'
+               AND COALESCE(enriched_at, ingested_at) < now() - make_interval(secs => $2)
+               AND (dispatch_redriven_at IS NULL OR dispatch_redriven_at < now() - make_interval(secs => $2))
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE alerts a SET dispatch_redriven_at = now() FROM due WHERE a.id = due.id
+         RETURNING a.id, a.uuid",
+        &[(&limit, Type::INT8), (&after_secs, Type::FLOAT8)],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("id")?, r.try_get("uuid")?)))
+    .collect()
+}

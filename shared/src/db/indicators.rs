@@ -303,3 +303,44 @@ pub async fn remalice_linked_alerts(tx: &Transaction<'_>, indicator_id: i64) -> 
     .await?;
     rows.iter().map(|r| r.try_get("alert_id")).collect()
 }
+
+/// A link still pending long after its alert was stored.
+#[derive(Debug, Clone)]
+pub struct StaleLink {
+    pub alert_id: i64,
+    pub alert_uuid: Uuid,
+    pub indicator_id: i64,
+    pub indicator_type: String,
+    pub value: String,
+}
+
+/// The sweeper's repair: links pending for `after_secs` and not re-driven within it, at most
+/// `limit`, marked re-driven now.
+pub async fn claim_stale_links(tx: &impl Cached, limit: i64, after_secs: f64) -> PgResult<Vec<StaleLink>> {
+    let rows = stmt::query(
+        tx,
+        "WITH due AS (
+             SELECT alert_id, indicator_id FROM alert_indicators
+             WHERE enrichment_state = 'pending' AND created_at < now() - make_interval(secs => $2)
+               AND (redriven_at IS NULL OR redriven_at < now() - make_interval(secs => $2))
+             LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE alert_indicators l SET redriven_at = now()
+         FROM due, alerts a, indicators i
+         WHERE l.alert_id = due.alert_id AND l.indicator_id = due.indicator_id
+           AND a.id = l.alert_id AND i.id = l.indicator_id
+         RETURNING l.alert_id, a.uuid AS alert_uuid, l.indicator_id, i.type AS indicator_type, i.value",
+        &[(&limit, Type::INT8), (&after_secs, Type::FLOAT8)],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StaleLink {
+                alert_id: r.try_get("alert_id")?,
+                alert_uuid: r.try_get("alert_uuid")?,
+                indicator_id: r.try_get("indicator_id")?,
+                indicator_type: r.try_get("indicator_type")?,
+                value: r.try_get("value")?,
+            })
+        })
+        .collect()
+}

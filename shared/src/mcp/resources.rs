@@ -152,10 +152,7 @@ pub(super) async fn read(
     uri: &str,
 ) -> Result<ReadResourceResult, ErrorData> {
     let Some(path) = uri.strip_prefix("calseta://") else {
-        return Err(ErrorData::resource_not_found(
-            "Unknown resource",
-            Some(json!({"uri": uri})),
-        ));
+        return Err(unknown(uri));
     };
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let scope = match parts.first().copied() {
@@ -171,46 +168,9 @@ pub(super) async fn read(
     }
     let c = &**client;
     let out: Result<Value, ServiceError> = match parts.as_slice() {
-        ["alerts"] => alerts::recent(c, RECENT_ALERTS)
-            .await
-            .map(|a| json!({"alerts": a, "count": a.len()})),
-        ["alerts", uuid] => match alert(c, uuid).await {
-            Ok((id, _)) => alerts::detail(c, id).await.map(|(data, meta)| {
-                let mut d = json!(data);
-                d["_metadata"] = json!(meta);
-                d
-            }),
-            Err(e) => Err(e),
-        },
-        ["alerts", uuid, "context"] => match alert(c, uuid).await {
-            Ok((id, _)) => catalog::documents_for_alert(c, id).await.map(|docs| {
-                let keep = [
-                    "uuid",
-                    "title",
-                    "document_type",
-                    "is_global",
-                    "description",
-                    "content",
-                    "tags",
-                ];
-                let docs: Vec<Value> = docs
-                    .into_iter()
-                    .map(|d| match json!(d) {
-                        Value::Object(m) => {
-                            Value::Object(m.into_iter().filter(|(k, _)| keep.contains(&k.as_str())).collect())
-                        }
-                        other => other,
-                    })
-                    .collect();
-                json!({"context_documents": docs, "count": docs.len()})
-            }),
-            Err(e) => Err(e),
-        },
-        ["alerts", uuid, "activity"] => match alert(c, uuid).await {
-            Ok((id, _)) => alerts::activity(c, id, ACTIVITY_LIMIT, 0)
-                .await
-                .map(|(events, total)| json!({"activity": events, "count": events.len(), "total": total})),
-            Err(e) => Err(e),
+        ["alerts", rest @ ..] => match alert_resource(c, rest).await {
+            Some(r) => r,
+            None => return Err(unknown(uri)),
         },
         ["detection-rules"] => catalog::search_rules(c, &Default::default(), "a.name ASC, a.id ASC", CATALOG_LIMIT, 0)
             .await
@@ -234,38 +194,98 @@ pub(super) async fn read(
             .await
             .map(|r| json!(r)),
         ["metrics", "summary"] => metrics::summary(c, state.enrichment.as_deref()).await,
-        ["enrichments", kind, value] => match state.enrichment.as_deref() {
-            // The per-key bucket of `POST /v1/enrichments` and `enrich_indicator`.
-            Some(_)
-                if rate_limit::check(c, &format!("key:{}:enrich", who.key_prefix), ENRICH_PER_MINUTE)
-                    .await
-                    .is_err() =>
-            {
-                return Err(ErrorData::invalid_request(
-                    "Rate limit exceeded for on-demand enrichment; retry in a minute",
-                    Some(json!({"uri": uri})),
-                ))
-            }
-            Some(engine) => enrichments::enrich_now(engine, kind, &decode(value))
-                .await
-                .map(|mut v| {
-                    let n = v.get("results").and_then(Value::as_object).map_or(0, |r| r.len());
-                    v["provider_count"] = json!(n);
-                    v
-                }),
-            None => Err(ServiceError::Unavailable("On-demand enrichment")),
-        },
-        _ => {
-            return Err(ErrorData::resource_not_found(
-                "Unknown resource",
-                Some(json!({"uri": uri})),
-            ))
-        }
+        ["enrichments", kind, value] => enrichment(state, c, who, uri, kind, value).await?,
+        _ => return Err(unknown(uri)),
     };
     match out {
         Ok(v) => Ok(text(uri, &v)),
         Err(e) => failed(uri, e),
     }
+}
+
+fn unknown(uri: &str) -> ErrorData {
+    ErrorData::resource_not_found("Unknown resource", Some(json!({"uri": uri})))
+}
+
+/// `calseta://alerts` and the resources under one alert; `None` for an unknown path.
+async fn alert_resource(c: &impl crate::db::stmt::Cached, rest: &[&str]) -> Option<Result<Value, ServiceError>> {
+    Some(match rest {
+        [] => alerts::recent(c, RECENT_ALERTS)
+            .await
+            .map(|a| json!({"alerts": a, "count": a.len()})),
+        [uuid] => match alert(c, uuid).await {
+            Ok((id, _)) => alerts::detail(c, id).await.map(|(data, meta)| {
+                let mut d = json!(data);
+                d["_metadata"] = json!(meta);
+                d
+            }),
+            Err(e) => Err(e),
+        },
+        [uuid, "context"] => match alert(c, uuid).await {
+            Ok((id, _)) => catalog::documents_for_alert(c, id).await.map(|docs| {
+                let keep = [
+                    "uuid",
+                    "title",
+                    "document_type",
+                    "is_global",
+                    "description",
+                    "content",
+                    "tags",
+                ];
+                let docs: Vec<Value> = docs
+                    .into_iter()
+                    .map(|d| match json!(d) {
+                        Value::Object(m) => {
+                            Value::Object(m.into_iter().filter(|(k, _)| keep.contains(&k.as_str())).collect())
+                        }
+                        other => other,
+                    })
+                    .collect();
+                json!({"context_documents": docs, "count": docs.len()})
+            }),
+            Err(e) => Err(e),
+        },
+        [uuid, "activity"] => match alert(c, uuid).await {
+            Ok((id, _)) => alerts::activity(c, id, ACTIVITY_LIMIT, 0)
+                .await
+                .map(|(events, total)| json!({"activity": events, "count": events.len(), "total": total})),
+            Err(e) => Err(e),
+        },
+        _ => return None,
+    })
+}
+
+/// `calseta://enrichments/{type}/{value}`: an on-demand lookup under the caller's per-key
+/// bucket (shared with `POST /v1/enrichments` and `enrich_indicator`).
+async fn enrichment(
+    state: &AppState,
+    c: &impl crate::db::stmt::Cached,
+    who: &Principal,
+    uri: &str,
+    kind: &str,
+    value: &str,
+) -> Result<Result<Value, ServiceError>, ErrorData> {
+    Ok(match state.enrichment.as_deref() {
+        // The per-key bucket of `POST /v1/enrichments` and `enrich_indicator`.
+        Some(_)
+            if rate_limit::check(c, &format!("key:{}:enrich", who.key_prefix), ENRICH_PER_MINUTE)
+                .await
+                .is_err() =>
+        {
+            return Err(ErrorData::invalid_request(
+                "Rate limit exceeded for on-demand enrichment; retry in a minute",
+                Some(json!({"uri": uri})),
+            ))
+        }
+        Some(engine) => enrichments::enrich_now(engine, kind, &decode(value))
+            .await
+            .map(|mut v| {
+                let n = v.get("results").and_then(Value::as_object).map_or(0, |r| r.len());
+                v["provider_count"] = json!(n);
+                v
+            }),
+        None => Err(ServiceError::Unavailable("On-demand enrichment")),
+    })
 }
 
 /// The alert a resource URI names.

@@ -245,6 +245,26 @@ fn objects(items: Vec<Value>) -> Vec<serde_json::Map<String, Value>> {
         .collect()
 }
 
+/// A tool's arguments, or (returned at once) the tool error saying why they do not parse.
+macro_rules! parse {
+    ($p:expr, $t:ty) => {
+        match args::<$t>($p) {
+            Ok(a) => a,
+            Err(r) => return Ok(r),
+        }
+    };
+}
+
+/// A service's value, or (returned at once) the tool error its failure maps to.
+macro_rules! svc {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return service_error(e.into()),
+        }
+    };
+}
+
 impl CalsetaMcp {
     /// One handler per request (stateless transport): the tool list, schemas included, is built
     /// once per process, not per request.
@@ -263,243 +283,241 @@ impl CalsetaMcp {
         })
     }
 
-    #[allow(
-        clippy::too_many_lines,
-        reason = "long but linear; a split along its phases is issue #11's next step"
-    )]
     async fn run_tool(&self, p: &CallToolRequestParams, who: &Principal) -> Result<CallToolResult, ErrorData> {
         let actor = Actor {
             kind: ActorKind::Mcp,
             key_prefix: who.key_prefix.clone(),
         };
-        macro_rules! parse {
-            ($t:ty) => {
-                match args::<$t>(p) {
-                    Ok(a) => a,
-                    Err(r) => return Ok(r),
-                }
-            };
-        }
-        macro_rules! svc {
-            ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(e) => return service_error(e.into()),
-                }
-            };
-        }
         match p.name.as_ref() {
-            "search_alerts" => {
-                let a = parse!(SearchAlerts);
-                let severities: Vec<&str> = crate::domain::severity::Severity::ALL
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect();
-                let (page, size) = svc!(page_args(a.page, a.page_size));
-                let filter = alerts::AlertFilter {
-                    status: svc!(comma_list("status", a.status.as_deref(), &alerts::STATUSES)),
-                    severity: svc!(comma_list("severity", a.severity.as_deref(), &severities)),
-                    source_name: svc!(comma_list("source_name", a.source_name.as_deref(), &alerts::SOURCES)),
-                    enrichment_status: svc!(comma_list(
-                        "enrichment_status",
-                        a.enrichment_status.as_deref(),
-                        &alerts::ENRICHMENT_STATUSES
-                    )),
-                    is_enriched: a.is_enriched,
-                    detection_rule_uuid: None,
-                    from_time: svc!(timestamp("from_time", a.from_time.as_deref())),
-                    to_time: svc!(timestamp("to_time", a.to_time.as_deref())),
-                    tags: a.tags.as_deref().and_then(|t| {
-                        let v: Vec<String> = t
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect();
-                        (!v.is_empty()).then_some(v)
-                    }),
-                };
-                let order = svc!(alerts::order_by(
-                    a.sort_by.as_deref(),
-                    svc!(descending(a.sort_order.as_deref()))
-                ));
-                let client = self.client().await?;
-                let listed = svc!(alerts::search(&*client, &filter, &order, size, (page - 1) * size).await);
-                Ok(structured(&AlertPage {
-                    next_page: next_page(page, size, listed.total),
-                    alerts: objects(listed.items.iter().map(|a| json!(a)).collect()),
-                    total: listed.total,
-                    page,
-                    page_size: size,
-                }))
-            }
-            "get_alert_payload" => {
-                let a = parse!(GetPayload);
-                let client = self.client().await?;
-                let payload = svc!(
-                    alerts::agent_payload(&*client, svc!(service::parse_uuid(&a.alert_uuid, "Alert")), a.max_bytes)
-                        .await
-                );
-                // The payload as-is: same bytes a webhook agent gets, compact in the text too.
-                let text = serde_json::to_string(&payload).unwrap_or_default();
-                let mut r = CallToolResult::structured(payload);
-                r.content = vec![ContentBlock::text(text)];
-                Ok(r)
-            }
-            "post_alert_finding" => {
-                let a = parse!(PostFinding);
-                let mut client = self.client().await?;
-                let f = alerts::NewFinding {
-                    agent_name: a.agent_name.unwrap_or_else(|| "mcp-agent".into()),
-                    summary: a.summary,
-                    confidence: Some(a.confidence.as_str().to_owned()),
-                    recommended_action: a.recommended_action,
-                    evidence: None,
-                };
-                let posted = svc!(
-                    alerts::add_finding(
-                        &mut client,
-                        &actor,
-                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
-                        &f
-                    )
-                    .await
-                );
-                Ok(structured(&FindingPosted {
-                    finding_id: posted.id.to_string(),
-                    alert_uuid: posted.alert_uuid.to_string(),
-                    posted_at: posted.posted_at,
-                }))
-            }
-            "update_alert_status" => {
-                let a = parse!(UpdateStatus);
-                let mut client = self.client().await?;
-                let change = alerts::AlertChange {
-                    status: Some(a.status.as_str().to_owned()),
-                    close_classification: a.close_classification.map(|c| c.as_str().to_owned()),
-                    ..Default::default()
-                };
-                let u = svc!(
-                    alerts::update(
-                        &mut client,
-                        &actor,
-                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
-                        &change
-                    )
-                    .await
-                );
-                Ok(structured(&StatusUpdated {
-                    alert_uuid: u.alert_uuid.to_string(),
-                    status: u.status,
-                    previous_status: u.previous_status,
-                    updated_at: u.updated_at,
-                }))
-            }
-            "update_alert_malice" => {
-                let a = parse!(UpdateAlertMalice);
-                let mut client = self.client().await?;
-                let change = alerts::AlertChange {
-                    malice_override: a.malice.map(|m| m.as_str().to_owned()),
-                    reset_malice_override: a.malice.is_none(),
-                    ..Default::default()
-                };
-                let u = svc!(
-                    alerts::update(
-                        &mut client,
-                        &actor,
-                        svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
-                        &change
-                    )
-                    .await
-                );
-                Ok(structured(&AlertMaliceUpdated {
-                    alert_uuid: u.alert_uuid.to_string(),
-                    malice_override: u.malice_override,
-                    effective_malice: u.effective_malice,
-                    updated_at: u.updated_at,
-                }))
-            }
-            "update_indicator_malice" => {
-                let a = parse!(UpdateIndicatorMalice);
-                let mut client = self.client().await?;
-                let malice = a.malice.map(|m| m.as_str());
-                let v = svc!(
-                    service::indicators::set_malice(
-                        &mut client,
-                        &actor,
-                        svc!(service::parse_uuid(&a.indicator_uuid, "Indicator")),
-                        malice
-                    )
-                    .await
-                );
-                Ok(structured(&IndicatorMaliceUpdated {
-                    uuid: v.uuid.to_string(),
-                    kind: v.indicator_type,
-                    value: v.value,
-                    malice: v.malice,
-                    malice_source: v.malice_source,
-                    updated_at: v.updated_at,
-                }))
-            }
-            "search_detection_rules" => {
-                let a = parse!(SearchRules);
-                let (page, size) = svc!(page_args(a.page, a.page_size));
-                let filter = catalog::RuleFilter {
-                    name: a.name.filter(|n| !n.trim().is_empty()),
-                    mitre_tactic: a.mitre_tactic.filter(|n| !n.trim().is_empty()),
-                    mitre_technique: a.mitre_technique.filter(|n| !n.trim().is_empty()).map(|t| vec![t]),
-                    source_name: svc!(comma_list("source_name", a.source_name.as_deref(), &alerts::SOURCES)),
-                    severity: None,
-                    is_active: a.is_active,
-                };
-                let by = a.sort_by.as_deref().unwrap_or("created_at");
-                let Some((_, expr)) = catalog::RULE_SORTS.iter().find(|(n, _)| *n == by) else {
-                    return Ok(tool_error(
-                        "Invalid argument `sort_by`: one of name, source_name, severity, created_at",
-                    ));
-                };
-                let dir = if svc!(descending(a.sort_order.as_deref())) {
-                    "DESC"
-                } else {
-                    "ASC"
-                };
-                let order = format!("{expr} {dir}, a.id {dir}");
-                let client = self.client().await?;
-                let listed = svc!(catalog::search_rules(&*client, &filter, &order, size, (page - 1) * size).await);
-                Ok(structured(&RulePage {
-                    next_page: next_page(page, size, listed.total),
-                    rules: objects(listed.items),
-                    total: listed.total,
-                    page,
-                    page_size: size,
-                }))
-            }
-            "enrich_indicator" => {
-                let a = parse!(EnrichIndicator);
-                let Some(engine) = self.state.enrichment.clone() else {
-                    return Ok(tool_error("On-demand enrichment is unavailable on this server"));
-                };
-                {
-                    let client = self.client().await?;
-                    let bucket = format!("key:{}:enrich", who.key_prefix);
-                    if rate_limit::check(&*client, &bucket, ENRICH_PER_MINUTE).await.is_err() {
-                        return Ok(tool_error(
-                            "Rate limit exceeded for enrich_indicator; retry in a minute",
-                        ));
-                    }
-                }
-                let v = svc!(service::enrichments::enrich_now(&engine, a.kind.as_str(), &a.value).await);
-                let results = v.get("results").and_then(Value::as_object).cloned().unwrap_or_default();
-                Ok(structured(&Enriched {
-                    kind: v.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    value: v.get("value").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    provider_count: results.len() as i64,
-                    results,
-                    enriched_at: v.get("enriched_at").and_then(Value::as_str).map(str::to_owned),
-                }))
-            }
+            "search_alerts" => self.search_alerts(p).await,
+            "get_alert_payload" => self.get_alert_payload(p).await,
+            "post_alert_finding" => self.post_alert_finding(p, &actor).await,
+            "update_alert_status" => self.update_alert_status(p, &actor).await,
+            "update_alert_malice" => self.update_alert_malice(p, &actor).await,
+            "update_indicator_malice" => self.update_indicator_malice(p, &actor).await,
+            "search_detection_rules" => self.search_detection_rules(p).await,
+            "enrich_indicator" => self.enrich_indicator(p, who).await,
             other => Err(ErrorData::invalid_params(format!("Unknown tool {other}"), None)),
         }
+    }
+
+    async fn search_alerts(&self, p: &CallToolRequestParams) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, SearchAlerts);
+        let severities: Vec<&str> = crate::domain::severity::Severity::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let (page, size) = svc!(page_args(a.page, a.page_size));
+        let filter = alerts::AlertFilter {
+            status: svc!(comma_list("status", a.status.as_deref(), &alerts::STATUSES)),
+            severity: svc!(comma_list("severity", a.severity.as_deref(), &severities)),
+            source_name: svc!(comma_list("source_name", a.source_name.as_deref(), &alerts::SOURCES)),
+            enrichment_status: svc!(comma_list(
+                "enrichment_status",
+                a.enrichment_status.as_deref(),
+                &alerts::ENRICHMENT_STATUSES
+            )),
+            is_enriched: a.is_enriched,
+            detection_rule_uuid: None,
+            from_time: svc!(timestamp("from_time", a.from_time.as_deref())),
+            to_time: svc!(timestamp("to_time", a.to_time.as_deref())),
+            tags: a.tags.as_deref().and_then(|t| {
+                let v: Vec<String> = t
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                (!v.is_empty()).then_some(v)
+            }),
+        };
+        let order = svc!(alerts::order_by(
+            a.sort_by.as_deref(),
+            svc!(descending(a.sort_order.as_deref()))
+        ));
+        let client = self.client().await?;
+        let listed = svc!(alerts::search(&*client, &filter, &order, size, (page - 1) * size).await);
+        Ok(structured(&AlertPage {
+            next_page: next_page(page, size, listed.total),
+            alerts: objects(listed.items.iter().map(|a| json!(a)).collect()),
+            total: listed.total,
+            page,
+            page_size: size,
+        }))
+    }
+
+    async fn get_alert_payload(&self, p: &CallToolRequestParams) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, GetPayload);
+        let client = self.client().await?;
+        let payload =
+            svc!(alerts::agent_payload(&*client, svc!(service::parse_uuid(&a.alert_uuid, "Alert")), a.max_bytes).await);
+        // The payload as-is: same bytes a webhook agent gets, compact in the text too.
+        let text = serde_json::to_string(&payload).unwrap_or_default();
+        let mut r = CallToolResult::structured(payload);
+        r.content = vec![ContentBlock::text(text)];
+        Ok(r)
+    }
+
+    async fn post_alert_finding(&self, p: &CallToolRequestParams, actor: &Actor) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, PostFinding);
+        let mut client = self.client().await?;
+        let f = alerts::NewFinding {
+            agent_name: a.agent_name.unwrap_or_else(|| "mcp-agent".into()),
+            summary: a.summary,
+            confidence: Some(a.confidence.as_str().to_owned()),
+            recommended_action: a.recommended_action,
+            evidence: None,
+        };
+        let posted = svc!(
+            alerts::add_finding(
+                &mut client,
+                actor,
+                svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                &f
+            )
+            .await
+        );
+        Ok(structured(&FindingPosted {
+            finding_id: posted.id.to_string(),
+            alert_uuid: posted.alert_uuid.to_string(),
+            posted_at: posted.posted_at,
+        }))
+    }
+
+    async fn update_alert_status(&self, p: &CallToolRequestParams, actor: &Actor) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, UpdateStatus);
+        let mut client = self.client().await?;
+        let change = alerts::AlertChange {
+            status: Some(a.status.as_str().to_owned()),
+            close_classification: a.close_classification.map(|c| c.as_str().to_owned()),
+            ..Default::default()
+        };
+        let u = svc!(
+            alerts::update(
+                &mut client,
+                actor,
+                svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                &change
+            )
+            .await
+        );
+        Ok(structured(&StatusUpdated {
+            alert_uuid: u.alert_uuid.to_string(),
+            status: u.status,
+            previous_status: u.previous_status,
+            updated_at: u.updated_at,
+        }))
+    }
+
+    async fn update_alert_malice(&self, p: &CallToolRequestParams, actor: &Actor) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, UpdateAlertMalice);
+        let mut client = self.client().await?;
+        let change = alerts::AlertChange {
+            malice_override: a.malice.map(|m| m.as_str().to_owned()),
+            reset_malice_override: a.malice.is_none(),
+            ..Default::default()
+        };
+        let u = svc!(
+            alerts::update(
+                &mut client,
+                actor,
+                svc!(service::parse_uuid(&a.alert_uuid, "Alert")),
+                &change
+            )
+            .await
+        );
+        Ok(structured(&AlertMaliceUpdated {
+            alert_uuid: u.alert_uuid.to_string(),
+            malice_override: u.malice_override,
+            effective_malice: u.effective_malice,
+            updated_at: u.updated_at,
+        }))
+    }
+
+    async fn update_indicator_malice(
+        &self,
+        p: &CallToolRequestParams,
+        actor: &Actor,
+    ) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, UpdateIndicatorMalice);
+        let mut client = self.client().await?;
+        let malice = a.malice.map(|m| m.as_str());
+        let v = svc!(
+            service::indicators::set_malice(
+                &mut client,
+                actor,
+                svc!(service::parse_uuid(&a.indicator_uuid, "Indicator")),
+                malice
+            )
+            .await
+        );
+        Ok(structured(&IndicatorMaliceUpdated {
+            uuid: v.uuid.to_string(),
+            kind: v.indicator_type,
+            value: v.value,
+            malice: v.malice,
+            malice_source: v.malice_source,
+            updated_at: v.updated_at,
+        }))
+    }
+
+    async fn search_detection_rules(&self, p: &CallToolRequestParams) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, SearchRules);
+        let (page, size) = svc!(page_args(a.page, a.page_size));
+        let filter = catalog::RuleFilter {
+            name: a.name.filter(|n| !n.trim().is_empty()),
+            mitre_tactic: a.mitre_tactic.filter(|n| !n.trim().is_empty()),
+            mitre_technique: a.mitre_technique.filter(|n| !n.trim().is_empty()).map(|t| vec![t]),
+            source_name: svc!(comma_list("source_name", a.source_name.as_deref(), &alerts::SOURCES)),
+            severity: None,
+            is_active: a.is_active,
+        };
+        let by = a.sort_by.as_deref().unwrap_or("created_at");
+        let Some((_, expr)) = catalog::RULE_SORTS.iter().find(|(n, _)| *n == by) else {
+            return Ok(tool_error(
+                "Invalid argument `sort_by`: one of name, source_name, severity, created_at",
+            ));
+        };
+        let dir = if svc!(descending(a.sort_order.as_deref())) {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        let order = format!("{expr} {dir}, a.id {dir}");
+        let client = self.client().await?;
+        let listed = svc!(catalog::search_rules(&*client, &filter, &order, size, (page - 1) * size).await);
+        Ok(structured(&RulePage {
+            next_page: next_page(page, size, listed.total),
+            rules: objects(listed.items),
+            total: listed.total,
+            page,
+            page_size: size,
+        }))
+    }
+
+    async fn enrich_indicator(&self, p: &CallToolRequestParams, who: &Principal) -> Result<CallToolResult, ErrorData> {
+        let a = parse!(p, EnrichIndicator);
+        let Some(engine) = self.state.enrichment.clone() else {
+            return Ok(tool_error("On-demand enrichment is unavailable on this server"));
+        };
+        {
+            let client = self.client().await?;
+            let bucket = format!("key:{}:enrich", who.key_prefix);
+            if rate_limit::check(&*client, &bucket, ENRICH_PER_MINUTE).await.is_err() {
+                return Ok(tool_error(
+                    "Rate limit exceeded for enrich_indicator; retry in a minute",
+                ));
+            }
+        }
+        let v = svc!(service::enrichments::enrich_now(&engine, a.kind.as_str(), &a.value).await);
+        let results = v.get("results").and_then(Value::as_object).cloned().unwrap_or_default();
+        Ok(structured(&Enriched {
+            kind: v.get("type").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            value: v.get("value").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            provider_count: results.len() as i64,
+            results,
+            enriched_at: v.get("enriched_at").and_then(Value::as_str).map(str::to_owned),
+        }))
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Actor, ServiceError};
 use crate::db::activity::{self, EventType, Events};
 use crate::db::indicators::{self as repo, IndicatorRow, Links};
-use crate::db::stmt::{self, Cached};
+use crate::db::stmt::Cached;
 use crate::domain::indicator::IndicatorType;
 use crate::enrich::never_send::NeverSendPolicy;
 use crate::enrich::providers::iso;
@@ -172,7 +172,7 @@ pub async fn add_to_alert(
     }
     if !added.is_empty() {
         if !messages.is_empty() {
-            reopen_enrichment(&tx, id, work.deadline).await?;
+            crate::db::alerts::reopen_enrichment(&tx, id, work.deadline.as_secs_f64()).await?;
         }
         let listed: Vec<Value> = added
             .iter()
@@ -214,7 +214,7 @@ pub async fn reenrich(
 ) -> Result<usize, ServiceError> {
     let (id, alert_uuid) = super::alerts::alert_id(&**client, uuid).await?;
     let tx = client.transaction().await?;
-    reopen_enrichment(&tx, id, work.deadline).await?;
+    crate::db::alerts::reopen_enrichment(&tx, id, work.deadline.as_secs_f64()).await?;
     let links = repo::reopen_links(&tx, id).await?;
     let mut messages: Vec<NewMessage> = Vec::with_capacity(links.len());
     for l in &links {
@@ -248,25 +248,4 @@ pub async fn reenrich(
     }
     tracing::info!(alert_id = id, alert_uuid = %alert_uuid, indicators = links.len(), "re-enrichment queued");
     Ok(links.len())
-}
-
-/// New work re-opens the alert's enrichment until `deadline` from now.
-async fn reopen_enrichment(
-    tx: &deadpool_postgres::Transaction<'_>,
-    alert_id: i64,
-    deadline: Duration,
-) -> Result<(), ServiceError> {
-    let secs = deadline.as_secs_f64();
-    stmt::execute(
-        tx,
-        "UPDATE alerts SET enrichment_status = 'Pending',
-                enrichment_deadline_at = now() + make_interval(secs => $2), updated_at = now()
-         WHERE id = $1",
-        &[
-            (&alert_id, tokio_postgres::types::Type::INT8),
-            (&secs, tokio_postgres::types::Type::FLOAT8),
-        ],
-    )
-    .await?;
-    Ok(())
 }

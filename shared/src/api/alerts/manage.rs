@@ -162,5 +162,9 @@ pub async fn delete(
     Authorized { client, .. }: Authorized,
     Id(uuid, _): Id<res::Alert>,
 ) -> Result<StatusCode, ApiError> {
-    page::delete_by_uuid(&*client, "alerts", uuid, missing::<res::Alert>).await
+    if crate::db::alerts::delete(&*client, uuid).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(missing::<res::Alert>())
+    }
 }
