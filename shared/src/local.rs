@@ -122,64 +122,11 @@ async fn serve(
         "migrations"
     );
 
-    // Throwaway database, throwaway secrets; a persistent database keeps its secrets on disk.
-    let secrets = match (&opts.database_url, embedded_port) {
-        (Some(url), None) => {
-            let (s, created) = secrets::load_or_create(&opts.data_dir, url.expose_secret())
-                .map_err(|e| DevError::Other(format!("secrets in {}: {e}", opts.data_dir.display())))?;
-            if created {
-                tracing::info!(dir = %opts.data_dir.join("secrets").display(), "new key-hashing and encryption secrets stored");
-            }
-            s
-        }
-        _ => AppSecrets::random(),
-    };
+    let secrets = dev_secrets(opts, embedded_port)?;
     let limits = Limits::from_env().map_err(|e| DevError::Other(e.to_string()))?;
 
     let cancel = CancellationToken::new();
-    let (queue, sqs, local): (Arc<dyn Queue>, Option<SqsQueue>, Option<PgQueue>) = match &opts.sqs_endpoint_url {
-        Some(endpoint) => {
-            let sdk = crate::config::aws_sdk_config().await;
-            let client = SqsQueue::client(&sdk, Some(endpoint));
-            let mut urls = HashMap::new();
-            for q in QueueName::ALL {
-                urls.insert(q, SqsQueue::ensure_queue(&client, &format!("calseta-{q}")).await?);
-            }
-            let q = SqsQueue::new(client, urls);
-            (Arc::new(q.clone()), Some(q), None)
-        }
-        None => {
-            // Enrichment may defer a message up to 8 times for provider budgets (as the SQS
-            // redrive policy allows 10 receives).
-            let mut settings = HashMap::new();
-            settings.insert(
-                QueueName::Enrich,
-                QueueSettings {
-                    max_receives: 10,
-                    ..QueueSettings::default()
-                },
-            );
-            // An agent may take up to 300 s to answer; a delivery must not reappear meanwhile.
-            settings.insert(
-                QueueName::Dispatch,
-                QueueSettings {
-                    visibility_timeout: Duration::from_secs(360),
-                    ..QueueSettings::default()
-                },
-            );
-            // Messages are rows of the same database: a restart (or kill -9) against a
-            // persistent database picks up every message no consumer finished.
-            let q = PgQueue::new(pool.clone(), settings);
-            let released = q.release_orphans().await?;
-            if released > 0 {
-                tracing::info!(
-                    released,
-                    "messages in flight when the last run stopped are queued again"
-                );
-            }
-            (Arc::new(q.clone()), None, Some(q))
-        }
-    };
+    let (queue, sqs, local) = dev_queues(opts, &pool).await?;
     let core = Core::new(pool.clone(), queue.clone());
     let never_send = app::never_send_from_env().map_err(|e| DevError::Other(e.to_string()))?;
     let state = core
@@ -207,73 +154,13 @@ async fn serve(
         consumers.extend(q.spawn_consumers(QueueName::Dispatch, dispatch_handler.clone(), 2, cancel.clone()));
     }
 
-    let (admin_key, generated) = match &opts.admin_key {
-        Some(k) => (k.clone(), false),
-        None => (crate::keys::generate(), true),
-    };
-    let client = pool.get().await.map_err(db::DbError::from)?;
-    api_keys::ensure(
-        &**client,
-        &state.hasher,
-        &admin_key,
-        &api_keys::NewApiKey {
-            name: "dev-admin",
-            scopes: &["admin"],
-            key_type: "human",
-            allowed_sources: None,
-            expires_at: None,
-            is_system: true,
-            created_by: Some("calseta dev"),
-        },
-    )
-    .await?;
-    let demo_note = if opts.demo {
-        let mut client = client;
-        let seeded = crate::demo::seed(&mut client).await?;
-        format!(
-            "demo library loaded ({} detection rules, {} context documents, {} workflows; marked \"(demo)\"); \
-             ingest the demo alerts with: calseta demo --url http://{{api}} --admin-key <key>",
-            seeded.detection_rules, seeded.context_documents, seeded.workflows
-        )
-    } else {
-        drop(client);
-        String::new()
-    };
+    let (admin_key, generated, demo_note) = bootstrap(opts, &pool, &state).await?;
 
-    let sweeper = {
-        let outbox: Outbox = state.outbox.clone();
-        let cancel = cancel.clone();
-        let every = opts.sweep_interval;
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if let Err(e) = sweep::run_once(&outbox, Duration::from_secs(2)).await {
-                    tracing::warn!(error = %e, "sweep failed");
-                }
-            }
-        })
-    };
+    let sweeper = spawn_sweeper(state.outbox.clone(), opts.sweep_interval, cancel.clone());
 
-    let addr = format!("{}:{}", opts.host, opts.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| DevError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local: SocketAddr = listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    let (listener, local) = bind(&format!("{}:{}", opts.host, opts.port)).await?;
     // MCP on its own port (0 = any free one), over the same state and keys.
-    let mcp_addr = format!("{}:{}", opts.host, opts.mcp_port);
-    let mcp_listener = tokio::net::TcpListener::bind(&mcp_addr)
-        .await
-        .map_err(|source| DevError::Bind {
-            addr: mcp_addr.clone(),
-            source,
-        })?;
-    let mcp_local: SocketAddr = mcp_listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    let (mcp_listener, mcp_local) = bind(&format!("{}:{}", opts.host, opts.mcp_port)).await?;
     let mut mcp_config = crate::mcp::McpConfig::from_env();
     if !mcp_config.allowed_hosts.iter().any(|h| h == &opts.host) {
         mcp_config.allowed_hosts.push(opts.host.clone());
@@ -318,6 +205,139 @@ async fn serve(
     pool.close();
     println!("calseta dev stopped");
     served
+}
+
+/// Throwaway database, throwaway secrets; a persistent database keeps its secrets on disk.
+fn dev_secrets(opts: &DevOptions, embedded_port: Option<u16>) -> Result<AppSecrets, DevError> {
+    Ok(match (&opts.database_url, embedded_port) {
+        (Some(url), None) => {
+            let (s, created) = secrets::load_or_create(&opts.data_dir, url.expose_secret())
+                .map_err(|e| DevError::Other(format!("secrets in {}: {e}", opts.data_dir.display())))?;
+            if created {
+                tracing::info!(dir = %opts.data_dir.join("secrets").display(), "new key-hashing and encryption secrets stored");
+            }
+            s
+        }
+        _ => AppSecrets::random(),
+    })
+}
+
+/// SQS (moto or real) when an endpoint is given; else the durable queue in Postgres.
+async fn dev_queues(
+    opts: &DevOptions,
+    pool: &db::Pool,
+) -> Result<(Arc<dyn Queue>, Option<SqsQueue>, Option<PgQueue>), DevError> {
+    Ok(match &opts.sqs_endpoint_url {
+        Some(endpoint) => {
+            let sdk = crate::config::aws_sdk_config().await;
+            let client = SqsQueue::client(&sdk, Some(endpoint));
+            let mut urls = HashMap::new();
+            for q in QueueName::ALL {
+                urls.insert(q, SqsQueue::ensure_queue(&client, &format!("calseta-{q}")).await?);
+            }
+            let q = SqsQueue::new(client, urls);
+            (Arc::new(q.clone()), Some(q), None)
+        }
+        None => {
+            // Enrichment may defer a message up to 8 times for provider budgets (as the SQS
+            // redrive policy allows 10 receives).
+            let mut settings = HashMap::new();
+            settings.insert(
+                QueueName::Enrich,
+                QueueSettings {
+                    max_receives: 10,
+                    ..QueueSettings::default()
+                },
+            );
+            // An agent may take up to 300 s to answer; a delivery must not reappear meanwhile.
+            settings.insert(
+                QueueName::Dispatch,
+                QueueSettings {
+                    visibility_timeout: Duration::from_secs(360),
+                    ..QueueSettings::default()
+                },
+            );
+            // Messages are rows of the same database: a restart (or kill -9) against a
+            // persistent database picks up every message no consumer finished.
+            let q = PgQueue::new(pool.clone(), settings);
+            let released = q.release_orphans().await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "messages in flight when the last run stopped are queued again"
+                );
+            }
+            (Arc::new(q.clone()), None, Some(q))
+        }
+    })
+}
+
+/// The admin key (given, or generated and shown once) and, with `--demo`, the demo library;
+/// returns the key, whether it was generated, and the demo line to print.
+async fn bootstrap(
+    opts: &DevOptions,
+    pool: &db::Pool,
+    state: &api::AppState,
+) -> Result<(SecretString, bool, String), DevError> {
+    let (admin_key, generated) = match &opts.admin_key {
+        Some(k) => (k.clone(), false),
+        None => (crate::keys::generate(), true),
+    };
+    let client = pool.get().await.map_err(db::DbError::from)?;
+    api_keys::ensure(
+        &**client,
+        &state.hasher,
+        &admin_key,
+        &api_keys::NewApiKey {
+            name: "dev-admin",
+            scopes: &["admin"],
+            key_type: "human",
+            allowed_sources: None,
+            expires_at: None,
+            is_system: true,
+            created_by: Some("calseta dev"),
+        },
+    )
+    .await?;
+    let demo_note = if opts.demo {
+        let mut client = client;
+        let seeded = crate::demo::seed(&mut client).await?;
+        format!(
+            "demo library loaded ({} detection rules, {} context documents, {} workflows; marked \"(demo)\"); \
+             ingest the demo alerts with: calseta demo --url http://{{api}} --admin-key <key>",
+            seeded.detection_rules, seeded.context_documents, seeded.workflows
+        )
+    } else {
+        drop(client);
+        String::new()
+    };
+    Ok((admin_key, generated, demo_note))
+}
+
+/// The sweeper's loop, every `every` until `cancel`.
+fn spawn_sweeper(outbox: Outbox, every: Duration, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = sweep::run_once(&outbox, Duration::from_secs(2)).await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+        }
+    })
+}
+
+async fn bind(addr: &str) -> Result<(tokio::net::TcpListener, SocketAddr), DevError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DevError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|e| DevError::Other(e.to_string()))?;
+    Ok((listener, local))
 }
 
 /// Real providers when any credential or base URL is set; otherwise the provider simulator on
