@@ -366,7 +366,21 @@ async fn start_into(
     data_dir: &Path,
     stack: &mut LambdaStack,
 ) -> Result<(), LambdaLocalError> {
-    // Postgres, kept for the run (removed when the stack stops).
+    start_postgres(data_dir, stack).await?;
+    start_moto(opts, data_dir, stack).await?;
+    let secrets = AppSecrets::random();
+    write_env(opts, stack, &secrets)?;
+    // The runtime emulator.
+    stack.watch = Some(spawn_watch(&stack.watch_cmd, false)?);
+    wait_port(opts.invoke_port, Duration::from_secs(120), "cargo lambda watch").await?;
+
+    migrate(stack).await?;
+    insert_admin_key(stack, &secrets).await?;
+    start_triggers(opts, stack).await
+}
+
+/// Postgres, kept for the run (removed when the stack stops), with the `calseta` database.
+async fn start_postgres(data_dir: &Path, stack: &mut LambdaStack) -> Result<(), LambdaLocalError> {
     let root = data_dir.join("pg");
     let pg = tokio::task::spawn_blocking(move || {
         EmbeddedPostgres::start(&EmbeddedOptions {
@@ -390,7 +404,15 @@ async fn start_into(
     stack.database_url = pg.url("calseta");
     stack.pg = Some(pg);
 
-    // moto: the SQS API.
+    Ok(())
+}
+
+/// moto (the SQS API) and the two queues with their dead-letter queues.
+async fn start_moto(
+    opts: &LambdaLocalOptions,
+    data_dir: &Path,
+    stack: &mut LambdaStack,
+) -> Result<(), LambdaLocalError> {
     let moto_port = free_port()?;
     let moto = Command::new(&opts.moto_server)
         .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
@@ -410,8 +432,11 @@ async fn start_into(
     (stack.dispatch_queue, stack.dispatch_dlq) =
         ensure_queue_with_dlq(&sqs, "calseta-dispatch", opts.visibility_timeout, 5).await?;
 
-    // The functions' environment (what the template sets, pointed at the local parts).
-    let secrets = AppSecrets::random();
+    Ok(())
+}
+
+/// The functions' environment (what the template sets, pointed at the local parts).
+fn write_env(opts: &LambdaLocalOptions, stack: &LambdaStack, secrets: &AppSecrets) -> Result<(), LambdaLocalError> {
     let mut env = vec![
         ("DATABASE_URL".to_owned(), stack.database_url.clone()),
         ("ENRICH_QUEUE_URL".to_owned(), stack.enrich_queue.clone()),
@@ -440,11 +465,11 @@ async fn start_into(
     let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(&stack.env_file, text).map_err(other)?;
 
-    // The runtime emulator.
-    stack.watch = Some(spawn_watch(&stack.watch_cmd, false)?);
-    wait_port(opts.invoke_port, Duration::from_secs(120), "cargo lambda watch").await?;
+    Ok(())
+}
 
-    // migrate first, as CloudFormation runs it.
+/// migrate first, as CloudFormation runs it.
+async fn migrate(stack: &LambdaStack) -> Result<(), LambdaLocalError> {
     let (response_url, answer) = cfn_receiver().await?;
     stack.invoker.invoke("migrate", &migrate_event(&response_url)).await?;
     let answer = tokio::time::timeout(Duration::from_secs(30), answer)
@@ -455,7 +480,11 @@ async fn start_into(
         return Err(other(format!("migrate reported {answer}")));
     }
 
-    // A bootstrap admin key (the template's bootstrap secret does this on AWS).
+    Ok(())
+}
+
+/// A bootstrap admin key (the template's bootstrap secret does this on AWS).
+async fn insert_admin_key(stack: &LambdaStack, secrets: &AppSecrets) -> Result<(), LambdaLocalError> {
     let (client, conn) = tokio_postgres::connect(&stack.database_url, tokio_postgres::NoTls)
         .await
         .map_err(db::DbError::from)?;
@@ -476,7 +505,13 @@ async fn start_into(
     )
     .await?;
 
-    // Event-source mappings as in template.yaml: BatchSize 10, no batching window.
+    Ok(())
+}
+
+/// Event-source mappings as in template.yaml (BatchSize 10, no batching window) and the
+/// sweeper's schedule.
+async fn start_triggers(opts: &LambdaLocalOptions, stack: &mut LambdaStack) -> Result<(), LambdaLocalError> {
+    let sqs = stack.sqs();
     for (function, queue) in [("enrich", &stack.enrich_queue), ("dispatch", &stack.dispatch_queue)] {
         let driver = Driver::new(
             sqs.clone(),
