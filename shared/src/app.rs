@@ -36,7 +36,7 @@ pub enum InitError {
 
 /// The never-send policy from `INTERNAL_CIDRS` and `INTERNAL_DOMAIN_SUFFIXES` (comma- or
 /// space-separated; the organisation's own public ranges and internal DNS suffixes).
-pub fn never_send_from_env() -> Result<NeverSendPolicy, ConfigError> {
+pub(crate) fn never_send_from_env() -> Result<NeverSendPolicy, ConfigError> {
     NeverSendPolicy::from_settings(
         &config::var("INTERNAL_CIDRS").unwrap_or_default(),
         &config::var("INTERNAL_DOMAIN_SUFFIXES").unwrap_or_default(),

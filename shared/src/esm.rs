@@ -106,7 +106,7 @@ pub struct BatchOutcome {
 }
 
 /// The event AWS delivers for a batch (the `aws:sqs` record format).
-pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
+pub(crate) fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {

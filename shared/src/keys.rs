@@ -6,9 +6,9 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-pub const KEY_PREFIX: &str = "cai_";
-pub const KEY_LEN: usize = 47;
-pub const LOOKUP_PREFIX_LEN: usize = 8;
+pub(crate) const KEY_PREFIX: &str = "cai_";
+pub(crate) const KEY_LEN: usize = 47;
+pub(crate) const LOOKUP_PREFIX_LEN: usize = 8;
 
 /// Computes key hashes. Holds the server secret, so it is never printed.
 #[derive(Clone)]
@@ -43,7 +43,7 @@ pub fn generate() -> SecretString {
 }
 
 /// True when `key` has the `cai_` + 43 base64url shape.
-pub fn is_well_formed(key: &str) -> bool {
+pub(crate) fn is_well_formed(key: &str) -> bool {
     key.len() == KEY_LEN
         && key.starts_with(KEY_PREFIX)
         && key[KEY_PREFIX.len()..]
@@ -52,7 +52,7 @@ pub fn is_well_formed(key: &str) -> bool {
 }
 
 /// The lookup prefix (first 8 characters). Only call on well-formed keys.
-pub fn lookup_prefix(key: &str) -> &str {
+pub(crate) fn lookup_prefix(key: &str) -> &str {
     &key[..LOOKUP_PREFIX_LEN.min(key.len())]
 }
 

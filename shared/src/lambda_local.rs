@@ -270,7 +270,7 @@ fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
 const REGION: &str = "us-east-1";
 
 /// The CloudFormation `Create` event for `migrate`, answering to `response_url`.
-pub fn migrate_event(response_url: &str) -> Value {
+pub(crate) fn migrate_event(response_url: &str) -> Value {
     json!({
         "RequestType": "Create",
         "ServiceToken": "arn:aws:lambda:us-east-1:000000000000:function:calseta-migrate",

@@ -37,4 +37,4 @@ pub mod telemetry;
 pub mod testing;
 
 /// The version reported by `/health` and the CLI.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
-pub const NAMESPACE: &str = "Calseta";
+pub(crate) const NAMESPACE: &str = "Calseta";
 
 /// CloudWatch units used here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub fn document(service: &str, dimensions: &[(&str, &str)], metrics: &[(&str, f6
 }
 
 /// Prints one EMF line (when enabled).
-pub fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) {
+pub(crate) fn emit(dimensions: &[(&str, &str)], metrics: &[(&str, f64, Unit)]) {
     let s = settings();
     if !s.enabled || metrics.is_empty() {
         return;

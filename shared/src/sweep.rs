@@ -32,21 +32,21 @@ use crate::{
 /// Rows younger than this are left to the handler that wrote them.
 pub const DEFAULT_MIN_AGE: Duration = Duration::from_secs(5);
 /// Sent rows are kept this long for forensics, then deleted.
-pub const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const SENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Rate-limit windows last a minute; a row idle this long only takes space (one per key,
 /// source and client address that ever failed authentication).
-pub const RATE_LIMIT_RETENTION: Duration = Duration::from_secs(3600);
+pub(crate) const RATE_LIMIT_RETENTION: Duration = Duration::from_secs(3600);
 /// Rows deleted per statement, and statements per pass: a flood of distinct addresses is
 /// cleared over a few passes without one long-held lock.
 const RATE_LIMIT_PURGE_BATCH: i64 = 5000;
 const RATE_LIMIT_PURGE_PASSES: usize = 10;
 /// An alert completed, or a link stored, this long ago without progress is repaired.
-pub const REPAIR_AFTER: Duration = Duration::from_secs(REDRIVE_AFTER_SECONDS as u64);
+pub(crate) const REPAIR_AFTER: Duration = Duration::from_secs(REDRIVE_AFTER_SECONDS as u64);
 /// Items re-driven per repair case and pass.
-pub const REPAIR_BATCH: i64 = 200;
+pub(crate) const REPAIR_BATCH: i64 = 200;
 /// Pending links are not re-driven while the enrich queue holds at least this many messages:
 /// the backlog explains the wait, and re-sending would only grow it.
-pub const LINK_REPAIR_MAX_BACKLOG: u64 = 1_000;
+pub(crate) const LINK_REPAIR_MAX_BACKLOG: u64 = 1_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
@@ -145,7 +145,7 @@ pub async fn run_with(
 }
 
 /// Deletes rate-limit windows that started more than `older_than` ago, in bounded batches.
-pub async fn purge_rate_limits(pool: &crate::db::Pool, older_than: Duration) -> Result<u64, DbError> {
+pub(crate) async fn purge_rate_limits(pool: &crate::db::Pool, older_than: Duration) -> Result<u64, DbError> {
     let client = pool.get().await?;
     let mut total = 0;
     for _ in 0..RATE_LIMIT_PURGE_PASSES {

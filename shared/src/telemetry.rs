@@ -80,7 +80,7 @@ fn format_from_env() -> LogFormat {
 /// One flat JSON object per event (see the module doc). Needs [`JsonFields`] as the field
 /// formatter, which stores each span's fields as a JSON object.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FlatJson;
+pub(crate) struct FlatJson;
 
 impl<S, N> FormatEvent<S, N> for FlatJson
 where

@@ -50,7 +50,7 @@ fn register_exit_hook() {
 }
 
 /// The URL of a database to administer the test cluster (`.../postgres`).
-pub fn admin_url() -> &'static str {
+pub(crate) fn admin_url() -> &'static str {
     ADMIN_URL.get_or_init(|| {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             if !url.is_empty() {

@@ -107,7 +107,7 @@ const CREDENTIAL_PARTS: &[&str] = &["token", "secret", "key", "sig", "pass", "au
 /// `endpoint_url` as shown in responses: userinfo and credential-like query values replaced by
 /// `***`. The stored URL keeps them (deliveries need them); a reader with `agents:read` must
 /// not learn a credential from it.
-pub fn masked_url(raw: &str) -> String {
+pub(crate) fn masked_url(raw: &str) -> String {
     let Ok(mut u) = url::Url::parse(raw) else {
         return raw.to_owned();
     };

@@ -44,7 +44,7 @@ pub fn unauthorized() -> ApiError {
 }
 
 /// The `Bearer` token of the Authorization header, if any.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -57,7 +57,7 @@ pub const FAILED_AUTH_PER_MINUTE: u32 = 20;
 /// The caller's address, when known: the right-most `X-Forwarded-For` entry (the one the
 /// trusted proxy — API Gateway, a load balancer — appended), only when the deployment says a
 /// trusted proxy is in front (`CALSETA_TRUST_FORWARDED_FOR`); otherwise a client could pick it.
-pub fn client_ip(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
     if !state.trust_forwarded_for {
         return None;
     }
@@ -99,7 +99,7 @@ async fn failed(
 /// state) read less than [`cache::AUTH_CACHE_TTL`] ago is not read again: no round trip at all.
 ///
 /// [`cache::AUTH_CACHE_TTL`]: super::cache::AUTH_CACHE_TTL
-pub async fn verify_key(
+pub(crate) async fn verify_key(
     state: &AppState,
     client: &impl crate::db::stmt::Cached,
     headers: &HeaderMap,
@@ -189,7 +189,7 @@ async fn accept(
 }
 
 /// Authenticates a request that must carry an API key.
-pub async fn require_key(
+pub(crate) async fn require_key(
     state: &AppState,
     client: &impl crate::db::stmt::Cached,
     headers: &HeaderMap,

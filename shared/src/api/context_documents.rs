@@ -17,9 +17,9 @@ use super::{ApiError, AppState};
 use crate::db::catalog::{self as repo, ContextDocumentPatch, NewContextDocument};
 use crate::service::catalog::{self, ContextDocument};
 
-pub const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
+pub(crate) const DOCUMENT_TYPES: [&str; 6] = ["runbook", "ir_plan", "sop", "playbook", "detection_guide", "other"];
 /// Largest document body (1 MiB).
-pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -13,7 +13,7 @@ use crate::enrich::cache;
 use crate::enrich::registry::BUILT_IN;
 
 /// `POST /v1/enrichments` per key per minute (api spec §1).
-pub const ON_DEMAND_PER_MINUTE: u32 = 60;
+pub(crate) const ON_DEMAND_PER_MINUTE: u32 = 60;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -81,7 +81,7 @@ pub fn text(obj: &Body, field: &str, max: usize) -> Result<Option<Option<String>
 }
 
 /// A required (on create) or non-null (on PATCH) string.
-pub fn required_text(obj: &Body, field: &str, max: usize, creating: bool) -> Result<Option<String>, ApiError> {
+pub(crate) fn required_text(obj: &Body, field: &str, max: usize, creating: bool) -> Result<Option<String>, ApiError> {
     match text(obj, field, max)? {
         Some(Some(s)) => Ok(Some(s)),
         Some(None) => Err(err(field, "may not be null", "string_type")),
@@ -91,7 +91,7 @@ pub fn required_text(obj: &Body, field: &str, max: usize, creating: bool) -> Res
 }
 
 /// One of `allowed` (case-insensitive in, canonical out).
-pub fn one_of(obj: &Body, field: &str, allowed: &[&str]) -> Result<Option<Option<String>>, ApiError> {
+pub(crate) fn one_of(obj: &Body, field: &str, allowed: &[&str]) -> Result<Option<Option<String>>, ApiError> {
     match obj.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -148,7 +148,7 @@ pub fn strings(obj: &Body, field: &str) -> Result<Option<Vec<String>>, ApiError>
 }
 
 /// A list whose every item is one of `allowed`.
-pub fn strings_of(obj: &Body, field: &str, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
+pub(crate) fn strings_of(obj: &Body, field: &str, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
     let Some(list) = strings(obj, field)? else {
         return Ok(None);
     };
@@ -176,7 +176,7 @@ pub fn timestamp(obj: &Body, field: &str) -> Result<Option<Option<DateTime<Utc>>
 }
 
 /// Targeting rules (validated); `Some(None)` clears them.
-pub fn targeting(obj: &Body, field: &str) -> Result<Option<Option<Value>>, ApiError> {
+pub(crate) fn targeting(obj: &Body, field: &str) -> Result<Option<Option<Value>>, ApiError> {
     match obj.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -194,7 +194,7 @@ pub fn targeting(obj: &Body, field: &str) -> Result<Option<Option<Value>>, ApiEr
 }
 
 /// A field that may be absent but not null: `null` is a validation error of type `kind`.
-pub fn non_null<T>(v: Option<Option<T>>, field: &str, kind: &str) -> Result<Option<T>, ApiError> {
+pub(crate) fn non_null<T>(v: Option<Option<T>>, field: &str, kind: &str) -> Result<Option<T>, ApiError> {
     match v {
         Some(None) => Err(err(field, "may not be null", kind)),
         other => Ok(other.flatten()),

@@ -37,7 +37,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Why a whole ingest request was refused (nothing stored), as the `reason` dimension of the
 /// `IngestRequestsRejected` metric; `None` for an accepted request.
-pub fn rejection_reason(status: StatusCode) -> Option<&'static str> {
+pub(crate) fn rejection_reason(status: StatusCode) -> Option<&'static str> {
     match status.as_u16() {
         401 | 403 => Some("auth"),
         429 => Some("rate_limited"),
@@ -60,7 +60,7 @@ async fn count_rejections(req: axum::extract::Request, next: axum::middleware::N
 }
 
 /// Reads the body up to `limit` bytes; more → 413 `PAYLOAD_TOO_LARGE`.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -121,7 +121,7 @@ fn ingestor(state: &AppState) -> Ingestor<'_> {
 }
 
 /// A native SIEM delivery to `POST /v1/ingest/{source}`.
-pub struct NativeRequest<'a> {
+pub(crate) struct NativeRequest<'a> {
     pub source: &'a str,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,

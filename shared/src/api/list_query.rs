@@ -6,7 +6,7 @@ use serde_json::json;
 use super::page::{Page, PageQuery};
 use super::ApiError;
 
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     pairs: Vec<(String, String)>,
 }
 

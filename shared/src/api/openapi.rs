@@ -686,7 +686,7 @@ fn schemas() -> &'static Value {
 /// `body.a[0].b` paths: a key absent from the `properties` of an object schema that sets
 /// `additionalProperties: false`, at any depth. One table drives both the document and this
 /// check, so a route's contract and its validation cannot disagree.
-pub fn unknown_fields(schema: &str, body: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn unknown_fields(schema: &str, body: &Map<String, Value>) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(s) = schemas().get(schema) {
         walk_object(s, body, "body", &mut out);

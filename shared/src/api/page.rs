@@ -6,18 +6,18 @@ use serde_json::{json, Map, Value};
 
 use super::ApiError;
 
-pub const DEFAULT_PAGE_SIZE: i64 = 50;
-pub const MAX_PAGE_SIZE: i64 = 500;
+pub(crate) const DEFAULT_PAGE_SIZE: i64 = 50;
+pub(crate) const MAX_PAGE_SIZE: i64 = 500;
 
 /// `page` and `page_size` as sent (validated by [`Page::from_query`]).
 #[derive(Debug, Default, Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     pub page: Option<String>,
     pub page_size: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
+pub(crate) struct Page {
     pub page: i64,
     pub page_size: i64,
 }
@@ -72,7 +72,7 @@ pub fn single(v: Value) -> Value {
 
 /// A request body as a JSON object: 400 `INVALID_JSON` when it is not JSON, 422 when it is not
 /// an object.
-pub fn object_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn object_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| ApiError::invalid_json())?;
     if let Some(path) = nul_path(&v, "body") {
         // Postgres text cannot hold U+0000; say so instead of failing at the database.
@@ -89,14 +89,14 @@ pub fn object_body(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// [`object_body`] that also refuses fields request schema `schema` does not accept (422 naming them).
-pub fn strict_body(body: &[u8], schema: &str) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn strict_body(body: &[u8], schema: &str) -> Result<Map<String, Value>, ApiError> {
     let obj = object_body(body)?;
     super::fields::strict(&obj, schema)?;
     Ok(obj)
 }
 
 /// The path of the first string or key holding a NUL character, if any.
-pub fn nul_path(v: &Value, at: &str) -> Option<String> {
+pub(crate) fn nul_path(v: &Value, at: &str) -> Option<String> {
     match v {
         Value::String(s) if s.contains('\0') => Some(at.to_string()),
         Value::Array(xs) => xs

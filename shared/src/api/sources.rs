@@ -22,9 +22,9 @@ use crate::db::sources::{self, NewSource, SecretWrite, SourceRow, SourceUpdate};
 use crate::domain::indicator::IndicatorType;
 use crate::enrich::providers::iso;
 
-pub const AUTH_TYPES: [&str; 4] = ["api_key", "shared_secret", "hmac", "none"];
+pub(crate) const AUTH_TYPES: [&str; 4] = ["api_key", "shared_secret", "hmac", "none"];
 /// Shortest secret accepted (sources spec §8.2: random, at least 32 bytes).
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

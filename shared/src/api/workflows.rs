@@ -19,10 +19,10 @@ use crate::db::catalog::{self as repo, NewWorkflow, WorkflowDeletion, WorkflowPa
 use crate::domain::indicator::IndicatorType;
 use crate::service::catalog::{self, Workflow};
 
-pub const STATES: [&str; 3] = ["draft", "active", "inactive"];
-pub const RISK_LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
-pub const APPROVAL_MODES: [&str; 3] = ["always", "agent_only", "never"];
-pub const WORKFLOW_TYPES: [&str; 2] = ["indicator", "alert"];
+pub(crate) const STATES: [&str; 3] = ["draft", "active", "inactive"];
+pub(crate) const RISK_LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
+pub(crate) const APPROVAL_MODES: [&str; 3] = ["always", "agent_only", "never"];
+pub(crate) const WORKFLOW_TYPES: [&str; 2] = ["indicator", "alert"];
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -27,9 +27,9 @@ use crate::enrich::geo;
 use crate::enrich::providers::iso;
 
 /// Most past alerts listed.
-pub const PAST_ALERTS_LIMIT: i64 = 10;
+pub(crate) const PAST_ALERTS_LIMIT: i64 = 10;
 /// Most workflows listed (api spec §5.7).
-pub const WORKFLOWS_LIMIT: usize = 20;
+pub(crate) const WORKFLOWS_LIMIT: usize = 20;
 /// What a trimmed text keeps.
 const TRIMMED_TEXT_CHARS: usize = 280;
 
@@ -61,7 +61,7 @@ const DOCS_SQL: &str = "SELECT id, uuid, title, document_type, is_global, target
 
 /// A context document that applies to an alert.
 #[derive(Debug, Clone)]
-pub struct ApplicableDocument {
+pub(crate) struct ApplicableDocument {
     pub id: i64,
     pub uuid: uuid::Uuid,
     pub title: String,
@@ -96,7 +96,7 @@ fn applicable(
 
 /// The context documents that apply to alert `alert_id` without building its payload; `None`
 /// when the alert does not exist.
-pub async fn applicable_documents(
+pub(crate) async fn applicable_documents(
     client: &impl Cached,
     alert_id: i64,
 ) -> Result<Option<Vec<ApplicableDocument>>, DbError> {
@@ -449,7 +449,7 @@ pub async fn fetch(client: &impl Cached, alert_id: i64) -> Result<Option<Payload
 
 /// Shapes the rows into the payload; no I/O, so every rule of the payload is testable on
 /// hand-made rows.
-pub fn assemble(rows: PayloadRows) -> AgentPayload {
+pub(crate) fn assemble(rows: PayloadRows) -> AgentPayload {
     let PayloadRows {
         alert: a,
         indicators,

@@ -19,9 +19,9 @@ use serde_json::Value;
 use crate::domain::severity::{self, Severity};
 
 /// Largest serialized rule set accepted.
-pub const MAX_RULES_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RULES_BYTES: usize = 64 * 1024;
 
-pub const FIELDS: &[&str] = &[
+pub(crate) const FIELDS: &[&str] = &[
     "source_name",
     "severity",
     "tags",
@@ -33,7 +33,7 @@ pub const FIELDS: &[&str] = &[
     "indicator_type",
 ];
 
-pub const OPS: &[&str] = &["eq", "in", "contains", "gte", "lte"];
+pub(crate) const OPS: &[&str] = &["eq", "in", "contains", "gte", "lte"];
 
 /// One condition.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,14 +45,14 @@ pub struct Rule {
 
 /// A parsed rule set.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct TargetingRules {
+pub(crate) struct TargetingRules {
     pub match_any: Vec<Rule>,
     pub match_all: Vec<Rule>,
 }
 
 /// The outcome of matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     NoRules,
     Matched,
     NotMatched,
@@ -61,7 +61,7 @@ pub enum Verdict {
 /// Why a rule set was refused when written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
-pub struct RulesError {
+pub(crate) struct RulesError {
     pub path: String,
     pub message: String,
 }
@@ -75,7 +75,7 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> RulesError {
 
 /// What rules are matched against.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AlertFacts {
+pub(crate) struct AlertFacts {
     pub source_name: String,
     pub severity: Severity,
     pub tags: Vec<String>,
@@ -166,7 +166,7 @@ impl TargetingRules {
 
 /// MITRE ids listed under `key` (`tactics`, `techniques`, `subtechniques`) of an alert's `mitre`
 /// column; entries are objects with an `id` or bare id strings.
-pub fn mitre_ids(mitre: &Value, key: &str) -> Vec<String> {
+pub(crate) fn mitre_ids(mitre: &Value, key: &str) -> Vec<String> {
     mitre
         .get(key)
         .and_then(Value::as_array)
@@ -180,7 +180,7 @@ pub fn mitre_ids(mitre: &Value, key: &str) -> Vec<String> {
 }
 
 /// The facts of a stored alert, for matching agents; `None` when it does not exist.
-pub async fn facts_of(
+pub(crate) async fn facts_of(
     client: &impl crate::db::stmt::Cached,
     alert_id: i64,
 ) -> Result<Option<AlertFacts>, tokio_postgres::Error> {
@@ -212,7 +212,7 @@ pub async fn facts_of(
 }
 
 /// Matches optional rules (`None` = no rules).
-pub fn evaluate(rules: Option<&TargetingRules>, facts: &AlertFacts) -> Verdict {
+pub(crate) fn evaluate(rules: Option<&TargetingRules>, facts: &AlertFacts) -> Verdict {
     rules.map_or(Verdict::NoRules, |r| r.evaluate(facts))
 }
 

@@ -92,7 +92,7 @@ pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Option<AgentRow>, t
 }
 
 /// The agent's internal id.
-pub async fn id_of(client: &impl Cached, uuid: Uuid) -> Result<Option<i64>, tokio_postgres::Error> {
+pub(crate) async fn id_of(client: &impl Cached, uuid: Uuid) -> Result<Option<i64>, tokio_postgres::Error> {
     stmt::query_opt(client, "SELECT id FROM agents WHERE uuid = $1", &[(&uuid, Type::UUID)])
         .await?
         .map(|r| r.try_get("id"))
@@ -267,7 +267,7 @@ pub async fn delete(client: &impl Cached, uuid: Uuid) -> Result<bool, tokio_post
 
 /// The triggers of one active agent.
 #[derive(Debug, Clone)]
-pub struct TriggerRow {
+pub(crate) struct TriggerRow {
     pub id: i64,
     pub name: String,
     pub trigger_on_sources: Vec<String>,
@@ -276,7 +276,7 @@ pub struct TriggerRow {
 }
 
 /// The triggers of every active agent (dispatch matches an alert against them).
-pub async fn active_triggers(client: &impl Cached) -> Result<Vec<TriggerRow>, tokio_postgres::Error> {
+pub(crate) async fn active_triggers(client: &impl Cached) -> Result<Vec<TriggerRow>, tokio_postgres::Error> {
     stmt::query(
         client,
         "SELECT id, name, trigger_on_sources, trigger_on_severities, trigger_filter FROM agents
@@ -299,7 +299,7 @@ pub async fn active_triggers(client: &impl Cached) -> Result<Vec<TriggerRow>, to
 
 /// What a test delivery needs (secrets still sealed; no `Debug`, like every holder of them).
 #[derive(Clone)]
-pub struct TestTarget {
+pub(crate) struct TestTarget {
     pub name: String,
     pub endpoint_url: String,
     pub auth_header_name: Option<String>,
@@ -310,7 +310,7 @@ pub struct TestTarget {
     pub timeout_seconds: i32,
 }
 
-pub async fn test_target(client: &impl Cached, uuid: Uuid) -> Result<Option<TestTarget>, tokio_postgres::Error> {
+pub(crate) async fn test_target(client: &impl Cached, uuid: Uuid) -> Result<Option<TestTarget>, tokio_postgres::Error> {
     stmt::query_opt(
         client,
         "SELECT uuid, name, endpoint_url, auth_header_name, auth_header_value_enc, signing_secret_enc,

@@ -10,11 +10,12 @@ use uuid::Uuid;
 use crate::db::stmt::{self, Cached};
 
 /// Severity as a sortable rank (api spec §1): Critical 5 … Informational 1, Pending 0.
-pub const SEVERITY_RANK_SQL: &str = "CASE a.severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 \
+pub(crate) const SEVERITY_RANK_SQL: &str =
+    "CASE a.severity WHEN 'Critical' THEN 5 WHEN 'High' THEN 4 WHEN 'Medium' THEN 3 \
      WHEN 'Low' THEN 2 WHEN 'Informational' THEN 1 ELSE 0 END";
 
 /// `sort_by` names and their SQL; the first is not the default (`occurred_at` is).
-pub const SORTS: [(&str, &str); 6] = [
+pub(crate) const SORTS: [(&str, &str); 6] = [
     ("title", "a.title"),
     ("status", "a.status"),
     ("severity", SEVERITY_RANK_SQL),
@@ -28,7 +29,7 @@ const LIST_COLUMNS: &str = "a.uuid, a.title, a.description, a.severity, a.severi
     a.close_classification, a.closed_at, a.created_at, a.updated_at";
 
 /// The alert's internal id, if the uuid is known.
-pub async fn id_by_uuid(client: &impl Cached, uuid: Uuid) -> Result<Option<i64>, Error> {
+pub(crate) async fn id_by_uuid(client: &impl Cached, uuid: Uuid) -> Result<Option<i64>, Error> {
     stmt::query_opt(client, "SELECT id FROM alerts WHERE uuid = $1", &[(&uuid, Type::UUID)])
         .await?
         .map(|r| r.try_get("id"))
@@ -232,14 +233,14 @@ pub async fn detail(client: &impl Cached, id: i64) -> Result<Option<AlertDetailR
 
 /// The fields the lifecycle rules look at, read under a row lock.
 #[derive(Debug, Clone)]
-pub struct LockedState {
+pub(crate) struct LockedState {
     pub status: String,
     pub severity: String,
     pub effective_malice: String,
 }
 
 /// Locks the alert for an update (`FOR UPDATE`, in the caller's transaction) and reads its state.
-pub async fn lock_state(tx: &impl Cached, id: i64) -> Result<Option<LockedState>, Error> {
+pub(crate) async fn lock_state(tx: &impl Cached, id: i64) -> Result<Option<LockedState>, Error> {
     let Some(r) = stmt::query_opt(
         tx,
         "SELECT status, severity, COALESCE(malice_override, malice) AS effective_malice FROM alerts WHERE id = $1 FOR UPDATE",
@@ -270,7 +271,7 @@ pub struct AlertChange {
 
 /// The alert after an update.
 #[derive(Debug, Clone)]
-pub struct ChangedRow {
+pub(crate) struct ChangedRow {
     pub effective_malice: String,
     pub status: String,
     pub malice_override: Option<String>,
@@ -279,7 +280,7 @@ pub struct ChangedRow {
 
 /// Writes `change`; the acknowledged/triaged/closed stamps are set once, the first time the
 /// status reaches them. The caller checks the lifecycle rules first.
-pub async fn apply_change(tx: &impl Cached, id: i64, change: &AlertChange) -> Result<Option<ChangedRow>, Error> {
+pub(crate) async fn apply_change(tx: &impl Cached, id: i64, change: &AlertChange) -> Result<Option<ChangedRow>, Error> {
     let Some(r) = stmt::query_opt(
         tx,
         "UPDATE alerts SET
@@ -390,7 +391,7 @@ pub async fn delete(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
 }
 
 /// New work re-opens the alert's enrichment until `deadline_secs` from now.
-pub async fn reopen_enrichment(tx: &impl Cached, alert_id: i64, deadline_secs: f64) -> Result<(), Error> {
+pub(crate) async fn reopen_enrichment(tx: &impl Cached, alert_id: i64, deadline_secs: f64) -> Result<(), Error> {
     stmt::execute(
         tx,
         "UPDATE alerts SET enrichment_status = 'Pending',
@@ -403,7 +404,11 @@ pub async fn reopen_enrichment(tx: &impl Cached, alert_id: i64, deadline_secs: f
 
 /// The sweeper's repair: completed alerts never dispatched, idle for `after_secs` and not
 /// re-driven within it, at most `limit`, marked re-driven now; returns (id, uuid) of each.
-pub async fn claim_undispatched(tx: &impl Cached, limit: i64, after_secs: f64) -> Result<Vec<(i64, Uuid)>, Error> {
+pub(crate) async fn claim_undispatched(
+    tx: &impl Cached,
+    limit: i64,
+    after_secs: f64,
+) -> Result<Vec<(i64, Uuid)>, Error> {
     stmt::query(
         tx,
         "WITH due AS (

@@ -166,7 +166,7 @@ pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Option<ApiKeyRow>, 
 }
 
 /// Sets `is_active` of the key `uuid` just created (a key may be created suspended).
-pub async fn set_active(
+pub(crate) async fn set_active(
     client: &impl Cached,
     uuid: Uuid,
     is_active: bool,
@@ -221,7 +221,7 @@ pub async fn update(
 
 /// The usable admin keys (active, not revoked, not expired), locked until the transaction
 /// ends so two concurrent requests cannot each remove "the other" admin.
-pub async fn lock_usable_admins(tx: &impl Cached) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+pub(crate) async fn lock_usable_admins(tx: &impl Cached) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     stmt::query(
         tx,
         "SELECT uuid FROM api_keys
@@ -308,7 +308,7 @@ pub async fn lookup(
 }
 
 /// Stamps `last_used_at` of the key `id` (best effort; callers run it off the request path).
-pub async fn touch(client: &impl tokio_postgres::GenericClient, id: i64) -> Result<u64, tokio_postgres::Error> {
+pub(crate) async fn touch(client: &impl tokio_postgres::GenericClient, id: i64) -> Result<u64, tokio_postgres::Error> {
     client
         .execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", &[&id])
         .await

@@ -32,7 +32,7 @@ const RULE_COLUMNS: &str =
 
 /// One detection rule.
 #[derive(Debug, Clone)]
-pub struct DetectionRuleRow {
+pub(crate) struct DetectionRuleRow {
     pub uuid: Uuid,
     pub name: String,
     pub source_rule_id: Option<String>,
@@ -84,7 +84,7 @@ impl DetectionRuleRow {
 
 /// Filters of a rule search, ready for SQL; `None` means "any".
 #[derive(Debug, Default, Clone)]
-pub struct RuleSearch {
+pub(crate) struct RuleSearch {
     pub source_name: Option<Vec<String>>,
     pub severity: Option<Vec<String>>,
     pub is_active: Option<bool>,
@@ -98,7 +98,7 @@ pub struct RuleSearch {
 
 /// Rules matching `f`, ordered by `order` (SQL over alias `a`, ending with a tiebreak), and the
 /// number of matches.
-pub async fn search_rules(
+pub(crate) async fn search_rules(
     client: &impl Cached,
     f: &RuleSearch,
     order: &str,
@@ -133,7 +133,7 @@ pub async fn search_rules(
     Ok((rules, total))
 }
 
-pub async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<Option<DetectionRuleRow>, Error> {
+pub(crate) async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<Option<DetectionRuleRow>, Error> {
     stmt::query_opt(
         client,
         &format!("SELECT {RULE_COLUMNS} FROM detection_rules WHERE uuid = $1"),
@@ -147,7 +147,7 @@ pub async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<Option<Detecti
 
 /// A rule written through the API; lists and texts are stored as given.
 #[derive(Debug, Clone)]
-pub struct NewDetectionRule {
+pub(crate) struct NewDetectionRule {
     pub name: Option<String>,
     pub source_name: Option<String>,
     pub source_rule_id: Option<String>,
@@ -168,7 +168,7 @@ pub struct NewDetectionRule {
 }
 
 /// Inserts `r`; `None` when a rule with its `(source_name, source_rule_id)` exists.
-pub async fn insert_rule(client: &impl Cached, r: &NewDetectionRule) -> Result<Option<DetectionRuleRow>, Error> {
+pub(crate) async fn insert_rule(client: &impl Cached, r: &NewDetectionRule) -> Result<Option<DetectionRuleRow>, Error> {
     let sql = format!(
         "INSERT INTO detection_rules (name, source_name, source_rule_id, severity, is_active, mitre_tactics, mitre_techniques,
              mitre_subtechniques, data_sources, false_positive_tags, blind_spots, run_frequency, documentation, goal,
@@ -205,11 +205,11 @@ pub async fn insert_rule(client: &impl Cached, r: &NewDetectionRule) -> Result<O
 }
 
 /// A column a PATCH may set to null: `(set, value)`, where `set` false leaves it as it is.
-pub type Nullable<T> = (bool, Option<T>);
+pub(crate) type Nullable<T> = (bool, Option<T>);
 
 /// A change to a rule; `None` (or an unset [`Nullable`]) leaves a column as it is.
 #[derive(Debug, Default, Clone)]
-pub struct DetectionRulePatch {
+pub(crate) struct DetectionRulePatch {
     pub name: Option<String>,
     pub severity: Nullable<String>,
     pub is_active: Option<bool>,
@@ -237,7 +237,7 @@ const PARENTS_OF_SUBTECHNIQUES: &str = "ARRAY(
 
 /// Applies `p` to rule `uuid` (a sub-technique brings its parent technique); `None` when there
 /// is no such rule.
-pub async fn update_rule(
+pub(crate) async fn update_rule(
     client: &impl Cached,
     uuid: Uuid,
     p: &DetectionRulePatch,
@@ -288,7 +288,7 @@ pub async fn update_rule(
 }
 
 /// Deletes rule `uuid`; false when there is no such rule.
-pub async fn delete_rule(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
+pub(crate) async fn delete_rule(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
     let row = stmt::query_opt(
         client,
         "DELETE FROM detection_rules WHERE uuid = $1 RETURNING id",
@@ -305,7 +305,7 @@ const DOC_COLUMNS: &str = "uuid, title, document_type, is_global, description, t
 
 /// One context document, body included.
 #[derive(Debug, Clone)]
-pub struct ContextDocumentRow {
+pub(crate) struct ContextDocumentRow {
     pub uuid: Uuid,
     pub title: String,
     pub document_type: String,
@@ -345,7 +345,7 @@ impl ContextDocumentRow {
 
 /// Documents of the given types (`None`: any) and globality, ordered by `order` (SQL ending
 /// with a tiebreak), and the number of matches.
-pub async fn list_documents(
+pub(crate) async fn list_documents(
     client: &impl Cached,
     types: Option<&[String]>,
     is_global: Option<bool>,
@@ -369,7 +369,7 @@ pub async fn list_documents(
     Ok((ContextDocumentRow::from_rows(&rows)?, total))
 }
 
-pub async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<Option<ContextDocumentRow>, Error> {
+pub(crate) async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<Option<ContextDocumentRow>, Error> {
     let sql = format!("SELECT {DOC_COLUMNS} FROM context_documents WHERE uuid = $1");
     stmt::query_opt(client, &sql, &[(&uuid, Type::UUID)])
         .await?
@@ -379,7 +379,7 @@ pub async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<Option<Con
 }
 
 /// The documents `uuids` names, in that order (unknown ones left out).
-pub async fn documents_in_order(client: &impl Cached, uuids: &[Uuid]) -> Result<Vec<ContextDocumentRow>, Error> {
+pub(crate) async fn documents_in_order(client: &impl Cached, uuids: &[Uuid]) -> Result<Vec<ContextDocumentRow>, Error> {
     let sql = format!(
         "SELECT {DOC_COLUMNS} FROM context_documents d JOIN unnest($1::uuid[]) WITH ORDINALITY AS o(u, n) ON o.u = d.uuid ORDER BY o.n"
     );
@@ -389,7 +389,7 @@ pub async fn documents_in_order(client: &impl Cached, uuids: &[Uuid]) -> Result<
 
 /// A document written through the API.
 #[derive(Debug, Clone)]
-pub struct NewContextDocument {
+pub(crate) struct NewContextDocument {
     pub title: Option<String>,
     pub document_type: String,
     pub is_global: bool,
@@ -400,7 +400,7 @@ pub struct NewContextDocument {
 }
 
 /// Inserts `d`; `None` only if the database returns no row.
-pub async fn insert_document(
+pub(crate) async fn insert_document(
     client: &impl Cached,
     d: &NewContextDocument,
 ) -> Result<Option<ContextDocumentRow>, Error> {
@@ -429,7 +429,7 @@ pub async fn insert_document(
 
 /// A change to a document; `None` (or an unset [`Nullable`]) leaves a column as it is.
 #[derive(Debug, Default, Clone)]
-pub struct ContextDocumentPatch {
+pub(crate) struct ContextDocumentPatch {
     pub title: Option<String>,
     pub document_type: Option<String>,
     /// A changed body bumps `version`.
@@ -441,7 +441,7 @@ pub struct ContextDocumentPatch {
 }
 
 /// Applies `p` to document `uuid`; `None` when there is no such document.
-pub async fn update_document(
+pub(crate) async fn update_document(
     client: &impl Cached,
     uuid: Uuid,
     p: &ContextDocumentPatch,
@@ -478,7 +478,7 @@ pub async fn update_document(
 }
 
 /// Deletes document `uuid`; false when there is no such document.
-pub async fn delete_document(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
+pub(crate) async fn delete_document(client: &impl Cached, uuid: Uuid) -> Result<bool, Error> {
     let row = stmt::query_opt(
         client,
         "DELETE FROM context_documents WHERE uuid = $1 RETURNING id",
@@ -540,7 +540,7 @@ impl WorkflowRow {
 
 /// Filters of the workflow catalog; `None` means "any".
 #[derive(Debug, Default, Clone)]
-pub struct WorkflowSearch {
+pub(crate) struct WorkflowSearch {
     pub workflow_type: Option<Vec<String>>,
     pub state: Option<Vec<String>>,
     pub risk_level: Option<Vec<String>>,
@@ -549,7 +549,7 @@ pub struct WorkflowSearch {
 
 /// Workflows matching `f`, ordered by `order` (SQL ending with a tiebreak), and the number of
 /// matches.
-pub async fn list_workflows(
+pub(crate) async fn list_workflows(
     client: &impl Cached,
     f: &WorkflowSearch,
     order: &str,
@@ -576,7 +576,7 @@ pub async fn list_workflows(
     Ok((workflows, total))
 }
 
-pub async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Option<WorkflowRow>, Error> {
+pub(crate) async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Option<WorkflowRow>, Error> {
     stmt::query_opt(
         client,
         &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE uuid = $1"),
@@ -590,7 +590,7 @@ pub async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Option<Wor
 
 /// A workflow written through the API.
 #[derive(Debug, Clone)]
-pub struct NewWorkflow {
+pub(crate) struct NewWorkflow {
     pub name: Option<String>,
     pub description: Option<String>,
     pub workflow_type: Option<String>,
@@ -608,7 +608,7 @@ pub struct NewWorkflow {
 }
 
 /// Inserts `w`; `None` only if the database returns no row.
-pub async fn insert_workflow(client: &impl Cached, w: &NewWorkflow) -> Result<Option<WorkflowRow>, Error> {
+pub(crate) async fn insert_workflow(client: &impl Cached, w: &NewWorkflow) -> Result<Option<WorkflowRow>, Error> {
     let sql = format!(
         "INSERT INTO workflows (name, description, workflow_type, indicator_types, state, is_active, tags, risk_level,
              approval_mode, time_saved_minutes, documentation, targeting_rules)
@@ -641,7 +641,7 @@ pub async fn insert_workflow(client: &impl Cached, w: &NewWorkflow) -> Result<Op
 
 /// A change to a workflow; `None` (or an unset [`Nullable`]) leaves a column as it is.
 #[derive(Debug, Default, Clone)]
-pub struct WorkflowPatch {
+pub(crate) struct WorkflowPatch {
     pub name: Option<String>,
     pub description: Nullable<String>,
     pub workflow_type: Nullable<String>,
@@ -658,7 +658,7 @@ pub struct WorkflowPatch {
 }
 
 /// Applies `p` to workflow `uuid`; `None` when there is no such workflow.
-pub async fn update_workflow(
+pub(crate) async fn update_workflow(
     client: &impl Cached,
     uuid: Uuid,
     p: &WorkflowPatch,
@@ -710,7 +710,7 @@ pub async fn update_workflow(
 
 /// What deleting a workflow did.
 #[derive(Debug, Clone, Copy)]
-pub struct WorkflowDeletion {
+pub(crate) struct WorkflowDeletion {
     /// Rows deleted (0 or 1).
     pub deleted: i64,
     /// Whether the workflow is a system one; `None` when there is no such workflow.
@@ -718,7 +718,7 @@ pub struct WorkflowDeletion {
 }
 
 /// Deletes workflow `uuid` unless it is a system workflow (those stay).
-pub async fn delete_workflow(client: &impl Cached, uuid: Uuid) -> Result<Option<WorkflowDeletion>, Error> {
+pub(crate) async fn delete_workflow(client: &impl Cached, uuid: Uuid) -> Result<Option<WorkflowDeletion>, Error> {
     stmt::query_opt(
         client,
         "WITH d AS (DELETE FROM workflows WHERE uuid = $1 AND NOT is_system RETURNING id)

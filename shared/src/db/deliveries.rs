@@ -12,7 +12,7 @@ use crate::db::stmt::{self, Cached};
 /// Creates the deliveries of a dispatched alert (each with the time the sweeper re-drives it if
 /// it makes no progress) and sets the alert's dispatch mark; returns the new rows' ids plus
 /// first attempts a crashed earlier run left behind.
-pub async fn create_for_alert(
+pub(crate) async fn create_for_alert(
     client: &impl Cached,
     alert_id: i64,
     agent_ids: &[i64],
@@ -46,7 +46,7 @@ pub async fn create_for_alert(
 /// A new send of the alert to `agent_ids` (`POST /v1/alerts/{uuid}/trigger-agents`): each
 /// delivery is created or reset to a fresh first attempt with a new uuid (the webhook id), since
 /// this is a send the agent must not de-duplicate away. Returns (id, uuid) per delivery.
-pub async fn renew_for_trigger(
+pub(crate) async fn renew_for_trigger(
     client: &impl Cached,
     alert_id: i64,
     agent_ids: &[i64],
@@ -74,7 +74,7 @@ pub async fn renew_for_trigger(
 
 /// Sets the alert's dispatch mark when no agent matched it (the sweeper's repair looks for
 /// alerts without it).
-pub async fn mark_dispatched(client: &impl Cached, alert_id: i64) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn mark_dispatched(client: &impl Cached, alert_id: i64) -> Result<(), tokio_postgres::Error> {
     stmt::execute(
         client,
         "UPDATE alerts SET dispatched_at = now() WHERE id = $1 AND dispatched_at IS NULL",
@@ -162,14 +162,14 @@ pub async fn claim(
 
 /// Where a delivery that could not be claimed stands.
 #[derive(Debug, Clone)]
-pub struct ClaimState {
+pub(crate) struct ClaimState {
     pub attempts: i32,
     pub status: String,
     /// Seconds left on a claim (negative when it has lapsed; `None` without one).
     pub claim_left_seconds: Option<f64>,
 }
 
-pub async fn claim_state(client: &impl Cached, id: i64) -> Result<Option<ClaimState>, tokio_postgres::Error> {
+pub(crate) async fn claim_state(client: &impl Cached, id: i64) -> Result<Option<ClaimState>, tokio_postgres::Error> {
     stmt::query_opt(
         client,
         "SELECT attempts, status, EXTRACT(EPOCH FROM claimed_until - now())::float8 AS claim_left_seconds
@@ -189,7 +189,7 @@ pub async fn claim_state(client: &impl Cached, id: i64) -> Result<Option<ClaimSt
 
 /// What attempt `n` of a delivery came to, as stored.
 #[derive(Debug, Clone, Copy)]
-pub struct Outcome<'a> {
+pub(crate) struct Outcome<'a> {
     pub status_code: Option<i32>,
     pub error: Option<&'a str>,
     pub payload_bytes: Option<i32>,
@@ -197,7 +197,7 @@ pub struct Outcome<'a> {
 
 /// Attempt `n` delivered; returns the alert's id, `None` when the row was no longer at attempt
 /// `n` (nothing written).
-pub async fn record_delivered(
+pub(crate) async fn record_delivered(
     client: &impl Cached,
     id: i64,
     n: i32,
@@ -223,7 +223,7 @@ pub async fn record_delivered(
 
 /// Attempt `n` failed and is retried in `delay_seconds` (re-driven in `redrive_in_seconds` if
 /// nothing happens); false when the row was no longer at attempt `n` (nothing written).
-pub async fn record_retry(
+pub(crate) async fn record_retry(
     client: &impl Cached,
     id: i64,
     n: i32,
@@ -253,7 +253,12 @@ pub async fn record_retry(
 }
 
 /// Attempt `n` failed for good: the delivery is dead (until replayed).
-pub async fn record_dead(client: &impl Cached, id: i64, n: i32, o: &Outcome<'_>) -> Result<(), tokio_postgres::Error> {
+pub(crate) async fn record_dead(
+    client: &impl Cached,
+    id: i64,
+    n: i32,
+    o: &Outcome<'_>,
+) -> Result<(), tokio_postgres::Error> {
     stmt::execute(
         client,
         "UPDATE deliveries SET status = 'dead', attempts = attempts + 1, last_status_code = $3,
@@ -307,7 +312,7 @@ pub async fn replay(
 
 /// One delivery as listed for its agent.
 #[derive(Debug, Clone)]
-pub struct DeliveryRow {
+pub(crate) struct DeliveryRow {
     pub uuid: Uuid,
     pub alert_uuid: Uuid,
     pub status: String,
@@ -324,7 +329,7 @@ pub struct DeliveryRow {
 }
 
 /// The agent's deliveries in `statuses`, newest first, `limit` from `offset`, and the total.
-pub async fn list_for_agent(
+pub(crate) async fn list_for_agent(
     client: &impl Cached,
     agent_id: i64,
     statuses: &[String],
@@ -385,7 +390,7 @@ pub async fn list_for_agent(
 
 /// An open delivery the sweeper re-drives.
 #[derive(Debug, Clone)]
-pub struct Due {
+pub(crate) struct Due {
     pub id: i64,
     pub uuid: Uuid,
     pub alert_id: i64,
@@ -396,7 +401,7 @@ pub struct Due {
 
 /// Up to `limit` open deliveries whose `redrive_at` passed with no live claim, locked and marked
 /// so they are not re-driven again for `after_seconds`.
-pub async fn redrive_due(
+pub(crate) async fn redrive_due(
     client: &impl Cached,
     limit: i64,
     after_seconds: f64,

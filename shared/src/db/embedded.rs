@@ -74,10 +74,10 @@ pub struct EmbeddedPostgres {
 }
 
 /// The superuser created by initdb; it logs in with the cluster's random password.
-pub const SUPERUSER: &str = "calseta";
+pub(crate) const SUPERUSER: &str = "calseta";
 
 /// The superuser's password file in the root folder (0600).
-pub const PASSWORD_FILE: &str = "superuser.password";
+pub(crate) const PASSWORD_FILE: &str = "superuser.password";
 
 impl EmbeddedPostgres {
     /// initdb (≈ 3 s) + start (≈ 0.2 s) + wait until it accepts connections.
@@ -371,7 +371,7 @@ fn write_private(path: &Path, contents: &[u8], run_as: Option<(u32, u32)>) -> io
 }
 
 /// The pid of a server still running on `root/data`, from its `postmaster.pid`.
-pub fn running_server(root: &Path) -> Option<i32> {
+pub(crate) fn running_server(root: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(root.join("data/postmaster.pid")).ok()?;
     let pid: i32 = text.lines().next()?.trim().parse().ok()?;
     if pid <= 0 {

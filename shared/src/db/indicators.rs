@@ -89,7 +89,7 @@ pub async fn upsert(
 /// commit), so no lock order to keep and no deadlock. NO KEY UPDATE, not UPDATE: the key-share
 /// locks the links' foreign-key checks hold on a hot indicator do not block it, so a steady
 /// stream of alerts still refreshes it.
-pub async fn refresh_last_seen(tx: &Transaction<'_>, ids: &[i64]) -> PgResult<()> {
+pub(crate) async fn refresh_last_seen(tx: &Transaction<'_>, ids: &[i64]) -> PgResult<()> {
     if !ids.is_empty() {
         stmt::execute(
             tx,
@@ -166,7 +166,7 @@ pub async fn link(tx: &Transaction<'_>, links: &Links<'_>) -> PgResult<Vec<Linke
 
 /// An indicator to look up again.
 #[derive(Debug, Clone)]
-pub struct ToEnrich {
+pub(crate) struct ToEnrich {
     pub id: i64,
     pub indicator_type: String,
     pub value: String,
@@ -174,7 +174,7 @@ pub struct ToEnrich {
 
 /// Sets every enrichable link of the alert back to `pending` (provider statuses cleared) and
 /// returns their indicators.
-pub async fn reopen_links(tx: &Transaction<'_>, alert_id: i64) -> PgResult<Vec<ToEnrich>> {
+pub(crate) async fn reopen_links(tx: &Transaction<'_>, alert_id: i64) -> PgResult<Vec<ToEnrich>> {
     let rows = stmt::query(
         tx,
         "UPDATE alert_indicators l SET enrichment_state = 'pending', provider_status = '{}'::jsonb
@@ -249,7 +249,7 @@ pub async fn get(client: &impl Cached, uuid: Uuid) -> PgResult<Option<IndicatorR
 
 /// A verdict change of one indicator.
 #[derive(Debug, Clone)]
-pub struct MaliceChange {
+pub(crate) struct MaliceChange {
     pub id: i64,
     pub old: String,
     pub new: String,
@@ -258,7 +258,11 @@ pub struct MaliceChange {
 /// Sets the analyst verdict `malice` (or, `None`, recomputes it from stored results: the worst
 /// verdict of the found/not-found results), with the row locked; `None` when there is no such
 /// indicator.
-pub async fn set_malice(tx: &Transaction<'_>, uuid: Uuid, malice: Option<&str>) -> PgResult<Option<MaliceChange>> {
+pub(crate) async fn set_malice(
+    tx: &Transaction<'_>,
+    uuid: Uuid,
+    malice: Option<&str>,
+) -> PgResult<Option<MaliceChange>> {
     let row = stmt::query_opt(
         tx,
         "WITH cur AS (SELECT id, malice FROM indicators WHERE uuid = $1 FOR UPDATE),
@@ -287,7 +291,7 @@ pub async fn set_malice(tx: &Transaction<'_>, uuid: Uuid, malice: Option<&str>) 
 
 /// Linked alerts whose enrichment is done take the worst verdict of their indicators again;
 /// returns every alert linked to the indicator.
-pub async fn remalice_linked_alerts(tx: &Transaction<'_>, indicator_id: i64) -> PgResult<Vec<i64>> {
+pub(crate) async fn remalice_linked_alerts(tx: &Transaction<'_>, indicator_id: i64) -> PgResult<Vec<i64>> {
     let rows = stmt::query(
         tx,
         "WITH linked AS (SELECT alert_id FROM alert_indicators WHERE indicator_id = $1),
@@ -306,7 +310,7 @@ pub async fn remalice_linked_alerts(tx: &Transaction<'_>, indicator_id: i64) -> 
 
 /// A link still pending long after its alert was stored.
 #[derive(Debug, Clone)]
-pub struct StaleLink {
+pub(crate) struct StaleLink {
     pub alert_id: i64,
     pub alert_uuid: Uuid,
     pub indicator_id: i64,
@@ -316,7 +320,7 @@ pub struct StaleLink {
 
 /// The sweeper's repair: links pending for `after_secs` and not re-driven within it, at most
 /// `limit`, marked re-driven now.
-pub async fn claim_stale_links(tx: &impl Cached, limit: i64, after_secs: f64) -> PgResult<Vec<StaleLink>> {
+pub(crate) async fn claim_stale_links(tx: &impl Cached, limit: i64, after_secs: f64) -> PgResult<Vec<StaleLink>> {
     let rows = stmt::query(
         tx,
         "WITH due AS (

@@ -57,7 +57,7 @@ SELECT
 /// Alert statistics of one window. Durations are mean seconds (`None` without rows); the
 /// rates are 0.0 without closed (or any) alerts.
 #[derive(Debug, Clone)]
-pub struct StatsRow {
+pub(crate) struct StatsRow {
     pub total: i64,
     /// Open, Triaging or Escalated.
     pub active: i64,
@@ -82,7 +82,7 @@ pub struct StatsRow {
 }
 
 /// The statistics of alerts created in `[from, to)`, of the rule `rule` when given.
-pub async fn stats(
+pub(crate) async fn stats(
     client: &impl Cached,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -124,7 +124,7 @@ pub async fn stats(
 
 /// What the platform holds, for the summary.
 #[derive(Debug, Clone, Copy)]
-pub struct PlatformCounts {
+pub(crate) struct PlatformCounts {
     pub context_documents: i64,
     pub detection_rules: i64,
     pub active_agents: i64,
@@ -132,7 +132,7 @@ pub struct PlatformCounts {
     pub active_workflows: i64,
 }
 
-pub async fn platform_counts(client: &impl Cached) -> Result<PlatformCounts, DbError> {
+pub(crate) async fn platform_counts(client: &impl Cached) -> Result<PlatformCounts, DbError> {
     let r = stmt::query_opt(
         client,
         "SELECT (SELECT count(*) FROM context_documents) AS context_documents,

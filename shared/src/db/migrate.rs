@@ -36,7 +36,7 @@ pub fn all() -> impl Iterator<Item = Migration> {
 }
 
 /// A digest of the whole set: test harnesses key their template database on it.
-pub fn fingerprint() -> String {
+pub(crate) fn fingerprint() -> String {
     let mut h = Sha256::new();
     for m in all() {
         h.update(m.version.to_be_bytes());

@@ -55,7 +55,7 @@ pub async fn add(client: &impl Cached, bucket: &str, n: i32) -> Result<i32, DbEr
 
 /// Deletes at most `batch` windows that started more than `older_than_secs` ago; returns how
 /// many. The outer condition is re-checked on a row a request just refreshed.
-pub async fn purge_batch(client: &impl Cached, older_than_secs: f64, batch: i64) -> Result<u64, DbError> {
+pub(crate) async fn purge_batch(client: &impl Cached, older_than_secs: f64, batch: i64) -> Result<u64, DbError> {
     use tokio_postgres::GenericClient;
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&older_than_secs, &batch];
     let n = client

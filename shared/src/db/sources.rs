@@ -235,7 +235,7 @@ pub async fn list(
 }
 
 /// The settings row `uuid`.
-pub async fn by_uuid(
+pub(crate) async fn by_uuid(
     client: &impl super::stmt::Cached,
     uuid: Uuid,
 ) -> Result<Option<SourceRow>, tokio_postgres::Error> {
@@ -297,7 +297,7 @@ pub async fn create(
 }
 
 /// One sealed secret to write: (given, value); `(true, None)` clears it.
-pub type SecretWrite = (bool, Option<Vec<u8>>);
+pub(crate) type SecretWrite = (bool, Option<Vec<u8>>);
 
 /// A PATCH of a settings row: `None` leaves a field unchanged; the nullable fields carry
 /// whether they were given.

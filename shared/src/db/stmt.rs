@@ -18,7 +18,7 @@ pub(crate) fn set_prepared(on: bool) {
 }
 
 /// A typed parameter.
-pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// A connection or transaction from the pool (both carry a statement cache).
 pub trait Cached: Sync {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::app_role::{AppRole, ConnectionBudget};
 use crate::db::{migrate, Pool};
 
-pub const PHYSICAL_ID: &str = "calseta-database-migrations";
+pub(crate) const PHYSICAL_ID: &str = "calseta-database-migrations";
 
 /// The body CloudFormation expects at the response URL.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -124,8 +124,8 @@ pub struct Steps<'a> {
 
 /// The resource property holding the connection budget (`ingest=20x2,...`), checked against the
 /// server's `max_connections`; `ConnectionReserve` is what the provider keeps for itself.
-pub const BUDGET_PROPERTY: &str = "ConnectionBudget";
-pub const RESERVE_PROPERTY: &str = "ConnectionReserve";
+pub(crate) const BUDGET_PROPERTY: &str = "ConnectionBudget";
+pub(crate) const RESERVE_PROPERTY: &str = "ConnectionReserve";
 
 fn property<'p>(props: &'p Value, name: &str) -> Option<&'p str> {
     props.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())

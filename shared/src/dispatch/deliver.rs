@@ -55,18 +55,18 @@ const CLAIM_MARGIN_SECONDS: i32 = 30;
 /// How long an open delivery may go without progress before the sweeper re-drives it: longer
 /// than the dispatch queue's visibility timeout (360 s) plus a claim, so a delivery that is
 /// merely in flight is not queued twice.
-pub const REDRIVE_AFTER_SECONDS: i32 = 900;
+pub(crate) const REDRIVE_AFTER_SECONDS: i32 = 900;
 /// The default retry schedule: seconds before retry 1, 2, … (about 27.5 hours in all).
-pub const DEFAULT_RETRY_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+pub(crate) const DEFAULT_RETRY_SCHEDULE: [u32; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
 /// The longest single wait, from a schedule step or an agent's `Retry-After`.
-pub const MAX_RETRY_DELAY_SECONDS: u32 = 604_800;
+pub(crate) const MAX_RETRY_DELAY_SECONDS: u32 = 604_800;
 /// Outcomes kept in memory while they cannot be written (bounds the memory a long database
 /// outage can take; past it the claim alone guards against a second send).
 const MAX_UNRECORDED: usize = 10_000;
 
 /// One attempt of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliverRequest {
+pub(crate) struct DeliverRequest {
     pub v: u8,
     pub delivery_id: i64,
     pub delivery_uuid: Uuid,
@@ -124,7 +124,7 @@ impl DispatchSettings {
 
 /// Parses a retry schedule written as seconds separated by commas (`5,300,1800`): 1–20 steps of
 /// 1 s to 7 days each.
-pub fn parse_schedule(s: &str) -> Result<Vec<u32>, String> {
+pub(crate) fn parse_schedule(s: &str) -> Result<Vec<u32>, String> {
     let steps = s
         .split(',')
         .map(|p| {
@@ -144,7 +144,7 @@ pub fn parse_schedule(s: &str) -> Result<Vec<u32>, String> {
 /// The wait before retry number `n` (1 = first retry): step `n` of `schedule` (its last step
 /// once `n` is past the end), less up to a tenth at random so retries of many deliveries do not
 /// move in lock-step.
-pub fn retry_delay_seconds(schedule: &[u32], n: u32) -> u32 {
+pub(crate) fn retry_delay_seconds(schedule: &[u32], n: u32) -> u32 {
     let step = n.max(1) as usize;
     let full = schedule
         .get(step - 1)
@@ -157,7 +157,7 @@ pub fn retry_delay_seconds(schedule: &[u32], n: u32) -> u32 {
 
 /// What one HTTP attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Delivered,
     /// Worth trying again (after `after` if the agent said so).
     Retry {
@@ -168,7 +168,7 @@ pub enum Verdict {
 }
 
 /// Classifies an HTTP status (the caller handles transport errors as `Retry`).
-pub fn classify(status: u16, retry_after: Option<u32>) -> Verdict {
+pub(crate) fn classify(status: u16, retry_after: Option<u32>) -> Verdict {
     match status {
         200..=299 => Verdict::Delivered,
         408 | 425 | 429 => Verdict::Retry { after: retry_after },
@@ -749,7 +749,7 @@ async fn record_dead(client: &Client, id: i64, n: i32, t: &Target, a: &Attempt) 
 
 /// Queues attempt 0 of the given deliveries (replay, trigger-agents) in the caller's
 /// transaction; returns the outbox rows to send after the commit.
-pub async fn enqueue_attempts(
+pub(crate) async fn enqueue_attempts(
     tx: &impl tokio_postgres::GenericClient,
     deliveries: &[(i64, Uuid, Uuid)],
 ) -> Result<Vec<(i64, NewMessage)>, DbError> {

@@ -10,7 +10,7 @@ use crate::context::targeting::{AlertFacts, TargetingRules, Verdict};
 
 /// The triggers of one agent.
 #[derive(Debug, Clone, Default)]
-pub struct Triggers {
+pub(crate) struct Triggers {
     pub sources: Vec<String>,
     pub severities: Vec<String>,
     pub filter: Option<TargetingRules>,

@@ -12,9 +12,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Prefix of a signing secret.
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 /// How far a verifier accepts timestamps from its clock (the scheme's recommendation).
-pub const TOLERANCE_SECONDS: i64 = 300;
+pub(crate) const TOLERANCE_SECONDS: i64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {

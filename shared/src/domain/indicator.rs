@@ -121,17 +121,17 @@ impl IndicatorError {
 /// Longest accepted value, in UTF-8 bytes, before and after normalization. Counted in bytes
 /// because the unique `(type, value)` B-tree index refuses rows over about 2,700 bytes: 2,048
 /// multibyte characters would fail the insert (and the whole request) instead of this check.
-pub const MAX_VALUE_LEN: usize = 2048;
+pub(crate) const MAX_VALUE_LEN: usize = 2048;
 
 /// Most distinct indicators one alert's extraction collects. Values met after that are counted
 /// (see [`IndicatorSet::unexamined`]) but not normalized, so a 4 MiB body of addresses costs
 /// bounded time and memory; the configurable per-alert cap applied at ingest is at most this.
-pub const MAX_EXTRACTED: usize = 10_000;
+pub(crate) const MAX_EXTRACTED: usize = 10_000;
 
 const PLACEHOLDERS: [&str; 6] = ["-", "n/a", "null", "none", "unknown", "(null)"];
 
 /// `true` for the placeholder strings of §7 (case-insensitive, after trimming).
-pub fn is_placeholder(s: &str) -> bool {
+pub(crate) fn is_placeholder(s: &str) -> bool {
     let t = s.trim();
     PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(t))
 }
@@ -171,7 +171,7 @@ pub fn normalize(kind: IndicatorType, raw: &str) -> Result<Vec<(IndicatorType, S
 
 /// Normalize a value, returning one result per part (IP/hash values may hold several parts).
 /// Empty parts produced by splitting are skipped.
-pub fn normalize_each(kind: IndicatorType, raw: &str) -> Vec<Result<(IndicatorType, String), IndicatorError>> {
+pub(crate) fn normalize_each(kind: IndicatorType, raw: &str) -> Vec<Result<(IndicatorType, String), IndicatorError>> {
     let t = match precheck(raw) {
         Ok(t) => t,
         Err(e) => return vec![Err(e)],
@@ -259,7 +259,7 @@ fn valid_port(p: &str) -> bool {
 }
 
 /// Parse an IP, stripping a port and an IPv6 zone, without normalizing IPv4-mapped forms.
-pub fn parse_ip_lenient(s: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip_lenient(s: &str) -> Option<IpAddr> {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('[') {
         // [v6] or [v6]:port
@@ -299,7 +299,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// Normalize one IP value: dotted-quad IPv4, RFC 5952 IPv6, IPv4-mapped → IPv4.
-pub fn normalize_ip(s: &str) -> Result<String, IndicatorError> {
+pub(crate) fn normalize_ip(s: &str) -> Result<String, IndicatorError> {
     parse_ip_lenient(s)
         .map(|ip| canonical_ip(ip).to_string())
         .ok_or(IndicatorError::invalid(IndicatorType::Ip, "not an IPv4/IPv6 address"))
@@ -311,7 +311,7 @@ pub fn normalize_ip(s: &str) -> Result<String, IndicatorError> {
 
 /// Domain rule of §7 for a host name that is not an IP: lowercase, strip one trailing dot,
 /// punycode (UTS 46), ≥ 2 labels of 1–63 chars `[a-z0-9-_]`, total ≤ 253.
-pub fn normalize_domain_name(s: &str) -> Result<String, IndicatorError> {
+pub(crate) fn normalize_domain_name(s: &str) -> Result<String, IndicatorError> {
     let bad = |reason| IndicatorError::invalid(IndicatorType::Domain, reason);
     let s = s.trim();
     let s = s.strip_suffix('.').unwrap_or(s);
@@ -362,11 +362,6 @@ fn normalize_domain_or_ip(s: &str) -> Result<(IndicatorType, String), IndicatorE
         return Ok((IndicatorType::Ip, canonical_ip(ip).to_string()));
     }
     normalize_domain_name(&host).map(|d| (IndicatorType::Domain, d))
-}
-
-/// Normalize a domain value; the result type is `Domain` or (when it is an IP) `Ip`.
-pub fn normalize_domain(s: &str) -> Result<(IndicatorType, String), IndicatorError> {
-    normalize_domain_or_ip(precheck(s)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -466,7 +461,7 @@ fn normalize_url_host(host: &str) -> Option<String> {
 
 /// URL rule of §7: absolute `http`/`https`/`ftp` URL; scheme and host lowercased, host's
 /// trailing dot stripped and punycoded, fragment dropped, everything else byte-for-byte.
-pub fn normalize_url(s: &str) -> Result<String, IndicatorError> {
+pub(crate) fn normalize_url(s: &str) -> Result<String, IndicatorError> {
     let bad = |reason| IndicatorError::invalid(IndicatorType::Url, reason);
     let s = s.trim();
     let parts = split_url(s).ok_or(bad("not an absolute URL"))?;
@@ -509,7 +504,7 @@ pub fn normalize_url(s: &str) -> Result<String, IndicatorError> {
 /// The host of a normalized URL as its own indicator: a `domain` (domain rule of §7, so a
 /// single-label intranet host gives nothing) or an `ip`. Reputation services know domains far
 /// better than full URLs; the never-send policy then applies to the host like to any indicator.
-pub fn url_host_indicator(normalized_url: &str) -> Option<(IndicatorType, String)> {
+pub(crate) fn url_host_indicator(normalized_url: &str) -> Option<(IndicatorType, String)> {
     match url::Url::parse(normalized_url).ok()?.host()? {
         url::Host::Domain(d) => normalize_domain_name(d).ok().map(|d| (IndicatorType::Domain, d)),
         url::Host::Ipv4(v4) => Some((IndicatorType::Ip, v4.to_string())),
@@ -524,7 +519,7 @@ pub fn url_host_indicator(normalized_url: &str) -> Option<(IndicatorType, String
 /// Normalize one hash part: lowercase, strip `md5:`/`sha1:`/`sha256:`/`ALG=` prefix, hex only;
 /// the length decides the type (32 md5, 40 sha1, 64 sha256). `IMPHASH=` parts are refused with
 /// [`IndicatorError::ImpHash`].
-pub fn normalize_hash_any(s: &str) -> Result<(IndicatorType, String), IndicatorError> {
+pub(crate) fn normalize_hash_any(s: &str) -> Result<(IndicatorType, String), IndicatorError> {
     let bad = |reason| IndicatorError::invalid(IndicatorType::HashSha256, reason);
     let lower = s.trim().to_ascii_lowercase();
     let mut v = lower.as_str();
@@ -562,7 +557,7 @@ pub fn normalize_hash_any(s: &str) -> Result<(IndicatorType, String), IndicatorE
 // ---------------------------------------------------------------------------------------------
 
 /// Email rule of §7: strip `mailto:` and `Name <…>`; lowercase; one `@`; domain rule.
-pub fn normalize_email(s: &str) -> Result<String, IndicatorError> {
+pub(crate) fn normalize_email(s: &str) -> Result<String, IndicatorError> {
     let bad = |reason| IndicatorError::invalid(IndicatorType::Email, reason);
     let mut v = s.trim();
     if let (Some(open), true) = (v.rfind('<'), v.ends_with('>')) {
@@ -599,7 +594,7 @@ pub fn normalize_email(s: &str) -> Result<String, IndicatorError> {
 }
 
 /// Account rule of §7: lowercase; `DOMAIN\user` and `user@domain` keep their shape.
-pub fn normalize_account(s: &str) -> Result<String, IndicatorError> {
+pub(crate) fn normalize_account(s: &str) -> Result<String, IndicatorError> {
     let v = s.trim();
     if v.chars().any(|c| c.is_control()) {
         return Err(IndicatorError::invalid(IndicatorType::Account, "control characters"));
@@ -614,7 +609,7 @@ pub fn normalize_account(s: &str) -> Result<String, IndicatorError> {
 /// Collects indicators for one alert: normalizes each value, de-duplicates by `(type, value)`
 /// keeping the first `source_field`, and counts values dropped as invalid.
 #[derive(Debug, Default, Clone)]
-pub struct IndicatorSet {
+pub(crate) struct IndicatorSet {
     items: Vec<ExtractedIndicator>,
     seen: HashSet<(IndicatorType, String)>,
     dropped: usize,
@@ -713,14 +708,12 @@ impl IndicatorSet {
         self.unexamined
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn items(&self) -> &[ExtractedIndicator] {
         &self.items
     }

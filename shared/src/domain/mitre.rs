@@ -38,7 +38,7 @@ pub enum MitreKind {
 }
 
 /// Canonical tactic table: (id, name).
-pub const TACTICS: [(&str, &str); 16] = [
+pub(crate) const TACTICS: [(&str, &str); 16] = [
     ("TA0043", "Reconnaissance"),
     ("TA0042", "Resource Development"),
     ("TA0001", "Initial Access"),
@@ -70,7 +70,7 @@ fn squash(name: &str) -> String {
 }
 
 /// Look up a tactic by name, ignoring case, spaces, `_` and `-`.
-pub fn tactic_by_name(name: &str) -> Option<(&'static str, &'static str)> {
+pub(crate) fn tactic_by_name(name: &str) -> Option<(&'static str, &'static str)> {
     let key = squash(name);
     if key.is_empty() {
         return None;
@@ -79,7 +79,7 @@ pub fn tactic_by_name(name: &str) -> Option<(&'static str, &'static str)> {
 }
 
 /// Canonical name of a tactic ID.
-pub fn tactic_name(id: &str) -> Option<&'static str> {
+pub(crate) fn tactic_name(id: &str) -> Option<&'static str> {
     TACTICS
         .iter()
         .find(|(i, _)| i.eq_ignore_ascii_case(id))
@@ -87,7 +87,7 @@ pub fn tactic_name(id: &str) -> Option<&'static str> {
 }
 
 /// Classify an exact ID string (case-insensitive); returns the upper-cased ID.
-pub fn classify_id(s: &str) -> Option<(MitreKind, String)> {
+pub(crate) fn classify_id(s: &str) -> Option<(MitreKind, String)> {
     let s = s.trim();
     let b = s.as_bytes();
     let digits = |r: &[u8]| !r.is_empty() && r.iter().all(u8::is_ascii_digit);
@@ -105,7 +105,7 @@ pub fn classify_id(s: &str) -> Option<(MitreKind, String)> {
 
 /// The parent technique of a sub-technique id (`T1566.002` → `T1566`); `None` for anything
 /// else. Accepts `"T1566.002 - Name"` strings too.
-pub fn parent_technique(s: &str) -> Option<String> {
+pub(crate) fn parent_technique(s: &str) -> Option<String> {
     let id = s.split(" - ").next().unwrap_or(s).trim();
     match classify_id(id) {
         Some((MitreKind::Subtechnique, id)) => Some(id[..5].to_string()),
@@ -115,7 +115,7 @@ pub fn parent_technique(s: &str) -> Option<String> {
 
 /// A technique list with the parent of every sub-technique added (id only) when no entry has
 /// that id yet. Entries are ids or `"ID - Name"` strings (detection-rule form).
-pub fn with_parent_techniques(techniques: &[String], subtechniques: &[String]) -> Vec<String> {
+pub(crate) fn with_parent_techniques(techniques: &[String], subtechniques: &[String]) -> Vec<String> {
     let mut out = techniques.to_vec();
     let has = |list: &[String], id: &str| {
         list.iter()
@@ -133,7 +133,7 @@ pub fn with_parent_techniques(techniques: &[String], subtechniques: &[String]) -
 
 /// Split a free-form entry into `(id, name)`: `"T1078 - Valid Accounts"`, `"T1078"`,
 /// `"TA0001: Initial Access"`, `"Valid Accounts (T1078)"` or a bare name.
-pub fn parse_entry(s: &str) -> (Option<(MitreKind, String)>, Option<String>) {
+pub(crate) fn parse_entry(s: &str) -> (Option<(MitreKind, String)>, Option<String>) {
     let s = s.trim();
     if s.is_empty() || s.chars().count() > MAX_ENTRY_LEN {
         return (None, None);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 /// The whole payload of one alert.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AgentPayload {
+pub(crate) struct AgentPayload {
     pub event: &'static str,
     pub alert: PayloadAlert,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -26,7 +26,7 @@ pub struct AgentPayload {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadAlert {
+pub(crate) struct PayloadAlert {
     pub uuid: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub title: String,
@@ -63,7 +63,7 @@ pub struct PayloadAlert {
 /// One indicator with its provider blocks (keyed by provider name, beside the fixed fields) and
 /// the per-provider provenance in `enrichment`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadIndicator {
+pub(crate) struct PayloadIndicator {
     #[serde(rename = "type")]
     pub kind: String,
     pub value: String,
@@ -89,7 +89,7 @@ pub struct PayloadIndicator {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadRule {
+pub(crate) struct PayloadRule {
     #[serde(skip_serializing_if = "blank")]
     pub uuid: Option<String>,
     #[serde(skip_serializing_if = "blank")]
@@ -116,7 +116,7 @@ pub struct PayloadRule {
 
 /// An earlier alert sharing an indicator with this one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PastAlert {
+pub(crate) struct PastAlert {
     pub uuid: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub title: String,
@@ -137,7 +137,7 @@ pub struct PastAlert {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadDocument {
+pub(crate) struct PayloadDocument {
     pub uuid: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub title: String,
@@ -148,7 +148,7 @@ pub struct PayloadDocument {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PayloadWorkflow {
+pub(crate) struct PayloadWorkflow {
     pub uuid: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub name: String,

@@ -79,7 +79,7 @@ impl FromStr for Severity {
 
 /// The common label table (generic §5, Splunk §4): `critical`, `high`, `medium`, `low`,
 /// `informational`/`info`, case-insensitive; anything else (including missing) is Pending.
-pub fn from_label(s: Option<&str>) -> Severity {
+pub(crate) fn from_label(s: Option<&str>) -> Severity {
     match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Some("critical") => Severity::Critical,
         Some("high") => Severity::High,

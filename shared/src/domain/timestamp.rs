@@ -15,7 +15,7 @@ use serde_json::Value;
 const MS_THRESHOLD: i128 = 1_000_000_000_000;
 
 /// Parse a JSON value (string or number) as a timestamp.
-pub fn parse_value(v: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_value(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::String(s) => parse_str(s),
         Value::Number(n) => parse_epoch_text(&n.to_string()),
@@ -36,7 +36,7 @@ pub fn parse_str(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Parse decimal epoch text (`1705312200`, `1705312200.123`, `-5`, `1.7e9`).
-pub fn parse_epoch_text(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_epoch_text(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     let (neg, body) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),

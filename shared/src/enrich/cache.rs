@@ -21,7 +21,7 @@ use crate::domain::indicator::IndicatorType;
 use crate::domain::malice::Malice;
 
 /// Cache lifetimes of one result: (found TTL, not-found TTL).
-pub fn ttl(provider: &str, kind: IndicatorType) -> (Duration, Duration) {
+pub(crate) fn ttl(provider: &str, kind: IndicatorType) -> (Duration, Duration) {
     let (found, not_found) = match kind {
         IndicatorType::Ip => (3_600, 3_600),
         IndicatorType::Domain => (21_600, 3_600),
@@ -40,7 +40,7 @@ pub fn ttl(provider: &str, kind: IndicatorType) -> (Duration, Duration) {
 
 /// One stored result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CachedResult {
+pub(crate) struct CachedResult {
     pub indicator_id: i64,
     pub provider: String,
     pub found: bool,
@@ -53,7 +53,7 @@ pub struct CachedResult {
 }
 
 /// Fresh (unexpired) results for these indicators, keyed by (indicator id, provider).
-pub async fn read_fresh(
+pub(crate) async fn read_fresh(
     client: &impl Cached,
     indicator_ids: &[i64],
 ) -> Result<HashMap<(i64, String), CachedResult>, DbError> {
@@ -104,7 +104,7 @@ pub async fn read_fresh(
 /// Takes the fetch leases of these (provider, indicator) pairs where no fresh result is cached
 /// and no live lease is held; returns the pairs taken (ours to fetch). One statement, locking in
 /// a fixed order so concurrent callers cannot deadlock.
-pub async fn take_leases(
+pub(crate) async fn take_leases(
     client: &impl Cached,
     pairs: &[(String, i64)],
     hold: Duration,
@@ -141,7 +141,7 @@ pub async fn take_leases(
 
 /// A successful lookup to store.
 #[derive(Debug, Clone)]
-pub struct NewResult {
+pub(crate) struct NewResult {
     pub indicator_id: i64,
     pub provider: String,
     pub found: bool,
@@ -157,7 +157,7 @@ pub struct NewResult {
 /// statement: a stored pair keeps its lease until the result expires (so a waiter that raced the
 /// store cannot take it and fetch again); a pair without a result gives its lease back. Returns
 /// the stored rows as cached results.
-pub async fn store_and_release(
+pub(crate) async fn store_and_release(
     client: &impl Cached,
     results: &[NewResult],
     release: &[(String, i64)],

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 /// ISO 3166-1 alpha-2 code → English short name, sorted by code (all 249 assigned codes).
-pub static COUNTRIES: [(&str, &str); 249] = [
+pub(crate) static COUNTRIES: [(&str, &str); 249] = [
     ("AD", "Andorra"),
     ("AE", "United Arab Emirates"),
     ("AF", "Afghanistan"),

@@ -18,10 +18,10 @@ use crate::db::stmt::{self, Cached};
 use crate::db::DbError;
 
 /// Consecutive 5xx/timeouts that open the circuit, and for how long.
-pub const CIRCUIT_THRESHOLD: i32 = 5;
-pub const CIRCUIT_OPEN: Duration = Duration::from_secs(60);
+pub(crate) const CIRCUIT_THRESHOLD: i32 = 5;
+pub(crate) const CIRCUIT_OPEN: Duration = Duration::from_secs(60);
 /// How long a 401/403 keeps a provider switched off before one probing call.
-pub const MISCONFIGURED_COOLDOWN: Duration = Duration::from_secs(300);
+pub(crate) const MISCONFIGURED_COOLDOWN: Duration = Duration::from_secs(300);
 /// How long an unlimited provider's pause/misconfigured state is reused in-process.
 const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
 
@@ -96,7 +96,7 @@ impl Budget {
 
 /// The governor's answer for one intended call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// A token was taken: make the call.
     Granted,
     /// No token now; one is expected after this wait.
@@ -118,7 +118,7 @@ struct Snapshot {
 
 /// Budgets per provider plus a short in-process view of unlimited providers' state.
 #[derive(Debug, Default)]
-pub struct Governor {
+pub(crate) struct Governor {
     budgets: HashMap<String, Budget>,
     snapshots: Mutex<HashMap<String, Snapshot>>,
 }

@@ -16,6 +16,6 @@ use crate::domain::indicator::IndicatorType;
 /// Whether ingest should queue this indicator for enrichment: no built-in provider takes
 /// `email`, and values the never-send policy catches never leave (providers spec §1.1). Such
 /// indicators are still stored and linked, with their link marked `skipped`.
-pub fn wants_enrichment(policy: &never_send::NeverSendPolicy, kind: IndicatorType, value: &str) -> bool {
+pub(crate) fn wants_enrichment(policy: &never_send::NeverSendPolicy, kind: IndicatorType, value: &str) -> bool {
     kind != IndicatorType::Email && policy.check(kind, value).is_none()
 }

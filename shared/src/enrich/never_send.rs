@@ -14,27 +14,27 @@ use std::net::IpAddr;
 
 use crate::domain::indicator::IndicatorType;
 use crate::net::special::{embedded_ipv4, special};
-pub use crate::net::special::{Cidr, InvalidCidr};
+pub(crate) use crate::net::special::{Cidr, InvalidCidr};
 
-pub const PRIVATE_IP: &str = "private_ip";
-pub const RESERVED_IP: &str = "reserved_ip";
-pub const INTERNAL_IP: &str = "internal_ip";
-pub const INTERNAL_DOMAIN: &str = "internal_domain";
-pub const URL_CREDENTIALS: &str = "url_credentials";
-pub const EMPTY_FILE_HASH: &str = "empty_file_hash";
-pub const SERVICE_ACCOUNT: &str = "service_account";
+pub(crate) const PRIVATE_IP: &str = "private_ip";
+pub(crate) const RESERVED_IP: &str = "reserved_ip";
+pub(crate) const INTERNAL_IP: &str = "internal_ip";
+pub(crate) const INTERNAL_DOMAIN: &str = "internal_domain";
+pub(crate) const URL_CREDENTIALS: &str = "url_credentials";
+pub(crate) const EMPTY_FILE_HASH: &str = "empty_file_hash";
+pub(crate) const SERVICE_ACCOUNT: &str = "service_account";
 /// A value that does not parse as its type (normalization should have caught it).
-pub const INVALID_VALUE: &str = "invalid_value";
+pub(crate) const INVALID_VALUE: &str = "invalid_value";
 
 /// MD5, SHA-1 and SHA-256 of the empty file.
-pub const EMPTY_FILE_HASHES: [&str; 3] = [
+pub(crate) const EMPTY_FILE_HASHES: [&str; 3] = [
     "d41d8cd98f00b204e9800998ecf8427e",
     "da39a3ee5e6b4b0d3255bfef95601890afd80709",
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 ];
 
 /// Domain suffixes that are never public (each also matches on its own).
-pub const NON_PUBLIC_SUFFIXES: [&str; 13] = [
+pub(crate) const NON_PUBLIC_SUFFIXES: [&str; 13] = [
     "local",
     "localhost",
     "localdomain",
@@ -51,10 +51,10 @@ pub const NON_PUBLIC_SUFFIXES: [&str; 13] = [
 ];
 
 /// Reserved example domains (and their subdomains).
-pub const EXAMPLE_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.org"];
+pub(crate) const EXAMPLE_DOMAINS: [&str; 3] = ["example.com", "example.net", "example.org"];
 
 /// Built-in Windows principals, compared after removing `nt authority\`.
-pub const SERVICE_ACCOUNTS: [&str; 4] = ["system", "local service", "network service", "anonymous logon"];
+pub(crate) const SERVICE_ACCOUNTS: [&str; 4] = ["system", "local service", "network service", "anonymous logon"];
 
 /// The deployment's never-send policy: the built-in rules plus `INTERNAL_CIDRS` and
 /// `INTERNAL_DOMAIN_SUFFIXES`.
@@ -195,7 +195,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// `private_ip` for our own networks (loopback, private, link-local), `reserved_ip` for the
 /// rest of the shared special-address table ([`crate::net::special`]), which also judges
 /// IPv6 forms carrying an IPv4 address by that IPv4.
-pub fn special_range(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn special_range(ip: IpAddr) -> Option<&'static str> {
     special(ip).map(|s| if s.is_local() { PRIVATE_IP } else { RESERVED_IP })
 }
 

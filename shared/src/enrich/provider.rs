@@ -16,20 +16,20 @@ use crate::domain::indicator::IndicatorType;
 use crate::domain::malice::Malice;
 
 /// Most bytes of `raw` kept per result (spec §1.2).
-pub const MAX_RAW_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RAW_BYTES: usize = 64 * 1024;
 
 /// Longest wait the engine re-queues for (spec §1.5). A provider that learns of a longer wait
 /// reports [`ProviderError::QuotaExhausted`] instead of [`ProviderError::RateLimited`].
-pub const MAX_REQUEUE_DELAY: Duration = Duration::from_secs(900);
+pub(crate) const MAX_REQUEUE_DELAY: Duration = Duration::from_secs(900);
 
 /// Connect timeout of the shared client (spec §1.5).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whole-request timeout of the shared client (spec §1.5).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user agent every outbound request carries.
-pub use crate::net::USER_AGENT;
+pub(crate) use crate::net::USER_AGENT;
 
 /// Result of one successful lookup (found or not found).
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +184,7 @@ pub trait Provider: Send + Sync {
 /// The wait a throttled answer asks for: `Retry-After` (delta seconds or an HTTP date), else
 /// `X-RateLimit-Reset` / `X-Rate-Limit-Reset` (epoch seconds). A reset value too small to be an
 /// epoch (< 10^9) is taken as delta seconds. Times in the past give zero.
-pub fn parse_retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     if let Some(v) = header_str(headers, "retry-after") {
         if let Some(d) = parse_delta_seconds(v) {
             return Some(d);
@@ -204,7 +204,7 @@ pub fn parse_retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Dura
 }
 
 /// Reads `X-RateLimit-{Limit,Remaining,Reset}` or `X-Rate-Limit-{Limit,Remaining,Reset}`.
-pub fn parse_rate_limit_state(headers: &HeaderMap, now: DateTime<Utc>) -> Option<RateLimitState> {
+pub(crate) fn parse_rate_limit_state(headers: &HeaderMap, now: DateTime<Utc>) -> Option<RateLimitState> {
     let get = |suffix: &str| {
         header_str(headers, &format!("x-ratelimit-{suffix}"))
             .or_else(|| header_str(headers, &format!("x-rate-limit-{suffix}")))
@@ -296,7 +296,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// Shrinks `raw` until its JSON form is at most [`MAX_RAW_BYTES`]: long arrays and strings are
 /// cut ever shorter; as a last resort the value is replaced by a marker.
-pub fn trim_raw(raw: Value) -> Value {
+pub(crate) fn trim_raw(raw: Value) -> Value {
     if json_len(&raw) <= MAX_RAW_BYTES {
         return raw;
     }

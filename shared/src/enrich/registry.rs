@@ -25,13 +25,13 @@ use crate::secrets::JsonSecret;
 
 /// Static facts about a built-in provider, for `GET /v1/enrichments/providers`.
 #[derive(Debug, Clone, Copy)]
-pub struct ProviderInfo {
+pub(crate) struct ProviderInfo {
     pub name: &'static str,
     pub display_name: &'static str,
     pub supported_types: &'static [IndicatorType],
 }
 
-pub const BUILT_IN: &[ProviderInfo] = &[
+pub(crate) const BUILT_IN: &[ProviderInfo] = &[
     ProviderInfo {
         name: "virustotal",
         display_name: "VirusTotal",
@@ -67,7 +67,7 @@ pub const BUILT_IN: &[ProviderInfo] = &[
 ];
 
 /// Credential and setting names read from the secret or the environment.
-pub const CREDENTIAL_NAMES: &[&str] = &[
+pub(crate) const CREDENTIAL_NAMES: &[&str] = &[
     "VIRUSTOTAL_API_KEY",
     "ABUSEIPDB_API_KEY",
     "GREYNOISE_API_KEY",
@@ -206,7 +206,7 @@ impl ProviderSettings {
 
 /// Budgets from `CALSETA_BUDGET_<PROVIDER>`; providers without one get their plan default
 /// (`with_defaults`) or no limit (the local simulator).
-pub fn budgets_from_env(with_defaults: bool) -> Result<HashMap<String, Budget>, ConfigError> {
+pub(crate) fn budgets_from_env(with_defaults: bool) -> Result<HashMap<String, Budget>, ConfigError> {
     let mut out = HashMap::new();
     for (provider, var) in [
         ("virustotal", "CALSETA_BUDGET_VIRUSTOTAL"),
@@ -227,7 +227,9 @@ pub fn budgets_from_env(with_defaults: bool) -> Result<HashMap<String, Budget>, 
 
 /// The providers of a deployed function: credentials from the JSON secret at
 /// `CALSETA_PROVIDER_SECRETS_ARN` (else the environment), settings from the environment.
-pub async fn providers_from_env(secrets: Option<&crate::secrets::SecretsClient>) -> Result<ProviderSet, ConfigError> {
+pub(crate) async fn providers_from_env(
+    secrets: Option<&crate::secrets::SecretsClient>,
+) -> Result<ProviderSet, ConfigError> {
     let creds = match (env("CALSETA_PROVIDER_SECRETS_ARN"), secrets) {
         (Some(arn), Some(client)) => Credentials::from_secret(&client.json(&arn).await?),
         (Some(_), None) => {
@@ -254,7 +256,7 @@ pub(crate) fn parse_bool(name: &'static str, v: &str) -> Result<bool, ConfigErro
 /// The outbound policy of user-configurable URLs: public addresses only, unless
 /// `CALSETA_OUTBOUND_ALLOW_HOSTS` (comma list, `*.suffix` allowed),
 /// `CALSETA_OUTBOUND_ALLOW_PRIVATE` or `CALSETA_OUTBOUND_ALLOW_LOOPBACK` say otherwise.
-pub fn outbound_policy_from_env() -> Result<OutboundPolicy, ConfigError> {
+pub(crate) fn outbound_policy_from_env() -> Result<OutboundPolicy, ConfigError> {
     let mut p = OutboundPolicy::strict();
     if let Some(v) = env("CALSETA_OUTBOUND_ALLOW_HOSTS") {
         p.allow_hosts = v

@@ -14,7 +14,7 @@ use crate::sources::SourceName;
 
 /// Why a source credential was refused (`details.reason` of `INVALID_SIGNATURE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     MissingCredentials,
     SecretMismatch,
     BadSignature,
@@ -38,7 +38,7 @@ impl Refusal {
 }
 
 /// Largest accepted clock skew for `X-Calseta-Timestamp`.
-pub const MAX_SKEW_SECONDS: i64 = 300;
+pub(crate) const MAX_SKEW_SECONDS: i64 = 300;
 
 fn digest_eq(a: &[u8], b: &[u8]) -> bool {
     let (da, db) = (Sha256::digest(a), Sha256::digest(b));
@@ -46,7 +46,7 @@ fn digest_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The shared secret presented by the request, from the places §8.2 allows.
-pub fn presented_secret(
+pub(crate) fn presented_secret(
     headers: &HeaderMap,
     query: Option<&str>,
     source: SourceName,
@@ -97,7 +97,10 @@ pub fn presented_secret(
 }
 
 /// Checks a presented shared secret against every configured one (current and previous).
-pub fn check_shared_secret(presented: Option<&SecretString>, configured: &[SecretString]) -> Result<(), Refusal> {
+pub(crate) fn check_shared_secret(
+    presented: Option<&SecretString>,
+    configured: &[SecretString],
+) -> Result<(), Refusal> {
     if configured.is_empty() {
         return Err(Refusal::NotConfigured);
     }
@@ -127,7 +130,7 @@ fn hmac_hex(secret: &SecretString, parts: &[&[u8]]) -> Vec<u8> {
 /// Verifies `X-Calseta-Signature` over `timestamp.body` (with `X-Calseta-Timestamp`). The
 /// body-only forms (no timestamp, or the legacy per-source headers) carry no freshness, so a
 /// captured request could be replayed: they pass only when the source opts in (`body_only`).
-pub fn check_hmac(
+pub(crate) fn check_hmac(
     headers: &HeaderMap,
     body: &[u8],
     source: SourceName,

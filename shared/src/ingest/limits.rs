@@ -13,16 +13,16 @@ use crate::{
 /// Longest `source_alert_id` accepted, in bytes. It is half of the idempotency key's unique
 /// B-tree index, which refuses rows over about 2,700 bytes; real ids (GUIDs, ARM resource paths,
 /// Elastic ids, our `sha256:` fallback) are far shorter.
-pub const MAX_SOURCE_ALERT_ID_BYTES: usize = 1024;
+pub(crate) const MAX_SOURCE_ALERT_ID_BYTES: usize = 1024;
 
 /// Longest detection rule id accepted, in bytes (the `(source, rule id)` unique index, same limit).
-pub const MAX_RULE_ID_BYTES: usize = 1024;
+pub(crate) const MAX_RULE_ID_BYTES: usize = 1024;
 
 /// The key under `extra` that records a capped indicator list.
-pub const TRUNCATION_KEY: &str = "indicator_truncation";
+pub(crate) const TRUNCATION_KEY: &str = "indicator_truncation";
 
 /// Fields of `a` too long to store: `{field, message, type}` objects, empty when it is fine.
-pub fn field_errors(a: &NormalizedAlert) -> Vec<Value> {
+pub(crate) fn field_errors(a: &NormalizedAlert) -> Vec<Value> {
     let mut out = Vec::new();
     if a.source_alert_id.len() > MAX_SOURCE_ALERT_ID_BYTES {
         out.push(json!({
@@ -47,7 +47,7 @@ pub fn field_errors(a: &NormalizedAlert) -> Vec<Value> {
 /// each group in first-seen order, and the kept ones in their original order (so the choice is
 /// deterministic and the values worth a provider call survive). Returns the record written to
 /// `extra.indicator_truncation` when anything was left out.
-pub fn cap_indicators(a: &mut NormalizedAlert, cap: usize, policy: &NeverSendPolicy) -> Option<Value> {
+pub(crate) fn cap_indicators(a: &mut NormalizedAlert, cap: usize, policy: &NeverSendPolicy) -> Option<Value> {
     let found = a.indicators.len();
     // Set by extraction when it stopped collecting (`domain::indicator::MAX_EXTRACTED`).
     let unexamined = a

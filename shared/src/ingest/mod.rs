@@ -24,7 +24,7 @@ use store::{Actor, AlertToStore, Archive, Stored};
 
 /// Why a body was not ingested; the front door maps each to its error envelope.
 #[derive(Debug, thiserror::Error)]
-pub enum IngestError {
+pub(crate) enum IngestError {
     #[error("the body is not valid JSON")]
     InvalidJson,
     /// The source's parser refused the body; `errors` lists the fields.
@@ -43,7 +43,7 @@ pub enum IngestError {
 
 /// The ingest service over the parts it needs; no HTTP types.
 #[derive(Clone, Copy)]
-pub struct Ingestor<'a> {
+pub(crate) struct Ingestor<'a> {
     pub limits: &'a Limits,
     pub never_send: &'a NeverSendPolicy,
     pub outbox: &'a Outbox,
@@ -51,7 +51,7 @@ pub struct Ingestor<'a> {
 
 /// One item of the 202 response.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ItemResult {
+pub(crate) struct ItemResult {
     pub index: usize,
     pub alert_uuid: Option<Uuid>,
     pub status: &'static str,
@@ -62,7 +62,7 @@ pub struct ItemResult {
 
 /// The 202 response body's `data`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct IngestResult {
+pub(crate) struct IngestResult {
     pub alert_uuid: Option<Uuid>,
     pub status: &'static str,
     pub is_duplicate: bool,

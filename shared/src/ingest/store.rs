@@ -47,7 +47,7 @@ pub struct Archive<'a> {
 }
 
 /// Who sent it, for activity events.
-pub use crate::db::activity::Actor;
+pub(crate) use crate::db::activity::Actor;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {

@@ -28,7 +28,7 @@ struct Stored {
 }
 
 /// Where the secrets of `database_url` are kept under `data_dir`.
-pub fn path_for(data_dir: &Path, database_url: &str) -> PathBuf {
+pub(crate) fn path_for(data_dir: &Path, database_url: &str) -> PathBuf {
     let id = hex::encode(Sha256::digest(redacted(database_url).as_bytes()));
     data_dir.join("secrets").join(format!("{}.json", &id[..16]))
 }
@@ -49,7 +49,7 @@ fn redacted(database_url: &str) -> String {
 
 /// The secrets for `database_url`: from the environment when both are set, else the stored
 /// ones, else fresh ones written 0600 for the next run. `created` tells the caller they are new.
-pub fn load_or_create(data_dir: &Path, database_url: &str) -> std::io::Result<(AppSecrets, bool)> {
+pub(crate) fn load_or_create(data_dir: &Path, database_url: &str) -> std::io::Result<(AppSecrets, bool)> {
     if let (Some(h), Some(e)) = (
         crate::config::var("CALSETA_KEY_HASH_SECRET"),
         crate::config::var("CALSETA_ENCRYPTION_KEY"),

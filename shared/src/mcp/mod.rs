@@ -25,11 +25,11 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{auth, AppState};
-pub use server::CalsetaMcp;
+pub(crate) use server::CalsetaMcp;
 
 /// Largest MCP request body: tool arguments are small (a finding summary is at most 50,000
 /// characters).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Where MCP may be reached from.
 #[derive(Debug, Clone)]

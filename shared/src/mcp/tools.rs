@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// How sure the agent is of its finding.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Confidence {
+pub(crate) enum Confidence {
     Low,
     Medium,
     High,
@@ -27,7 +27,7 @@ impl Confidence {
 /// Arguments of `post_alert_finding`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PostFinding {
+pub(crate) struct PostFinding {
     /// UUID of the alert the finding is about (the `uuid` field of an alert).
     pub alert_uuid: String,
     /// Your conclusion about the alert in plain prose: what happened, the evidence, why you
@@ -46,7 +46,7 @@ pub struct PostFinding {
 
 /// Result of `post_alert_finding`.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct FindingPosted {
+pub(crate) struct FindingPosted {
     /// UUID of the new finding.
     pub finding_id: String,
     pub alert_uuid: String,
@@ -56,7 +56,7 @@ pub struct FindingPosted {
 
 /// Alert statuses.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub enum AlertStatus {
+pub(crate) enum AlertStatus {
     Open,
     Triaging,
     Escalated,
@@ -76,7 +76,7 @@ impl AlertStatus {
 
 /// Why an alert was closed.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub enum CloseClassification {
+pub(crate) enum CloseClassification {
     #[serde(rename = "True Positive - Suspicious Activity")]
     TruePositive,
     #[serde(rename = "Benign Positive - Suspicious but Expected")]
@@ -108,7 +108,7 @@ impl CloseClassification {
 /// Arguments of `update_alert_status`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateStatus {
+pub(crate) struct UpdateStatus {
     /// UUID of the alert.
     pub alert_uuid: String,
     /// The new status. `Triaging` = being investigated, `Escalated` = handed to humans,
@@ -122,7 +122,7 @@ pub struct UpdateStatus {
 
 /// Result of `update_alert_status`.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct StatusUpdated {
+pub(crate) struct StatusUpdated {
     pub alert_uuid: String,
     pub status: String,
     pub previous_status: String,
@@ -132,7 +132,7 @@ pub struct StatusUpdated {
 
 /// Malice verdicts.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub enum MaliceVerdict {
+pub(crate) enum MaliceVerdict {
     Pending,
     Benign,
     Suspicious,
@@ -153,7 +153,7 @@ impl MaliceVerdict {
 /// Arguments of `update_alert_malice`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateAlertMalice {
+pub(crate) struct UpdateAlertMalice {
     /// UUID of the alert.
     pub alert_uuid: String,
     /// Your verdict on the whole alert, which overrides the one computed from its indicators;
@@ -164,7 +164,7 @@ pub struct UpdateAlertMalice {
 
 /// Result of `update_alert_malice`.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct AlertMaliceUpdated {
+pub(crate) struct AlertMaliceUpdated {
     pub alert_uuid: String,
     /// The analyst override now in force, or null.
     pub malice_override: Option<String>,
@@ -177,7 +177,7 @@ pub struct AlertMaliceUpdated {
 /// Arguments of `update_indicator_malice`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateIndicatorMalice {
+pub(crate) struct UpdateIndicatorMalice {
     /// UUID of the indicator (the `uuid` of an entry in an alert's `indicators`).
     pub indicator_uuid: String,
     /// Your verdict on this indicator; later enrichment keeps it. `null` (or omitted)
@@ -188,7 +188,7 @@ pub struct UpdateIndicatorMalice {
 
 /// Result of `update_indicator_malice`: the indicator after the change.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct IndicatorMaliceUpdated {
+pub(crate) struct IndicatorMaliceUpdated {
     pub uuid: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -202,7 +202,7 @@ pub struct IndicatorMaliceUpdated {
 /// Arguments of `search_alerts`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SearchAlerts {
+pub(crate) struct SearchAlerts {
     /// Comma-separated statuses: Open, Triaging, Escalated, Closed.
     #[serde(default)]
     pub status: Option<String>,
@@ -243,7 +243,7 @@ pub struct SearchAlerts {
 
 /// Result of `search_alerts`.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct AlertPage {
+pub(crate) struct AlertPage {
     /// Alert summaries (no raw payloads): uuid, title, description, severity, status,
     /// enrichment_status, source_name, occurred_at, is_enriched, tags, … Read
     /// `calseta://alerts/{uuid}` or call `get_alert_payload` for everything about one alert.
@@ -259,7 +259,7 @@ pub struct AlertPage {
 /// Arguments of `search_detection_rules`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SearchRules {
+pub(crate) struct SearchRules {
     /// Case-insensitive part of the rule name.
     #[serde(default)]
     pub name: Option<String>,
@@ -292,7 +292,7 @@ pub struct SearchRules {
 
 /// Result of `search_detection_rules`.
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct RulePage {
+pub(crate) struct RulePage {
     /// Detection rules with their documentation, MITRE mapping, false-positive tags and blind
     /// spots.
     pub rules: Vec<Map<String, Value>>,
@@ -306,7 +306,7 @@ pub struct RulePage {
 /// Arguments of `get_alert_payload`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GetPayload {
+pub(crate) struct GetPayload {
     /// UUID of the alert.
     pub alert_uuid: String,
     /// A size budget for the serialized payload in bytes (at least 256): long texts and lists
@@ -318,7 +318,7 @@ pub struct GetPayload {
 /// Indicator types.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum IndicatorKind {
+pub(crate) enum IndicatorKind {
     Ip,
     Domain,
     Url,
@@ -347,7 +347,7 @@ impl IndicatorKind {
 /// Arguments of `enrich_indicator`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EnrichIndicator {
+pub(crate) struct EnrichIndicator {
     /// What kind of value this is.
     #[serde(rename = "type")]
     pub kind: IndicatorKind,

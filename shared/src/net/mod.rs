@@ -7,4 +7,4 @@ pub mod ssrf;
 pub mod tls;
 
 /// The `User-Agent` of every outbound request (providers, agent webhooks).
-pub const USER_AGENT: &str = concat!("calseta/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("calseta/", env!("CARGO_PKG_VERSION"));

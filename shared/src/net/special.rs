@@ -236,7 +236,7 @@ fn carrier(a: Ipv6Addr) -> Option<Carrier> {
 
 /// The IPv4 address an IPv6 address carries (mapped, compatible, SIIT, NAT64 well-known and
 /// local-use at the /96 position, 6to4, Teredo client), if any.
-pub fn embedded_ipv4(a: Ipv6Addr) -> Option<Ipv4Addr> {
+pub(crate) fn embedded_ipv4(a: Ipv6Addr) -> Option<Ipv4Addr> {
     carrier(a).map(|c| match c {
         Carrier::Transparent(v4) | Carrier::Special(v4) => v4,
     })

@@ -65,7 +65,7 @@ pub enum SsrfError {
 
 /// What kind of address an IP is, for the outbound rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddrClass {
+pub(crate) enum AddrClass {
     Public,
     Loopback,
     Private,
@@ -75,7 +75,7 @@ pub enum AddrClass {
 
 /// Classifies one address by the shared special-address table ([`super::special`]; embedded
 /// IPv4 forms judged by the IPv4).
-pub fn classify(ip: IpAddr) -> AddrClass {
+pub(crate) fn classify(ip: IpAddr) -> AddrClass {
     match special(ip) {
         None => AddrClass::Public,
         Some(Special::Loopback) => AddrClass::Loopback,
@@ -200,7 +200,7 @@ pub trait HostLookup: Send + Sync {
 
 /// The system resolver (`getaddrinfo` via tokio).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemLookup;
+pub(crate) struct SystemLookup;
 
 impl HostLookup for SystemLookup {
     fn lookup(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -211,7 +211,7 @@ impl HostLookup for SystemLookup {
 
 /// A resolver that applies the [`OutboundPolicy`] to every answer at connect time.
 #[derive(Clone)]
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     policy: Arc<OutboundPolicy>,
     lookup: Arc<dyn HostLookup>,
 }
@@ -225,11 +225,6 @@ impl fmt::Debug for GuardedResolver {
 }
 
 impl GuardedResolver {
-    /// With the system resolver.
-    pub fn new(policy: OutboundPolicy) -> Self {
-        Self::with_lookup(policy, Arc::new(SystemLookup))
-    }
-
     pub fn with_lookup(policy: OutboundPolicy, lookup: Arc<dyn HostLookup>) -> Self {
         GuardedResolver {
             policy: Arc::new(policy),
@@ -273,7 +268,7 @@ impl Resolve for GuardedResolver {
 
 /// Timeouts for a guarded client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     pub connect: Duration,
     pub total: Duration,
 }
@@ -293,7 +288,7 @@ impl Default for Timeouts {
 /// # Panics
 /// Only when the TLS backend cannot be initialised (a broken build, at startup); use
 /// [`try_guarded_client_with`] to handle that as an error.
-pub fn guarded_client(policy: OutboundPolicy, timeouts: Timeouts) -> reqwest::Client {
+pub(crate) fn guarded_client(policy: OutboundPolicy, timeouts: Timeouts) -> reqwest::Client {
     guarded_client_with(policy, timeouts, Arc::new(SystemLookup))
 }
 
@@ -302,13 +297,17 @@ pub fn guarded_client(policy: OutboundPolicy, timeouts: Timeouts) -> reqwest::Cl
     clippy::expect_used,
     reason = "documented panic: a TLS backend that cannot start is a broken build"
 )]
-pub fn guarded_client_with(policy: OutboundPolicy, timeouts: Timeouts, lookup: Arc<dyn HostLookup>) -> reqwest::Client {
+pub(crate) fn guarded_client_with(
+    policy: OutboundPolicy,
+    timeouts: Timeouts,
+    lookup: Arc<dyn HostLookup>,
+) -> reqwest::Client {
     // Never fall back to an unguarded client.
     try_guarded_client_with(policy, timeouts, lookup).expect("the TLS backend initialises (reqwest client build)")
 }
 
 /// Fallible form of [`guarded_client_with`].
-pub fn try_guarded_client_with(
+pub(crate) fn try_guarded_client_with(
     policy: OutboundPolicy,
     timeouts: Timeouts,
     lookup: Arc<dyn HostLookup>,

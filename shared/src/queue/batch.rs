@@ -81,7 +81,7 @@ impl From<deadpool_postgres::PoolError> for HandlerError {
 
 /// The wait before a retryable failure that named no time is tried again, after `receives`
 /// receives: 2 s · 3^(receives-1), at most 5 minutes, less up to a quarter at random.
-pub fn retry_backoff(receives: u32) -> Duration {
+pub(crate) fn retry_backoff(receives: u32) -> Duration {
     let full = 2u64
         .saturating_mul(3u64.saturating_pow(receives.saturating_sub(1).min(10)))
         .min(300);

@@ -17,9 +17,9 @@ use uuid::Uuid;
 /// Message attribute with the producer's X-Ray trace header (`Root=1-…;Parent=…;Sampled=…`).
 pub const TRACE_ATTRIBUTE: &str = "trace_header";
 /// Message attribute with the ingest request id.
-pub const REQUEST_ID_ATTRIBUTE: &str = "request_id";
+pub(crate) const REQUEST_ID_ATTRIBUTE: &str = "request_id";
 /// The SQS system attribute AWS fills from `MessageSystemAttributes.AWSTraceHeader`.
-pub const AWS_TRACE_SYSTEM_ATTRIBUTE: &str = "AWSTraceHeader";
+pub(crate) const AWS_TRACE_SYSTEM_ATTRIBUTE: &str = "AWSTraceHeader";
 /// Longest value accepted from a message or a header (SQS allows 1 KiB for the trace header).
 const MAX_LEN: usize = 1024;
 
@@ -108,7 +108,7 @@ impl Correlation {
 }
 
 /// The `alert_uuid` message attribute every pipeline message carries.
-pub fn record_alert_uuid(record: &SqsMessage) -> Option<Uuid> {
+pub(crate) fn record_alert_uuid(record: &SqsMessage) -> Option<Uuid> {
     record
         .message_attributes
         .get("alert_uuid")
@@ -153,7 +153,7 @@ pub fn span(alert: Option<Uuid>, ids: &Ids) -> tracing::Span {
 
 /// Runs `f` (a log line) inside the span of `alert` with its current ids: for handlers that
 /// work on many alerts at once and log about one of them.
-pub fn in_alert<R>(alert: Uuid, f: impl FnOnce() -> R) -> R {
+pub(crate) fn in_alert<R>(alert: Uuid, f: impl FnOnce() -> R) -> R {
     span(Some(alert), &current(alert)).in_scope(f)
 }
 

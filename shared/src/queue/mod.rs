@@ -49,7 +49,7 @@ impl std::fmt::Display for QueueName {
 /// SQS takes at most 10 entries per batch call.
 pub const MAX_BATCH: usize = 10;
 /// SQS's longest per-message delay.
-pub const MAX_DELAY_SECONDS: u32 = 900;
+pub(crate) const MAX_DELAY_SECONDS: u32 = 900;
 
 /// A message to send. `entry_id` identifies it within one batch call (SQS: 1–80 chars of
 /// `[A-Za-z0-9_-]`); the outbox uses `o<row id>`.

@@ -14,13 +14,13 @@ use crate::db::findings::{self as finding_repo, FindingRow};
 use crate::db::stmt::Cached;
 use crate::enrich::providers::iso;
 
-pub use crate::db::alerts::{AlertChange, AlertFilter, SEVERITY_RANK_SQL, SORTS};
-pub use crate::db::findings::NewFinding;
+pub(crate) use crate::db::alerts::{AlertChange, AlertFilter, SEVERITY_RANK_SQL, SORTS};
+pub(crate) use crate::db::findings::NewFinding;
 
-pub const STATUSES: [&str; 4] = ["Open", "Triaging", "Escalated", "Closed"];
-pub const ENRICHMENT_STATUSES: [&str; 4] = ["Pending", "Enriched", "Partial", "Failed"];
-pub const SOURCES: [&str; 4] = ["sentinel", "elastic", "splunk", "generic"];
-pub const CLASSIFICATIONS: [&str; 7] = [
+pub(crate) const STATUSES: [&str; 4] = ["Open", "Triaging", "Escalated", "Closed"];
+pub(crate) const ENRICHMENT_STATUSES: [&str; 4] = ["Pending", "Enriched", "Partial", "Failed"];
+pub(crate) const SOURCES: [&str; 4] = ["sentinel", "elastic", "splunk", "generic"];
+pub(crate) const CLASSIFICATIONS: [&str; 7] = [
     "True Positive - Suspicious Activity",
     "Benign Positive - Suspicious but Expected",
     "False Positive - Incorrect Detection Logic",
@@ -30,7 +30,7 @@ pub const CLASSIFICATIONS: [&str; 7] = [
     "Not Applicable",
 ];
 /// Largest `evidence` object of a finding.
-pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_EVIDENCE_BYTES: usize = 64 * 1024;
 
 const NOT_FOUND: ServiceError = ServiceError::NotFound("Alert");
 
@@ -95,7 +95,7 @@ pub struct Listed<T = Value> {
 
 /// The `ORDER BY` of a search: `sort_by` (one of [`SORTS`]) and the direction, with a stable
 /// tiebreak. Unknown names are invalid.
-pub fn order_by(sort_by: Option<&str>, descending: bool) -> Result<String, ServiceError> {
+pub(crate) fn order_by(sort_by: Option<&str>, descending: bool) -> Result<String, ServiceError> {
     let by = sort_by.unwrap_or("occurred_at");
     let expr = SORTS.iter().find(|(n, _)| *n == by).map(|(_, e)| *e).ok_or_else(|| {
         let names: Vec<&str> = SORTS.iter().map(|c| c.0).collect();
@@ -381,7 +381,11 @@ fn full_alert(
 
 /// The exact payload an agent receives for this alert, built now; `max_bytes` applies the
 /// size budget (at least 256).
-pub async fn agent_payload(client: &impl Cached, uuid: Uuid, max_bytes: Option<usize>) -> Result<Value, ServiceError> {
+pub(crate) async fn agent_payload(
+    client: &impl Cached,
+    uuid: Uuid,
+    max_bytes: Option<usize>,
+) -> Result<Value, ServiceError> {
     if max_bytes.is_some_and(|n| n < 256) {
         return Err(ServiceError::invalid(
             "max_bytes",
@@ -396,7 +400,7 @@ pub async fn agent_payload(client: &impl Cached, uuid: Uuid, max_bytes: Option<u
 }
 
 /// The documents that apply to an alert (full, with content and targeting rules).
-pub async fn applicable_documents(
+pub(crate) async fn applicable_documents(
     client: &impl Cached,
     alert_id: i64,
 ) -> Result<Vec<payload::ApplicableDocument>, ServiceError> {
@@ -553,7 +557,7 @@ fn check_finding(f: &NewFinding) -> Result<(), ServiceError> {
 }
 
 /// Appends a finding and its activity event in one transaction.
-pub async fn add_finding(
+pub(crate) async fn add_finding(
     client: &mut deadpool_postgres::Object,
     actor: &Actor,
     uuid: Uuid,

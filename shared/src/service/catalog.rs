@@ -14,7 +14,7 @@ use crate::enrich::providers::iso;
 
 /// A detection rule as the API and MCP show it.
 #[derive(Debug, Clone, Serialize)]
-pub struct DetectionRule {
+pub(crate) struct DetectionRule {
     pub uuid: Uuid,
     pub name: String,
     pub source_rule_id: Option<String>,
@@ -66,7 +66,7 @@ impl From<DetectionRuleRow> for DetectionRule {
 
 /// A context document as the API and MCP show it: lists leave out the body and targeting rules.
 #[derive(Debug, Clone, Serialize)]
-pub struct ContextDocument {
+pub(crate) struct ContextDocument {
     pub uuid: Uuid,
     pub title: String,
     pub document_type: String,
@@ -84,7 +84,7 @@ pub struct ContextDocument {
 
 /// What a single context document adds to a list item.
 #[derive(Debug, Clone, Serialize)]
-pub struct DocumentBody {
+pub(crate) struct DocumentBody {
     pub content: String,
     pub targeting_rules: Option<Value>,
 }
@@ -157,7 +157,7 @@ impl From<WorkflowRow> for Workflow {
 
 /// Filters of a rule search; `None` means "any".
 #[derive(Debug, Default, Clone)]
-pub struct RuleFilter {
+pub(crate) struct RuleFilter {
     /// Case-insensitive substring of the name.
     pub name: Option<String>,
     /// A MITRE tactic id or name the rule lists (case-insensitive).
@@ -172,7 +172,7 @@ pub struct RuleFilter {
 }
 
 /// `sort_by` names of rule searches and their SQL (alias `a`).
-pub const RULE_SORTS: [(&str, &str); 4] = [
+pub(crate) const RULE_SORTS: [(&str, &str); 4] = [
     ("name", "a.name"),
     ("source_name", "a.source_name"),
     ("severity", super::alerts::SEVERITY_RANK_SQL),
@@ -180,7 +180,7 @@ pub const RULE_SORTS: [(&str, &str); 4] = [
 ];
 
 /// Rules matching `f`, ordered by `order` (SQL over alias `a`, ending with a tiebreak).
-pub async fn search_rules(
+pub(crate) async fn search_rules(
     client: &impl Cached,
     f: &RuleFilter,
     order: &str,
@@ -208,7 +208,7 @@ pub async fn search_rules(
     })
 }
 
-pub async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<DetectionRule, ServiceError> {
+pub(crate) async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<DetectionRule, ServiceError> {
     let row = catalog::get_rule(client, uuid)
         .await?
         .ok_or(ServiceError::NotFound("Detection rule"))?;
@@ -216,7 +216,7 @@ pub async fn get_rule(client: &impl Cached, uuid: Uuid) -> Result<DetectionRule,
 }
 
 /// Context documents (without content), filtered by type and globality.
-pub async fn list_documents(
+pub(crate) async fn list_documents(
     client: &impl Cached,
     types: Option<Vec<String>>,
     is_global: Option<bool>,
@@ -235,7 +235,7 @@ pub async fn list_documents(
 }
 
 /// One document with `content` and `targeting_rules`.
-pub async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<ContextDocument, ServiceError> {
+pub(crate) async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<ContextDocument, ServiceError> {
     let row = catalog::get_document(client, uuid)
         .await?
         .ok_or(ServiceError::NotFound("Context document"))?;
@@ -243,7 +243,10 @@ pub async fn get_document(client: &impl Cached, uuid: Uuid) -> Result<ContextDoc
 }
 
 /// The documents that apply to alert `alert_id`, in payload order, full.
-pub async fn documents_for_alert(client: &impl Cached, alert_id: i64) -> Result<Vec<ContextDocument>, ServiceError> {
+pub(crate) async fn documents_for_alert(
+    client: &impl Cached,
+    alert_id: i64,
+) -> Result<Vec<ContextDocument>, ServiceError> {
     let uuids: Vec<Uuid> = super::alerts::applicable_documents(client, alert_id)
         .await?
         .into_iter()
@@ -254,9 +257,9 @@ pub async fn documents_for_alert(client: &impl Cached, alert_id: i64) -> Result<
 }
 
 /// Filters of the workflow catalog; `None` means "any".
-pub type WorkflowFilter = catalog::WorkflowSearch;
+pub(crate) type WorkflowFilter = catalog::WorkflowSearch;
 
-pub async fn list_workflows(
+pub(crate) async fn list_workflows(
     client: &impl Cached,
     f: &WorkflowFilter,
     order: &str,
@@ -270,7 +273,7 @@ pub async fn list_workflows(
     })
 }
 
-pub async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Workflow, ServiceError> {
+pub(crate) async fn get_workflow(client: &impl Cached, uuid: Uuid) -> Result<Workflow, ServiceError> {
     let row = catalog::get_workflow(client, uuid)
         .await?
         .ok_or(ServiceError::NotFound("Workflow"))?;

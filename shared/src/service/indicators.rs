@@ -66,7 +66,7 @@ pub async fn get(client: &impl Cached, uuid: Uuid) -> Result<Indicator, ServiceE
 /// recomputes the verdict from stored results. Linked enriched alerts take the worst of their
 /// indicators again, each linked alert with an activity event; all in one transaction. Returns
 /// the indicator as [`get`] shows it.
-pub async fn set_malice(
+pub(crate) async fn set_malice(
     client: &mut deadpool_postgres::Object,
     actor: &Actor,
     uuid: Uuid,
@@ -88,7 +88,7 @@ pub async fn set_malice(
 
 /// What an alert's enrichment needs from the process: where messages go, what is never sent,
 /// how long enrichment may take.
-pub struct EnrichmentWork<'a> {
+pub(crate) struct EnrichmentWork<'a> {
     pub outbox: &'a Outbox,
     pub never_send: &'a NeverSendPolicy,
     pub deadline: Duration,
@@ -96,7 +96,7 @@ pub struct EnrichmentWork<'a> {
 
 /// An indicator newly linked to an alert.
 #[derive(Debug, Clone, Serialize)]
-pub struct AddedIndicator {
+pub(crate) struct AddedIndicator {
     pub uuid: Uuid,
     #[serde(rename = "type")]
     pub indicator_type: String,
@@ -107,7 +107,7 @@ pub struct AddedIndicator {
 
 /// What [`add_to_alert`] did.
 #[derive(Debug, Clone, Serialize)]
-pub struct Added {
+pub(crate) struct Added {
     pub added_count: usize,
     pub indicators: Vec<AddedIndicator>,
     pub enrich_requested: bool,
@@ -116,7 +116,7 @@ pub struct Added {
 /// Links `wanted` (normalized, deduplicated) to the alert `uuid`; with `enrich` the new
 /// enrichable ones are queued (the alert's enrichment re-opens and completes again; agents
 /// already served are not sent it again). Indicators already linked are left as they are.
-pub async fn add_to_alert(
+pub(crate) async fn add_to_alert(
     client: &mut deadpool_postgres::Object,
     work: &EnrichmentWork<'_>,
     actor: &Actor,
@@ -207,7 +207,7 @@ pub async fn add_to_alert(
 
 /// Re-queues the alert's enrichable indicators (the cache answers first); an alert with none
 /// completes at once. Returns how many indicators were queued.
-pub async fn reenrich(
+pub(crate) async fn reenrich(
     client: &mut deadpool_postgres::Object,
     work: &EnrichmentWork<'_>,
     uuid: Uuid,

@@ -12,7 +12,7 @@ use crate::db::stmt::Cached;
 use crate::enrich::engine::Engine;
 
 /// The alert statistics of alerts created in `[from, to)`, of the rule `rule` when given.
-pub async fn stats(
+pub(crate) async fn stats(
     client: &impl Cached,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -65,7 +65,7 @@ pub enum ServiceError {
 
 /// A uuid given as text (MCP arguments and resource URIs): a malformed one is `what`'s
 /// "not found", the same answer as an unknown one.
-pub fn parse_uuid(uuid: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
+pub(crate) fn parse_uuid(uuid: &str, what: &'static str) -> Result<uuid::Uuid, ServiceError> {
     uuid::Uuid::parse_str(uuid.trim()).map_err(|_| ServiceError::NotFound(what))
 }
 

@@ -19,7 +19,7 @@ use crate::domain::mitre::MitreKind;
 use crate::domain::severity::Severity;
 use crate::domain::timestamp;
 
-pub const UNTITLED: &str = "Untitled Elastic Alert";
+pub(crate) const UNTITLED: &str = "Untitled Elastic Alert";
 
 /// The Elastic source.
 #[derive(Debug, Clone, Copy, Default)]
@@ -171,7 +171,7 @@ fn schema_of(doc: &Value) -> &'static Schema {
 }
 
 /// Severity table of §3.3 for a severity string.
-pub fn map_severity(s: &str) -> Severity {
+pub(crate) fn map_severity(s: &str) -> Severity {
     match s.trim().to_ascii_lowercase().as_str() {
         "critical" => Severity::Critical,
         "high" => Severity::High,
@@ -182,7 +182,7 @@ pub fn map_severity(s: &str) -> Severity {
 }
 
 /// Risk-score band of §3.3 (0–21 Low, 22–47 Medium, 48–73 High, 74–100 Critical).
-pub fn risk_band(score: f64) -> Option<Severity> {
+pub(crate) fn risk_band(score: f64) -> Option<Severity> {
     if !score.is_finite() || !(0.0..=100.0).contains(&score) {
         return None;
     }

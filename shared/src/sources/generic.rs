@@ -16,7 +16,7 @@ use crate::domain::timestamp;
 pub struct Generic;
 
 /// Severity table of §5.
-pub fn map_severity(s: Option<&str>) -> Severity {
+pub(crate) fn map_severity(s: Option<&str>) -> Severity {
     crate::domain::severity::from_label(s)
 }
 

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 /// Paths with more segments than this are not resolved.
-pub const MAX_PATH_SEGMENTS: usize = 32;
+pub(crate) const MAX_PATH_SEGMENTS: usize = 32;
 
 /// Resolve a dotted `path` in `root`. Returns `None` when absent or `null`.
 pub fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
@@ -46,7 +46,7 @@ fn lookup_parts<'a>(v: &'a Value, parts: &[&str]) -> Option<&'a Value> {
 }
 
 /// A non-empty (trimmed) string at `path`.
-pub fn lookup_str<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
+pub(crate) fn lookup_str<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
     lookup(root, path)
         .and_then(Value::as_str)
         .map(str::trim)
@@ -54,18 +54,18 @@ pub fn lookup_str<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
 }
 
 /// A string (trimmed, non-empty) or a number rendered as text at `path`.
-pub fn lookup_scalar(root: &Value, path: &str) -> Option<String> {
+pub(crate) fn lookup_scalar(root: &Value, path: &str) -> Option<String> {
     lookup(root, path).and_then(super::scalar_string)
 }
 
 /// First path that yields a non-empty string or number.
-pub fn first_scalar(root: &Value, paths: &[&str]) -> Option<String> {
+pub(crate) fn first_scalar(root: &Value, paths: &[&str]) -> Option<String> {
     paths.iter().find_map(|p| lookup_scalar(root, p))
 }
 
 /// Case-insensitive key access on an object: exact key first, then any key equal ignoring
 /// ASCII case. Returns the key as written and its value.
-pub fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<(&'a str, &'a Value)> {
+pub(crate) fn get_ci<'a>(map: &'a Map<String, Value>, key: &str) -> Option<(&'a str, &'a Value)> {
     if let Some((k, v)) = map.get_key_value(key) {
         return Some((k.as_str(), v));
     }

@@ -24,19 +24,19 @@ use crate::domain::mitre::Mitre;
 use crate::domain::severity::Severity;
 
 /// Most alerts accepted in one request body.
-pub const MAX_ALERTS_PER_REQUEST: usize = 100;
+pub(crate) const MAX_ALERTS_PER_REQUEST: usize = 100;
 /// Longest title kept, in characters.
 pub const MAX_TITLE_CHARS: usize = 1000;
 /// Most tags kept per alert.
-pub const MAX_TAGS: usize = 100;
+pub(crate) const MAX_TAGS: usize = 100;
 /// Longest tag kept, in characters (longer tags are cut).
-pub const MAX_TAG_CHARS: usize = 200;
+pub(crate) const MAX_TAG_CHARS: usize = 200;
 /// Most host names kept in `extra.hosts`.
-pub const MAX_HOSTS: usize = 100;
+pub(crate) const MAX_HOSTS: usize = 100;
 /// Longest host name kept in `extra.hosts`.
-pub const MAX_HOST_CHARS: usize = 255;
+pub(crate) const MAX_HOST_CHARS: usize = 255;
 /// Longest deep link kept.
-pub const MAX_LINK_CHARS: usize = 4096;
+pub(crate) const MAX_LINK_CHARS: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -228,9 +228,11 @@ pub fn source_for(name: SourceName) -> &'static dyn AlertSource {
 // Idempotency helpers (§10)
 // ---------------------------------------------------------------------------------------------
 
+/// Tests: the canonical form as text.
+#[cfg(test)]
 /// JSON with object keys sorted (by UTF-8 bytes), no insignificant whitespace. Numbers are
 /// written as serde_json prints them; strings with serde_json's escaping (UTF-8 kept).
-pub fn canonical_json(v: &Value) -> String {
+pub(crate) fn canonical_json(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);
     out
@@ -295,21 +297,22 @@ fn write_json_string<S: Sink>(s: &str, out: &mut S) {
 }
 
 /// `"sha256:" + hex(SHA-256(prefix + canonical(v)))`, streamed into the hasher.
-pub fn sha256_key_canonical(prefix: &[u8], v: &Value) -> String {
+pub(crate) fn sha256_key_canonical(prefix: &[u8], v: &Value) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prefix);
     write_canonical(v, &mut hasher);
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
+#[cfg(test)]
 /// `"sha256:" + lowercase hex(SHA-256(data))`.
-pub fn sha256_key(data: &[u8]) -> String {
+pub(crate) fn sha256_key(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
     format!("sha256:{}", hex::encode(digest))
 }
 
 /// Fallback idempotency key for an alert without a source id: hash of its canonical JSON.
-pub fn fallback_alert_id(alert: &Value) -> String {
+pub(crate) fn fallback_alert_id(alert: &Value) -> String {
     sha256_key_canonical(b"", alert)
 }
 
@@ -318,7 +321,7 @@ pub fn fallback_alert_id(alert: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// A string (trimmed, non-empty) or a number as text. Other JSON types give `None`.
-pub fn scalar_string(v: &Value) -> Option<String> {
+pub(crate) fn scalar_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => {
             let t = s.trim();
@@ -330,7 +333,7 @@ pub fn scalar_string(v: &Value) -> Option<String> {
 }
 
 /// A trimmed non-empty string (no numbers).
-pub fn non_empty_str(v: Option<&Value>) -> Option<&str> {
+pub(crate) fn non_empty_str(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -342,7 +345,7 @@ fn cut_chars(s: &str, max: usize) -> String {
 }
 
 /// Title rule: trimmed, cut to 1,000 characters, `fallback` when missing or blank.
-pub fn clean_title(candidate: Option<&str>, fallback: &str) -> String {
+pub(crate) fn clean_title(candidate: Option<&str>, fallback: &str) -> String {
     match candidate.map(str::trim).filter(|s| !s.is_empty()) {
         Some(t) => cut_chars(t, MAX_TITLE_CHARS).trim_end().to_string(),
         None => fallback.to_string(),
@@ -350,13 +353,13 @@ pub fn clean_title(candidate: Option<&str>, fallback: &str) -> String {
 }
 
 /// Description rule: trimmed; empty becomes `None`.
-pub fn clean_description(candidate: Option<&str>) -> Option<String> {
+pub(crate) fn clean_description(candidate: Option<&str>) -> Option<String> {
     candidate.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 /// Tag rule: trimmed, empties dropped, cut to 200 chars, duplicates dropped (first kept),
 /// at most 100 tags.
-pub fn clean_tags<I, S>(tags: I) -> Vec<String>
+pub(crate) fn clean_tags<I, S>(tags: I) -> Vec<String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -380,7 +383,7 @@ where
 
 /// Deep-link rule: an absolute `http`/`https` URL (so that no `javascript:` or similar link is
 /// ever handed to an agent); anything else becomes `None`.
-pub fn clean_link(candidate: Option<&str>) -> Option<String> {
+pub(crate) fn clean_link(candidate: Option<&str>) -> Option<String> {
     let t = candidate.map(str::trim).filter(|s| !s.is_empty())?;
     if t.chars().count() > MAX_LINK_CHARS {
         return None;
@@ -391,7 +394,7 @@ pub fn clean_link(candidate: Option<&str>) -> Option<String> {
 
 /// Strings of a JSON value that should be a list: an array (string / number elements), a JSON
 /// array encoded as a string, or a plain string split on `sep` (when given).
-pub fn string_list(v: Option<&Value>, sep: Option<char>) -> Vec<String> {
+pub(crate) fn string_list(v: Option<&Value>, sep: Option<char>) -> Vec<String> {
     let Some(v) = v else { return Vec::new() };
     match v {
         Value::Array(items) => items.iter().filter_map(scalar_string).collect(),
@@ -418,7 +421,7 @@ pub fn string_list(v: Option<&Value>, sep: Option<char>) -> Vec<String> {
 }
 
 /// A JSON value that may arrive encoded as a JSON string: decode it when it is one.
-pub fn decode_json_string(v: &Value) -> Option<Value> {
+pub(crate) fn decode_json_string(v: &Value) -> Option<Value> {
     match v {
         Value::String(s) => serde_json::from_str::<Value>(s.trim()).ok(),
         other => Some(other.clone()),
@@ -427,7 +430,7 @@ pub fn decode_json_string(v: &Value) -> Option<Value> {
 
 /// Host names for `extra.hosts`: trimmed, lowercased, placeholders and IP-free de-duplicated.
 #[derive(Debug, Default, Clone)]
-pub struct HostSet {
+pub(crate) struct HostSet {
     hosts: Vec<String>,
     seen: HashSet<String>,
 }
@@ -473,7 +476,7 @@ impl HostSet {
 
 /// Everything a source found for one alert, before the shared finishing rules.
 #[derive(Debug, Clone)]
-pub struct AlertDraft {
+pub(crate) struct AlertDraft {
     pub source_name: SourceName,
     pub source_alert_id: Option<String>,
     pub title: String,
@@ -588,7 +591,7 @@ impl AlertDraft {
 }
 
 /// Add a value that may be multivalued: a string (split on newlines), a number, or an array.
-pub fn add_multivalue(set: &mut IndicatorSet, kind: IndicatorType, v: &Value, field: &str) {
+pub(crate) fn add_multivalue(set: &mut IndicatorSet, kind: IndicatorType, v: &Value, field: &str) {
     match v {
         Value::String(s) if s.contains('\n') => {
             for part in s.split('\n') {
@@ -612,7 +615,7 @@ pub fn add_multivalue(set: &mut IndicatorSet, kind: IndicatorType, v: &Value, fi
 }
 
 /// Build a rule reference: `id` (required) and `name` falling back to the id.
-pub fn rule_ref(id: Option<String>, name: Option<String>) -> Option<DetectionRuleRef> {
+pub(crate) fn rule_ref(id: Option<String>, name: Option<String>) -> Option<DetectionRuleRef> {
     let id = id.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())?;
     let name = name
         .map(|s| s.trim().to_string())
@@ -623,7 +626,7 @@ pub fn rule_ref(id: Option<String>, name: Option<String>) -> Option<DetectionRul
 
 /// Resolve a batch: too many alerts is an error; so is "no alert accepted and at least one
 /// invalid" (then every rejection's errors are reported).
-pub fn finish_batch(items: Vec<ParsedItem>) -> Result<Vec<ParsedItem>, ParseError> {
+pub(crate) fn finish_batch(items: Vec<ParsedItem>) -> Result<Vec<ParsedItem>, ParseError> {
     let accepted = items.iter().any(|i| matches!(i, ParsedItem::Alert(_)));
     let rejected = items.iter().any(|i| matches!(i, ParsedItem::Rejected { .. }));
     if !accepted && rejected {
@@ -640,7 +643,7 @@ pub fn finish_batch(items: Vec<ParsedItem>) -> Result<Vec<ParsedItem>, ParseErro
 }
 
 /// Check the batch size rules shared by the batch-capable sources.
-pub fn check_batch_len(len: usize) -> Result<(), ParseError> {
+pub(crate) fn check_batch_len(len: usize) -> Result<(), ParseError> {
     if len == 0 {
         return Err(ParseError::invalid("$", "the body contains no alerts"));
     }

@@ -18,14 +18,14 @@ use crate::domain::severity::Severity;
 use crate::domain::timestamp;
 
 /// Entities are not followed deeper than this.
-pub const MAX_ENTITY_DEPTH: usize = 16;
+pub(crate) const MAX_ENTITY_DEPTH: usize = 16;
 /// At most this many entities are read per alert.
-pub const MAX_ENTITIES: usize = 500;
+pub(crate) const MAX_ENTITIES: usize = 500;
 /// Depth limit of the `$id` collection walk (guards the stack on hostile input).
 const MAX_ID_WALK_DEPTH: usize = 64;
 
-pub const UNTITLED_INCIDENT: &str = "Untitled Sentinel Incident";
-pub const UNTITLED_ALERT: &str = "Untitled Sentinel Alert";
+pub(crate) const UNTITLED_INCIDENT: &str = "Untitled Sentinel Incident";
+pub(crate) const UNTITLED_ALERT: &str = "Untitled Sentinel Alert";
 
 /// The Sentinel source.
 #[derive(Debug, Clone, Copy, Default)]
@@ -73,7 +73,7 @@ fn shape_error() -> ParseError {
 }
 
 /// Severity table of §2.3.
-pub fn map_severity(s: Option<&str>) -> Severity {
+pub(crate) fn map_severity(s: Option<&str>) -> Severity {
     match s.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Some("high") => Severity::High,
         Some("medium") => Severity::Medium,
@@ -380,7 +380,7 @@ fn parse_security_alert(body: &Value, row: &Map<String, Value>, ctx: &ParseConte
 // ---------------------------------------------------------------------------------------------
 
 /// Walks entity arrays, resolving `$id` / `$ref`, and applies the entity table.
-pub struct EntityWalker<'s> {
+pub(crate) struct EntityWalker<'s> {
     indicators: &'s mut IndicatorSet,
     hosts: &'s mut HostSet,
     entities: usize,
@@ -409,7 +409,8 @@ impl<'s> EntityWalker<'s> {
         }
     }
 
-    /// Number of entities read so far.
+    /// Number of entities read so far (tests).
+    #[cfg(test)]
     pub fn entity_count(&self) -> usize {
         self.entities
     }

@@ -16,19 +16,19 @@ use crate::domain::indicator::{parse_ip_lenient, IndicatorType};
 use crate::domain::severity::Severity;
 use crate::domain::timestamp;
 
-pub const UNTITLED: &str = "Untitled Splunk Alert";
+pub(crate) const UNTITLED: &str = "Untitled Splunk Alert";
 
 /// The Splunk source.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Splunk;
 
 /// Severity table of §4 (`urgency`, else `severity`).
-pub fn map_severity(s: Option<&str>) -> Severity {
+pub(crate) fn map_severity(s: Option<&str>) -> Severity {
     crate::domain::severity::from_label(s)
 }
 
 /// Values of a multivalue field: a JSON array, or one string split on `\n`. Trimmed, non-empty.
-pub fn multivalue(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn multivalue(v: Option<&Value>) -> Vec<String> {
     let mut out = Vec::new();
     let mut push_str = |s: &str| {
         for part in s.split('\n') {

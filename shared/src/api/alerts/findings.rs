@@ -14,7 +14,7 @@ use crate::api::ApiError;
 use crate::service::alerts::{self, NewFinding};
 use crate::service::{Actor, ActorKind};
 
-pub use crate::service::alerts::MAX_EVIDENCE_BYTES;
+pub(crate) use crate::service::alerts::MAX_EVIDENCE_BYTES;
 
 /// `GET /v1/alerts/{uuid}/findings`: oldest first.
 pub async fn list(Authorized { client, .. }: Authorized, Id(uuid, _): Id<res::Alert>) -> Result<Json<Value>, ApiError> {

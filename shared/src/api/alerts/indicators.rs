@@ -20,7 +20,7 @@ use crate::service::indicators::{self, EnrichmentWork};
 use crate::service::{Actor, ActorKind};
 
 /// `POST /v1/alerts/{uuid}/enrich` per key per minute (api spec §1).
-pub const REENRICH_PER_MINUTE: u32 = 60;
+pub(crate) const REENRICH_PER_MINUTE: u32 = 60;
 
 pub(super) async fn reenrich(
     State(state): State<AppState>,
@@ -50,7 +50,7 @@ fn work(state: &AppState) -> EnrichmentWork<'_> {
 }
 
 /// Most indicators one request may add.
-pub const MAX_ADDED: usize = 100;
+pub(crate) const MAX_ADDED: usize = 100;
 
 pub(super) async fn add(
     State(state): State<AppState>,

@@ -16,7 +16,7 @@ use crate::domain::malice::Malice;
 use crate::domain::severity::Severity;
 use crate::service::{alerts, Actor, ActorKind};
 
-pub use crate::service::alerts::{CLASSIFICATIONS, ENRICHMENT_STATUSES, SEVERITY_RANK_SQL, SOURCES, STATUSES};
+pub(crate) use crate::service::alerts::{CLASSIFICATIONS, ENRICHMENT_STATUSES, SEVERITY_RANK_SQL, SOURCES, STATUSES};
 
 /// The alert's internal id; an unknown uuid is 404.
 pub(super) async fn alert_id(client: &impl stmt::Cached, uuid: Uuid) -> Result<(i64, Uuid), ApiError> {

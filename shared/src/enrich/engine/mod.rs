@@ -46,7 +46,7 @@ mod fanin;
 mod result;
 
 use result::extracted;
-pub use result::{ProviderResult, ResultStatus};
+pub(crate) use result::{ProviderResult, ResultStatus};
 
 /// Tunables; the defaults follow providers spec §1.5.
 #[derive(Debug, Clone)]
@@ -866,7 +866,7 @@ pub(crate) async fn complete_now(
 /// The sweeper's duty: alerts past their enrichment deadline are completed with what they have
 /// and queued for dispatch (reason `deadline`). Late results still land on their links and in
 /// the cache; they never cause a second dispatch.
-pub async fn complete_overdue(outbox: &Outbox, limit: i64) -> Result<usize, DbError> {
+pub(crate) async fn complete_overdue(outbox: &Outbox, limit: i64) -> Result<usize, DbError> {
     let mut client = outbox.pool().get().await?;
     let tx = client.transaction().await?;
     let due: Vec<i64> = stmt::query(

@@ -23,7 +23,7 @@ use crate::enrich::provider::{
     REQUEST_TIMEOUT,
 };
 
-pub const DEFAULT_BASE_URL: &str = "https://api.abuseipdb.com/api/v2";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.abuseipdb.com/api/v2";
 
 const SUPPORTED: &[IndicatorType] = &[IndicatorType::Ip];
 
@@ -122,7 +122,7 @@ impl AbuseIpDb {
 }
 
 /// The output name of an AbuseIPDB category id (`category_<n>` for unknown ids).
-pub fn category_name(id: u64) -> String {
+pub(crate) fn category_name(id: u64) -> String {
     let name = match id {
         1 => "dns_compromise",
         2 => "dns_poisoning",

@@ -20,17 +20,17 @@ use crate::domain::indicator::IndicatorType;
 use crate::domain::malice::Malice;
 use crate::enrich::provider::{http_client, parse_retry_after, Lookup, Provider, ProviderError, REQUEST_TIMEOUT};
 
-pub const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
-pub const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
-pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+pub(crate) const DEFAULT_LOGIN_BASE_URL: &str = "https://login.microsoftonline.com";
+pub(crate) const DEFAULT_GRAPH_BASE_URL: &str = "https://graph.microsoft.com";
+pub(crate) const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 
 /// The user properties asked for in step 1.
 pub const USER_SELECT: &str = "id,displayName,userPrincipalName,mail,accountEnabled,department,jobTitle,employeeType,officeLocation,city,state,country,userType,createdDateTime,lastPasswordChangeDateTime,onPremisesSyncEnabled";
 
 /// At most this many memberOf entries (groups + roles) are kept.
-pub const MAX_MEMBERSHIPS: usize = 300;
+pub(crate) const MAX_MEMBERSHIPS: usize = 300;
 /// `@odata.nextLink` is followed at most this many times.
-pub const MAX_NEXT_LINKS: usize = 2;
+pub(crate) const MAX_NEXT_LINKS: usize = 2;
 
 const SUPPORTED: &[IndicatorType] = &[IndicatorType::Account];
 
@@ -114,7 +114,7 @@ impl fmt::Debug for Entra {
 }
 
 /// How an account value is looked up in Graph: a UPN (contains `@`) or an object id (GUID).
-pub fn lookup_key(value: &str) -> Result<&str, &'static str> {
+pub(crate) fn lookup_key(value: &str) -> Result<&str, &'static str> {
     let v = value.trim();
     if v.is_empty() || v == "." || v == ".." {
         return Err("invalid_value");
@@ -128,7 +128,7 @@ pub fn lookup_key(value: &str) -> Result<&str, &'static str> {
 
 /// Our name for a Graph authentication method type (`@odata.type` suffix); `None` for
 /// passwords, which are not a second factor.
-pub fn method_type(odata_type: &str) -> Option<String> {
+pub(crate) fn method_type(odata_type: &str) -> Option<String> {
     let t = odata_type.trim_start_matches("#microsoft.graph.");
     Some(
         match t {

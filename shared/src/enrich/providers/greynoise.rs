@@ -18,7 +18,7 @@ use crate::enrich::provider::{
     http_client, parse_retry_after, until_next_utc_midnight, Lookup, Provider, ProviderError, REQUEST_TIMEOUT,
 };
 
-pub const DEFAULT_BASE_URL: &str = "https://api.greynoise.io/v3";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://api.greynoise.io/v3";
 
 const SUPPORTED: &[IndicatorType] = &[IndicatorType::Ip];
 

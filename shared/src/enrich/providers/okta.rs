@@ -25,7 +25,7 @@ use crate::enrich::provider::{
 const SUPPORTED: &[IndicatorType] = &[IndicatorType::Account];
 
 /// At most this many group names are kept.
-pub const MAX_GROUPS: usize = 100;
+pub(crate) const MAX_GROUPS: usize = 100;
 
 /// How the API token is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,7 +98,7 @@ impl fmt::Debug for Okta {
 
 /// The Okta lookup key for an account value: anything up to a `\` removed
 /// (`corp\jdoe` → `jdoe`). `Err(reason)` when the value cannot be looked up.
-pub fn lookup_key(value: &str) -> Result<&str, &'static str> {
+pub(crate) fn lookup_key(value: &str) -> Result<&str, &'static str> {
     let key = value.rsplit('\\').next().unwrap_or(value).trim();
     if key.is_empty() || key == "." || key == ".." {
         return Err("invalid_value");
@@ -111,7 +111,7 @@ pub fn lookup_key(value: &str) -> Result<&str, &'static str> {
 }
 
 /// Our name for an Okta `factorType`.
-pub fn factor_type(t: &str) -> String {
+pub(crate) fn factor_type(t: &str) -> String {
     match t {
         "push" => "push",
         "token:software:totp" => "totp",

@@ -23,9 +23,9 @@ use crate::enrich::provider::{
     http_client, parse_retry_after, until_next_utc_midnight, Lookup, Provider, ProviderError, REQUEST_TIMEOUT,
 };
 
-pub const DEFAULT_BASE_URL: &str = "https://www.virustotal.com/api/v3";
+pub(crate) const DEFAULT_BASE_URL: &str = "https://www.virustotal.com/api/v3";
 /// GUI links always point at the public site, whatever the API base.
-pub const GUI_BASE: &str = "https://www.virustotal.com/gui";
+pub(crate) const GUI_BASE: &str = "https://www.virustotal.com/gui";
 
 const SUPPORTED: &[IndicatorType] = &[
     IndicatorType::Ip,

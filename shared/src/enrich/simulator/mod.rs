@@ -44,13 +44,13 @@ use greynoise::*;
 use okta::*;
 use virustotal::*;
 
-pub const DEMO_VIRUSTOTAL_KEY: &str = "demo-virustotal-key";
-pub const DEMO_ABUSEIPDB_KEY: &str = "demo-abuseipdb-key";
-pub const DEMO_GREYNOISE_KEY: &str = "demo-greynoise-key";
-pub const DEMO_OKTA_TOKEN: &str = "demo-okta-api-token";
-pub const DEMO_ENTRA_TENANT: &str = "5d3f8a2c-1b4e-4f6a-9c7d-0e2b4a6c8d1f";
-pub const DEMO_ENTRA_CLIENT_ID: &str = "a7c3e9f1-4b2d-4e8a-b6c0-2f4d6e8a0b1c";
-pub const DEMO_ENTRA_CLIENT_SECRET: &str = "demo-entra-client-secret";
+pub(crate) const DEMO_VIRUSTOTAL_KEY: &str = "demo-virustotal-key";
+pub(crate) const DEMO_ABUSEIPDB_KEY: &str = "demo-abuseipdb-key";
+pub(crate) const DEMO_GREYNOISE_KEY: &str = "demo-greynoise-key";
+pub(crate) const DEMO_OKTA_TOKEN: &str = "demo-okta-api-token";
+pub(crate) const DEMO_ENTRA_TENANT: &str = "5d3f8a2c-1b4e-4f6a-9c7d-0e2b4a6c8d1f";
+pub(crate) const DEMO_ENTRA_CLIENT_ID: &str = "a7c3e9f1-4b2d-4e8a-b6c0-2f4d6e8a0b1c";
+pub(crate) const DEMO_ENTRA_CLIENT_SECRET: &str = "demo-entra-client-secret";
 
 /// The phishing URL of the demo data set.
 pub const DEMO_URL: &str = "https://evil-login-portal.com/office365/login.php";
@@ -148,11 +148,6 @@ pub fn router_with(opts: SimulatorOptions) -> Router {
 /// Serves [`router`] on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router()).await
-}
-
-/// [`serve`] with explicit options.
-pub async fn serve_with(listener: tokio::net::TcpListener, opts: SimulatorOptions) -> std::io::Result<()> {
-    axum::serve(listener, router_with(opts)).await
 }
 
 fn sub_url(base: &Url, segments: &[&str]) -> Url {
