@@ -52,7 +52,7 @@ impl Page {
     }
 
     /// The paginated envelope.
-    pub fn envelope(&self, data: Vec<Value>, total: i64) -> Value {
+    pub fn envelope<T: serde::Serialize>(&self, data: Vec<T>, total: i64) -> Value {
         let total_pages = if total == 0 {
             0
         } else {
@@ -143,9 +143,9 @@ mod tests {
         }
         let page = Page::from_query(&q(Some("3"), Some("500"))).unwrap();
         assert_eq!(page.offset(), 1000);
-        let env = Page { page: 1, page_size: 2 }.envelope(vec![], 5);
+        let env = Page { page: 1, page_size: 2 }.envelope(Vec::<Value>::new(), 5);
         assert_eq!(env["meta"]["total_pages"], 3);
-        let env = Page { page: 1, page_size: 2 }.envelope(vec![], 0);
+        let env = Page { page: 1, page_size: 2 }.envelope(Vec::<Value>::new(), 0);
         assert_eq!(env["meta"]["total_pages"], 0);
     }
 }

@@ -36,6 +36,7 @@ pub fn all() -> impl Iterator<Item = Migration> {
 }
 
 /// A digest of the whole set: test harnesses key their template database on it.
+#[cfg(any(test, feature = "test-support"))]
 pub(crate) fn fingerprint() -> String {
     let mut h = Sha256::new();
     for m in all() {

@@ -175,7 +175,7 @@ pub(super) async fn read(
         ["detection-rules"] => catalog::search_rules(c, &Default::default(), "a.name ASC, a.id ASC", CATALOG_LIMIT, 0)
             .await
             .map(|l| {
-                let rules: Vec<Value> = l.items.into_iter().map(summarize_rule).collect();
+                let rules: Vec<Value> = l.items.iter().map(|r| summarize_rule(json!(r))).collect();
                 json!({"detection_rules": rules, "count": rules.len(), "total": l.total})
             }),
         ["detection-rules", uuid] => async { catalog::get_rule(c, parse_uuid(uuid, "Detection rule")?).await }

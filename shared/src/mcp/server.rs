@@ -489,7 +489,7 @@ impl CalsetaMcp {
         let listed = svc!(catalog::search_rules(&*client, &filter, &order, size, (page - 1) * size).await);
         Ok(structured(&RulePage {
             next_page: next_page(page, size, listed.total),
-            rules: objects(listed.items),
+            rules: objects(listed.items.iter().map(|r| json!(r)).collect()),
             total: listed.total,
             page,
             page_size: size,

@@ -88,7 +88,7 @@ pub async fn alert_id(client: &impl Cached, uuid: Uuid) -> Result<(i64, Uuid), S
 
 /// One page of a list: the items and the total over all pages.
 #[derive(Debug, Clone)]
-pub struct Listed<T = Value> {
+pub struct Listed<T> {
     pub items: Vec<T>,
     pub total: i64,
 }

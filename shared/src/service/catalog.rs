@@ -3,7 +3,7 @@
 //! owns the admin writes (through `db::catalog`, shaped by the response types here).
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::alerts::Listed;
@@ -186,7 +186,7 @@ pub(crate) async fn search_rules(
     order: &str,
     limit: i64,
     offset: i64,
-) -> Result<Listed, ServiceError> {
+) -> Result<Listed<DetectionRule>, ServiceError> {
     let search = catalog::RuleSearch {
         source_name: f.source_name.clone(),
         severity: f.severity.clone(),
@@ -203,7 +203,7 @@ pub(crate) async fn search_rules(
     };
     let (rules, total) = catalog::search_rules(client, &search, order, limit, offset).await?;
     Ok(Listed {
-        items: rules.into_iter().map(|r| json!(DetectionRule::from(r))).collect(),
+        items: rules.into_iter().map(DetectionRule::from).collect(),
         total,
     })
 }
@@ -223,13 +223,10 @@ pub(crate) async fn list_documents(
     order: &str,
     limit: i64,
     offset: i64,
-) -> Result<Listed, ServiceError> {
+) -> Result<Listed<ContextDocument>, ServiceError> {
     let (docs, total) = catalog::list_documents(client, types.as_deref(), is_global, order, limit, offset).await?;
     Ok(Listed {
-        items: docs
-            .into_iter()
-            .map(|d| json!(ContextDocument::new(d, false)))
-            .collect(),
+        items: docs.into_iter().map(|d| ContextDocument::new(d, false)).collect(),
         total,
     })
 }
@@ -265,10 +262,10 @@ pub(crate) async fn list_workflows(
     order: &str,
     limit: i64,
     offset: i64,
-) -> Result<Listed, ServiceError> {
+) -> Result<Listed<Workflow>, ServiceError> {
     let (workflows, total) = catalog::list_workflows(client, f, order, limit, offset).await?;
     Ok(Listed {
-        items: workflows.into_iter().map(|w| json!(Workflow::from(w))).collect(),
+        items: workflows.into_iter().map(Workflow::from).collect(),
         total,
     })
 }
