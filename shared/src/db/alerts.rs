@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio_postgres::{types::Type, Error, Row};
 use uuid::Uuid;
 
+use crate::db::indicators::IndicatorRow;
 use crate::db::stmt::{self, Cached};
 
 /// Severity as a sortable rank (api spec §1): Critical 5 … Informational 1, Pending 0.
@@ -331,23 +332,10 @@ const INDICATORS_SQL: &str = "SELECT i.uuid, i.type, i.value, i.malice, i.malice
          FROM alert_indicators l JOIN indicators i ON i.id = l.indicator_id
          WHERE l.alert_id = $1 ORDER BY i.type, i.value";
 
-/// One indicator of an alert, with its link state and stored results.
+/// One indicator of an alert (stored results without raw responses), with its link state.
 #[derive(Debug, Clone)]
 pub struct AlertIndicatorRow {
-    pub uuid: Uuid,
-    /// The indicator type (`ip`, `domain`, …).
-    pub kind: String,
-    pub value: String,
-    pub malice: String,
-    pub malice_source: String,
-    pub malice_overridden_at: Option<DateTime<Utc>>,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-    pub is_enriched: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Provider name → `{status, extracted, malice, enriched_at, expires_at}`.
-    pub enrichment_results: Value,
+    pub indicator: IndicatorRow,
     pub enrichment_state: String,
     pub provider_status: Value,
 }
@@ -359,18 +347,7 @@ pub async fn indicators(client: &impl Cached, alert_id: i64) -> Result<Vec<Alert
         .iter()
         .map(|r| {
             Ok(AlertIndicatorRow {
-                uuid: r.try_get("uuid")?,
-                kind: r.try_get("type")?,
-                value: r.try_get("value")?,
-                malice: r.try_get("malice")?,
-                malice_source: r.try_get("malice_source")?,
-                malice_overridden_at: r.try_get("malice_overridden_at")?,
-                first_seen: r.try_get("first_seen")?,
-                last_seen: r.try_get("last_seen")?,
-                is_enriched: r.try_get("is_enriched")?,
-                created_at: r.try_get("created_at")?,
-                updated_at: r.try_get("updated_at")?,
-                enrichment_results: r.try_get("enrichment_results")?,
+                indicator: IndicatorRow::from_row(r)?,
                 enrichment_state: r.try_get("enrichment_state")?,
                 provider_status: r.try_get("provider_status")?,
             })

@@ -212,6 +212,26 @@ pub struct IndicatorRow {
     pub enrichment_results: Value,
 }
 
+impl IndicatorRow {
+    /// The indicator columns of `r` (also the indicator part of an alert's indicator rows).
+    pub(crate) fn from_row(r: &Row) -> PgResult<Self> {
+        Ok(IndicatorRow {
+            uuid: r.try_get("uuid")?,
+            indicator_type: r.try_get("type")?,
+            value: r.try_get("value")?,
+            malice: r.try_get("malice")?,
+            malice_source: r.try_get("malice_source")?,
+            malice_overridden_at: r.try_get("malice_overridden_at")?,
+            first_seen: r.try_get("first_seen")?,
+            last_seen: r.try_get("last_seen")?,
+            is_enriched: r.try_get("is_enriched")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+            enrichment_results: r.try_get("enrichment_results")?,
+        })
+    }
+}
+
 /// The indicator `uuid`, or `None`.
 pub async fn get(client: &impl Cached, uuid: Uuid) -> PgResult<Option<IndicatorRow>> {
     let row = stmt::query_opt(
@@ -228,23 +248,7 @@ pub async fn get(client: &impl Cached, uuid: Uuid) -> PgResult<Option<IndicatorR
         &[(&uuid, Type::UUID)],
     )
     .await?;
-    row.map(|r| {
-        Ok(IndicatorRow {
-            uuid: r.try_get("uuid")?,
-            indicator_type: r.try_get("type")?,
-            value: r.try_get("value")?,
-            malice: r.try_get("malice")?,
-            malice_source: r.try_get("malice_source")?,
-            malice_overridden_at: r.try_get("malice_overridden_at")?,
-            first_seen: r.try_get("first_seen")?,
-            last_seen: r.try_get("last_seen")?,
-            is_enriched: r.try_get("is_enriched")?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-            enrichment_results: r.try_get("enrichment_results")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(IndicatorRow::from_row).transpose()
 }
 
 /// A verdict change of one indicator.

@@ -158,19 +158,8 @@ pub async fn recent(client: &impl Cached, limit: i64) -> Result<Vec<RecentAlert>
 /// An indicator of the alert with each provider's stored result (no raw responses).
 #[derive(Debug, Clone, Serialize)]
 pub struct IndicatorWithResults {
-    pub uuid: Uuid,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub value: String,
-    pub malice: String,
-    pub malice_source: String,
-    pub malice_overridden_at: Option<String>,
-    pub first_seen: String,
-    pub last_seen: String,
-    pub is_enriched: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub enrichment_results: Value,
+    #[serde(flatten)]
+    pub indicator: super::indicators::Indicator,
     pub enrichment_state: String,
     pub provider_status: Value,
 }
@@ -178,18 +167,7 @@ pub struct IndicatorWithResults {
 impl From<AlertIndicatorRow> for IndicatorWithResults {
     fn from(r: AlertIndicatorRow) -> Self {
         IndicatorWithResults {
-            uuid: r.uuid,
-            kind: r.kind,
-            value: r.value,
-            malice: r.malice,
-            malice_source: r.malice_source,
-            malice_overridden_at: r.malice_overridden_at.map(iso),
-            first_seen: iso(r.first_seen),
-            last_seen: iso(r.last_seen),
-            is_enriched: r.is_enriched,
-            created_at: iso(r.created_at),
-            updated_at: iso(r.updated_at),
-            enrichment_results: r.enrichment_results,
+            indicator: r.indicator.into(),
             enrichment_state: r.enrichment_state,
             provider_status: r.provider_status,
         }

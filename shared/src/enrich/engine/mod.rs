@@ -399,17 +399,7 @@ impl Engine {
     ) -> (Plan, Option<Malice>) {
         if let Some(reason) = blocked {
             let mut ps = Map::new();
-            ps.insert(
-                "_validation".into(),
-                ProviderResult::problem(
-                    "_validation",
-                    ResultStatus::Skipped,
-                    reason,
-                    format!("Enrichment skipped: {reason}"),
-                    None,
-                )
-                .link_entry(),
-            );
+            ps.insert("_validation".into(), never_sent(reason).link_entry());
             let plan = Plan::Finish {
                 state: "skipped",
                 provider_status: ps,
@@ -730,16 +720,7 @@ impl Engine {
     pub async fn enrich_now(&self, kind: IndicatorType, value: &str) -> Result<OnDemand, DbError> {
         let mut results = BTreeMap::new();
         if let Some(reason) = self.policy.check(kind, value) {
-            results.insert(
-                "_validation".to_string(),
-                ProviderResult::problem(
-                    "_validation",
-                    ResultStatus::Skipped,
-                    reason,
-                    format!("Enrichment skipped: {reason}"),
-                    None,
-                ),
-            );
+            results.insert("_validation".to_string(), never_sent(reason));
             return Ok(OnDemand {
                 kind,
                 value: value.to_string(),
@@ -952,4 +933,15 @@ fn triage(items: &[(EnrichRequest, u32)], links: &LinkStates) -> Triage {
         indicators,
         settled,
     }
+}
+
+/// The result recorded instead of any lookup for a value the never-send policy refuses.
+fn never_sent(reason: &str) -> ProviderResult {
+    ProviderResult::problem(
+        "_validation",
+        ResultStatus::Skipped,
+        reason,
+        format!("Enrichment skipped: {reason}"),
+        None,
+    )
 }
